@@ -1,0 +1,74 @@
+//! `lakehouse`: one binary that serves every service (or one, with `--only`)
+//! and carries the client subcommands.
+
+mod config;
+mod serve;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lakehouse", version, about = "A self-hosted lakehouse: object storage, Parquet datasets, SQL and vector search in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the lakehouse (every service on one port, or one with --only).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen address [default: 127.0.0.1:8080, or the service's own port with --only].
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Data directory [default: ./lakehouse-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML config file (one section per service).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run just this service as a daemon.
+    #[arg(long, value_enum)]
+    pub only: Option<serve::Service>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve::run(args))
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `lakehouse serve`: assemble the services this process runs, bind, serve
+//! until SIGINT/SIGTERM.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lakehouse_common::server::{self, ServerOptions};
+use lakehouse_common::{Metrics, ReadyCheck};
+use lakehouse_storaged::Storage;
+use lakehouse_storaged::backend::BackendKind;
+
+use crate::ServeArgs;
+use crate::config::{Config, Overrides, process_env};
+
+/// The services a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Storaged,
+}
+
+impl Service {
+    fn default_bind(self) -> &'static str {
+        match self {
+            Service::Storaged => "127.0.0.1:8081",
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref(), &process_env())?;
+    let overrides = Overrides {
+        bind: args.bind.clone(),
+        data_dir: args.data_dir.clone(),
+    };
+    if let Some(d) = overrides.data_dir {
+        cfg.server.data_dir = d;
+    }
+    let bind = match (overrides.bind, args.only) {
+        (Some(b), _) => b,
+        (None, None) => cfg.server.bind.clone(),
+        (None, Some(Service::Storaged)) => cfg
+            .storaged
+            .bind
+            .clone()
+            .unwrap_or_else(|| Service::Storaged.default_bind().to_string()),
+    };
+    let runs = |s: Service| args.only.is_none_or(|o| o == s);
+
+    let metrics = Metrics::new();
+    let mut router = axum::Router::new();
+    let mut checks = Vec::new();
+    // Held for the life of the process: one server per data directory.
+    let mut _lock: Option<File> = None;
+
+    if runs(Service::Storaged) {
+        if cfg.storaged.backend == BackendKind::Fs {
+            _lock = Some(lock_data_dir(&cfg.server.data_dir)?);
+        }
+        let backend = cfg
+            .storaged
+            .open(&cfg.server.data_dir)
+            .await
+            .context("opening the storage backend")?;
+        tracing::info!(backend = %backend.description, "storaged ready");
+        let storage = Arc::new(Storage::new(&backend, cfg.storaged.max_object_size.0));
+        router = router.merge(lakehouse_storaged::http::router(storage.clone()));
+        checks.push(ReadyCheck::new("storaged", move || {
+            let s = storage.clone();
+            async move { s.ping().await.map_err(|e| e.to_string()) }
+        }));
+    }
+
+    let opts = ServerOptions {
+        request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
+    };
+    let app = server::finish_router(router, metrics, checks, &opts);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    // One line on stdout, for people and for tests that bind port 0.
+    println!("lakehouse listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Takes an exclusive lock on `<data_dir>/lakehouse.lock` so two servers never
+/// share a data directory (storaged's conditional writes rely on being the
+/// only writer).
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("lakehouse.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another lakehouse server is using the data directory {}",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
