@@ -623,8 +623,9 @@ pub fn unquote(etag: &str) -> &str {
 /// Does an `If-Match`/`If-None-Match` list (`*`, or comma-separated ETags)
 /// match the current ETag?
 fn etag_matches(header: &str, current: Option<&str>) -> bool {
+    // Nothing matches an absent object, not even `*`.
     let Some(current) = current.map(unquote) else {
-        return header.trim() == "*";
+        return false;
     };
     header
         .split(',')

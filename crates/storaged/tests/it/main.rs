@@ -1,0 +1,6 @@
+//! storaged integration tests (one binary for the crate).
+
+mod atomic;
+mod router;
+mod suite;
+mod support;
