@@ -1,1 +1,5 @@
-//! End-to-end tests: spawn the real `lakehouse` binary.
+//! End-to-end tests: spawn the real `lakehouse` binary (one test binary for
+//! the crate, because linking is the slow part).
+
+mod storage;
+mod support;
