@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ByteSize(pub u64);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid byte size {input:?}: expected a number of bytes or a number with a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")]
+#[error(
+    "invalid byte size {input:?}: expected a number of bytes or a number with a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+)]
 pub struct ParseByteSizeError {
     input: String,
 }
@@ -47,9 +49,14 @@ impl std::str::FromStr for ByteSize {
 
 impl std::fmt::Display for ByteSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, n) in UNITS {
-            if self.0 >= n && self.0 % n == 0 {
+            if self.0 >= n && self.0.is_multiple_of(n) {
                 return write!(f, "{}{}", self.0 / n, name);
             }
         }
@@ -87,7 +94,10 @@ mod tests {
         assert_eq!("512".parse::<ByteSize>().unwrap(), ByteSize(512));
         assert_eq!("4MiB".parse::<ByteSize>().unwrap(), ByteSize(4 << 20));
         assert_eq!("10 GiB".parse::<ByteSize>().unwrap(), ByteSize(10 << 30));
-        assert_eq!("1.5GB".parse::<ByteSize>().unwrap(), ByteSize(1_500_000_000));
+        assert_eq!(
+            "1.5GB".parse::<ByteSize>().unwrap(),
+            ByteSize(1_500_000_000)
+        );
         assert!("ten".parse::<ByteSize>().is_err());
         assert!("5 parsecs".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(4 << 20).to_string(), "4MiB");

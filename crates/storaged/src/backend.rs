@@ -188,9 +188,8 @@ impl StoragedConfig {
         let (store, description): (Arc<dyn ObjectStore>, String) = match &self.prefix {
             Some(p) if !p.trim_matches('/').is_empty() => {
                 let p = p.trim_matches('/');
-                let path = object_store::path::Path::parse(p).map_err(|e| {
-                    BackendError::Config(format!("invalid `prefix` {p:?}: {e}"))
-                })?;
+                let path = object_store::path::Path::parse(p)
+                    .map_err(|e| BackendError::Config(format!("invalid `prefix` {p:?}: {e}")))?;
                 (
                     Arc::new(PrefixStore::new(s3, path)),
                     format!("s3://{bucket}/{p}"),

@@ -21,8 +21,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, UploadPart,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UploadPart,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode, header};
@@ -122,7 +122,8 @@ impl StoragedClient {
         after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, object_store::Error> {
-        let mut q: Vec<(&str, String)> = vec![("prefix", prefix.to_string()), ("limit", limit.to_string())];
+        let mut q: Vec<(&str, String)> =
+            vec![("prefix", prefix.to_string()), ("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a.to_string()));
         }
@@ -141,7 +142,11 @@ impl StoragedClient {
             .map_err(|e| generic(ClientError::Transport(e)))
     }
 
-    fn list_stream(&self, prefix: String, after: Option<String>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list_stream(
+        &self,
+        prefix: String,
+        after: Option<String>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let client = self.clone();
         futures::stream::try_unfold(Some(after), move |state| {
             let client = client.clone();
@@ -233,10 +238,15 @@ fn etag_of(h: &header::HeaderMap) -> Option<String> {
 
 /// Maps a storaged error response to the `object_store::Error` variant
 /// callers branch on, by status code (never by message text).
-async fn error_from_response(resp: reqwest::Response, key: &str, create: bool) -> object_store::Error {
+async fn error_from_response(
+    resp: reqwest::Response,
+    key: &str,
+    create: bool,
+) -> object_store::Error {
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_slice::<lakehouse_common::error::ErrorBody>(&body) {
+    let (code, message) = match serde_json::from_slice::<lakehouse_common::error::ErrorBody>(&body)
+    {
         Ok(b) => (b.error.code, b.error.message),
         Err(_) => (String::new(), String::from_utf8_lossy(&body).into_owned()),
     };
@@ -248,12 +258,17 @@ async fn error_from_response(resp: reqwest::Response, key: &str, create: bool) -
     let path = key.to_string();
     match status {
         StatusCode::NOT_FOUND => object_store::Error::NotFound { path, source },
-        StatusCode::PRECONDITION_FAILED if create => object_store::Error::AlreadyExists { path, source },
+        StatusCode::PRECONDITION_FAILED if create => {
+            object_store::Error::AlreadyExists { path, source }
+        }
         StatusCode::PRECONDITION_FAILED => object_store::Error::Precondition { path, source },
         StatusCode::NOT_MODIFIED => object_store::Error::NotModified { path, source },
         StatusCode::UNAUTHORIZED => object_store::Error::Unauthenticated { path, source },
         StatusCode::FORBIDDEN => object_store::Error::PermissionDenied { path, source },
-        _ => object_store::Error::Generic { store: STORE, source },
+        _ => object_store::Error::Generic {
+            store: STORE,
+            source,
+        },
     }
 }
 
@@ -322,7 +337,12 @@ impl ObjectStore for StoragedClient {
         let key = location.as_ref().to_string();
         let request = tokio::spawn(async move {
             client
-                .put_body(&key, reqwest::Body::wrap_stream(body), None, &PutMode::Overwrite)
+                .put_body(
+                    &key,
+                    reqwest::Body::wrap_stream(body),
+                    None,
+                    &PutMode::Overwrite,
+                )
                 .await
         });
         Ok(Box::new(HttpUpload {
@@ -333,7 +353,11 @@ impl ObjectStore for StoragedClient {
         }))
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         let key = location.as_ref();
         if options.version.is_some() {
             return Err(object_store::Error::NotSupported {
@@ -342,7 +366,11 @@ impl ObjectStore for StoragedClient {
                 )),
             });
         }
-        let method = if options.head { Method::HEAD } else { Method::GET };
+        let method = if options.head {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
         let mut req = self.http.request(method, self.object_url(key));
         if let (Some(r), false) = (&options.range, options.head) {
             req = req.header(header::RANGE, range_header(r)?);
@@ -375,10 +403,17 @@ impl ObjectStore for StoragedClient {
             h.get(header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_content_range)
-                .ok_or_else(|| generic(ClientError::Protocol("206 without a valid Content-Range".into())))?
+                .ok_or_else(|| {
+                    generic(ClientError::Protocol(
+                        "206 without a valid Content-Range".into(),
+                    ))
+                })?
         } else {
-            let size = content_length
-                .ok_or_else(|| generic(ClientError::Protocol("response without Content-Length".into())))?;
+            let size = content_length.ok_or_else(|| {
+                generic(ClientError::Protocol(
+                    "response without Content-Length".into(),
+                ))
+            })?;
             (0..size, size)
         };
         let last_modified = h
@@ -386,7 +421,11 @@ impl ObjectStore for StoragedClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
             .map(DateTime::<Utc>::from)
-            .ok_or_else(|| generic(ClientError::Protocol("response without Last-Modified".into())))?;
+            .ok_or_else(|| {
+                generic(ClientError::Protocol(
+                    "response without Last-Modified".into(),
+                ))
+            })?;
         let meta = ObjectMeta {
             location: location.clone(),
             last_modified,
@@ -460,7 +499,12 @@ impl ObjectStore for StoragedClient {
         })
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         let src = self.get_opts(from, GetOptions::default()).await?;
         let len = src.meta.size;
         let body = reqwest::Body::wrap_stream(src.into_stream());
@@ -487,7 +531,11 @@ fn quote_list(v: &str) -> String {
     v.split(',')
         .map(|t| {
             let t = t.trim();
-            if t == "*" { t.to_string() } else { format!("\"{}\"", unquote(t)) }
+            if t == "*" {
+                t.to_string()
+            } else {
+                format!("\"{}\"", unquote(t))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -554,7 +602,9 @@ impl HttpUpload {
     async fn finish_request(&mut self) -> object_store::Result<PutResult> {
         match self.request.take() {
             None => Err(generic(ClientError::UploadAborted)),
-            Some(h) => h.await.map_err(|e| generic(format!("upload task failed: {e}")))?,
+            Some(h) => h
+                .await
+                .map_err(|e| generic(format!("upload task failed: {e}")))?,
         }
     }
 }

@@ -76,16 +76,22 @@ impl From<StorageError> for ApiError {
 
 fn parse_key(raw: Result<UrlPath<String>, PathRejection>) -> Result<ObjectKey, ApiError> {
     let UrlPath(raw) = raw.map_err(|r| {
-        ApiError::bad_request("invalid_key", format!("invalid key in URL: {}", r.body_text()))
+        ApiError::bad_request(
+            "invalid_key",
+            format!("invalid key in URL: {}", r.body_text()),
+        )
     })?;
     ObjectKey::parse(&raw).map_err(|e| StorageError::invalid_key(&raw, e).into())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Result<Option<&'a str>, ApiError> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
     match h.get(&name) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
-            ApiError::bad_request("invalid_header", format!("header {name} is not valid ASCII"))
+            ApiError::bad_request(
+                "invalid_header",
+                format!("header {name} is not valid ASCII"),
+            )
         }),
     }
 }
@@ -96,7 +102,10 @@ fn http_date(h: &HeaderMap, name: header::HeaderName) -> Result<Option<DateTime<
         Some(s) => httpdate::parse_http_date(s)
             .map(|t| Some(DateTime::<Utc>::from(t)))
             .map_err(|_| {
-                ApiError::bad_request("invalid_header", format!("header {name} is not an HTTP date: {s:?}"))
+                ApiError::bad_request(
+                    "invalid_header",
+                    format!("header {name} is not an HTTP date: {s:?}"),
+                )
             }),
     }
 }
@@ -130,7 +139,10 @@ async fn put_object(
     let content_length = match header_str(&headers, header::CONTENT_LENGTH)? {
         None => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request("invalid_header", format!("Content-Length {s:?} is not a number"))
+            ApiError::bad_request(
+                "invalid_header",
+                format!("Content-Length {s:?} is not a number"),
+            )
         })?),
     };
     let outcome = storage
@@ -208,7 +220,10 @@ fn meta_headers(h: &mut HeaderMap, r: &ReadResult) {
             r.range.end.saturating_sub(1),
             r.meta.size
         );
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&cr).expect("ascii"),
+        );
     }
 }
 
@@ -321,12 +336,18 @@ async fn list_objects(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|r| {
-        ApiError::bad_request("invalid_argument", format!("invalid query: {}", r.body_text()))
+        ApiError::bad_request(
+            "invalid_argument",
+            format!("invalid query: {}", r.body_text()),
+        )
     })?;
     let limit = match p.limit.as_deref() {
         None | Some("") => DEFAULT_LIST_LIMIT,
         Some(s) => s.parse::<usize>().map_err(|_| {
-            ApiError::bad_request("invalid_argument", format!("limit must be a number, got {s:?}"))
+            ApiError::bad_request(
+                "invalid_argument",
+                format!("limit must be a number, got {s:?}"),
+            )
         })?,
     };
     let page = storage
@@ -345,7 +366,10 @@ mod tests {
 
     #[test]
     fn range_header_parsing() {
-        assert_eq!(parse_range(Some("bytes=0-4")), Some(GetRange::Bounded(0..5)));
+        assert_eq!(
+            parse_range(Some("bytes=0-4")),
+            Some(GetRange::Bounded(0..5))
+        );
         assert_eq!(parse_range(Some("bytes=10-")), Some(GetRange::Offset(10)));
         assert_eq!(parse_range(Some("bytes=-3")), Some(GetRange::Suffix(3)));
         assert_eq!(parse_range(Some("bytes=5-1")), None);

@@ -319,7 +319,11 @@ impl Storage {
     /// A backend write failed. On a filesystem a key cannot be both an object
     /// and a "directory" (`a` and `a/b`); report that as a conflict naming
     /// the clashing key instead of an opaque 500.
-    async fn diagnose_write_error(&self, key: &ObjectKey, err: object_store::Error) -> StorageError {
+    async fn diagnose_write_error(
+        &self,
+        key: &ObjectKey,
+        err: object_store::Error,
+    ) -> StorageError {
         let k = key.as_str();
         let mut idx = 0;
         while let Some(pos) = k[idx..].find('/') {
@@ -329,7 +333,9 @@ impl Storage {
             {
                 return StorageError::Conflict {
                     key: k.to_string(),
-                    detail: format!("an object exists at {ancestor:?}, so it cannot also be a prefix"),
+                    detail: format!(
+                        "an object exists at {ancestor:?}, so it cannot also be a prefix"
+                    ),
                 };
             }
             idx += pos + 1;
@@ -600,7 +606,7 @@ pub fn resolve_range(range: &GetRange, size: u64) -> Option<Range<u64>> {
                 Some(r.start..r.end.min(size))
             }
         }
-        GetRange::Offset(o) => (*o < size).then(|| *o..size),
+        GetRange::Offset(o) => (*o < size).then_some(*o..size),
         GetRange::Suffix(n) => {
             if *n == 0 || size == 0 {
                 None
@@ -648,7 +654,9 @@ fn check_read_preconditions(key: &ObjectKey, req: &GetRequest, meta: &ObjectMeta
     } else if let Some(ius) = req.if_unmodified_since
         && lm > ius.timestamp()
     {
-        return Err(failed("modified since the If-Unmodified-Since date".to_string()));
+        return Err(failed(
+            "modified since the If-Unmodified-Since date".to_string(),
+        ));
     }
     let not_modified = || StorageError::NotModified {
         key: key.to_string(),

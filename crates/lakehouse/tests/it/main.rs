@@ -1,5 +1,6 @@
 //! End-to-end tests: spawn the real `lakehouse` binary (one test binary for
 //! the crate, because linking is the slow part).
 
+mod catalog;
 mod storage;
 mod support;

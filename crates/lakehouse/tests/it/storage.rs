@@ -52,7 +52,11 @@ async fn assert_object(http: &reqwest::Client, url: &str, seed: u64, size: usize
     let mut offset = 0u64;
     while let Some(b) = stream.next().await {
         let b = b.unwrap();
-        assert_eq!(&b[..], &expected(seed, offset, b.len())[..], "bytes at {offset} of {url}");
+        assert_eq!(
+            &b[..],
+            &expected(seed, offset, b.len())[..],
+            "bytes at {offset} of {url}"
+        );
         offset += b.len() as u64;
     }
     assert_eq!(offset, size as u64);
@@ -73,10 +77,18 @@ async fn large_objects_ranges_and_kill_9_mid_write() {
 
     // 2. Ranges of it back.
     let total = (100 * MIB) as u64;
-    for (start, len) in [(0u64, 10usize), (12_345_678, MIB), (total - 17, 17), (50 * MIB as u64 - 3, 4 * MIB + 6)] {
+    for (start, len) in [
+        (0u64, 10usize),
+        (12_345_678, MIB),
+        (total - 17, 17),
+        (50 * MIB as u64 - 3, 4 * MIB + 6),
+    ] {
         let resp = http
             .get(&first)
-            .header("range", format!("bytes={}-{}", start, start + len as u64 - 1))
+            .header(
+                "range",
+                format!("bytes={}-{}", start, start + len as u64 - 1),
+            )
             .send()
             .await
             .unwrap();
@@ -107,13 +119,20 @@ async fn large_objects_ranges_and_kill_9_mid_write() {
     let put = {
         let http = http.clone();
         let second = second.clone();
-        tokio::spawn(async move { http.put(&second).body(reqwest::Body::wrap_stream(slow)).send().await })
+        tokio::spawn(async move {
+            http.put(&second)
+                .body(reqwest::Body::wrap_stream(slow))
+                .send()
+                .await
+        })
     };
     sent_rx.recv().await.unwrap();
     server.kill9();
     let res = put.await.unwrap();
     assert!(
-        res.as_ref().map(|r| !r.status().is_success()).unwrap_or(true),
+        res.as_ref()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true),
         "the interrupted PUT was not acknowledged"
     );
 
@@ -154,30 +173,73 @@ async fn operations_endpoints_and_graceful_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[], &[]);
     let http = reqwest::Client::new();
-    let h: serde_json::Value = http.get(format!("{}/health", server.url)).send().await.unwrap().json().await.unwrap();
+    let h: serde_json::Value = http
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
-    let r = http.get(format!("{}/ready", server.url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/ready", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r: serde_json::Value = r.json().await.unwrap();
     assert_eq!(r["checks"]["storaged"]["ok"], true);
-    http.put(format!("{}/storage/objects/m", server.url)).body("x").send().await.unwrap();
-    http.get(format!("{}/storage/objects/missing", server.url)).send().await.unwrap();
-    let resp = http.get(format!("{}/metrics", server.url)).send().await.unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    http.put(format!("{}/storage/objects/m", server.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("{}/storage/objects/missing", server.url))
+        .send()
+        .await
+        .unwrap();
+    let resp = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let m = resp.text().await.unwrap();
     assert!(m.contains(r#"lakehouse_http_requests_total{route="/storage/objects/{*key}",method="PUT",status="200"} 1"#), "{m}");
-    assert!(m.contains(r#"route="/storage/objects/{*key}",method="GET",status="404"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"route="/storage/objects/{*key}",method="GET",status="404"} 1"#),
+        "{m}"
+    );
     assert!(m.contains("lakehouse_http_request_duration_seconds_bucket"));
-    let id = http.get(format!("{}/health", server.url)).send().await.unwrap();
+    let id = http
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap();
     assert!(id.headers().contains_key("x-request-id"));
 
     // A second server on the same data directory is refused, clearly.
     let (status, _, stderr) = run_cli(
-        &["serve", "--bind", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
         &[("LAKEHOUSE_LOG", "error")],
     );
     assert!(!status.success());
-    assert!(stderr.contains("another lakehouse server is using the data directory"), "{stderr}");
+    assert!(
+        stderr.contains("another lakehouse server is using the data directory"),
+        "{stderr}"
+    );
 
     let status = server.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// A running `lakehouse serve` child process on an ephemeral port.
 pub struct Server {
     child: Option<Child>,

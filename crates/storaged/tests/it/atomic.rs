@@ -20,7 +20,12 @@ async fn readers_never_see_a_partial_object() {
         let http = reqwest::Client::new();
         let obj = format!("{url}/storage/objects/atomic/obj");
         // The old version: all 0xAA.
-        let r = http.put(&obj).body(vec![0xAAu8; OLD_SIZE]).send().await.unwrap();
+        let r = http
+            .put(&obj)
+            .body(vec![0xAAu8; OLD_SIZE])
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
 
         let done = Arc::new(AtomicBool::new(false));
@@ -98,6 +103,11 @@ async fn a_broken_upload_leaves_nothing() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(gone, "staging files removed on {}: {:?}", tb.name, tb.fs_files());
+        assert!(
+            gone,
+            "staging files removed on {}: {:?}",
+            tb.name,
+            tb.fs_files()
+        );
     }
 }

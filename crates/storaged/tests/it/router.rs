@@ -26,9 +26,18 @@ async fn put_get_head_roundtrip() {
         assert_eq!(v["key"], "dir/hello.txt");
         assert_eq!(v["size"], 11);
         let tag = etag(&resp);
-        assert!(tag.starts_with('"') && tag.ends_with('"'), "quoted ETag {tag}");
+        assert!(
+            tag.starts_with('"') && tag.ends_with('"'),
+            "quoted ETag {tag}"
+        );
 
-        let (resp, body) = call(&r, req("GET", "/storage/objects/dir/hello.txt").body(Body::empty()).unwrap()).await;
+        let (resp, body) = call(
+            &r,
+            req("GET", "/storage/objects/dir/hello.txt")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(&body[..], b"hello world");
         assert_eq!(resp.headers()[header::CONTENT_LENGTH], "11");
@@ -36,7 +45,13 @@ async fn put_get_head_roundtrip() {
         assert_eq!(etag(&resp), tag, "{}", tb.name);
         assert!(resp.headers().contains_key(header::LAST_MODIFIED));
 
-        let (resp, body) = call(&r, req("HEAD", "/storage/objects/dir/hello.txt").body(Body::empty()).unwrap()).await;
+        let (resp, body) = call(
+            &r,
+            req("HEAD", "/storage/objects/dir/hello.txt")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(body.is_empty());
         assert_eq!(resp.headers()[header::CONTENT_LENGTH], "11");
@@ -44,18 +59,38 @@ async fn put_get_head_roundtrip() {
         // Overwrite replaces the bytes and the ETag.
         let (resp, _) = call(
             &r,
-            req("PUT", "/storage/objects/dir/hello.txt").body(Body::from("bye")).unwrap(),
+            req("PUT", "/storage/objects/dir/hello.txt")
+                .body(Body::from("bye"))
+                .unwrap(),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_ne!(etag(&resp), tag, "{}", tb.name);
-        let (_, body) = call(&r, req("GET", "/storage/objects/dir/hello.txt").body(Body::empty()).unwrap()).await;
+        let (_, body) = call(
+            &r,
+            req("GET", "/storage/objects/dir/hello.txt")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(&body[..], b"bye");
 
         // Empty objects are objects.
-        let (resp, _) = call(&r, req("PUT", "/storage/objects/empty").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("PUT", "/storage/objects/empty")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (resp, body) = call(&r, req("GET", "/storage/objects/empty").body(Body::empty()).unwrap()).await;
+        let (resp, body) = call(
+            &r,
+            req("GET", "/storage/objects/empty")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(body.is_empty());
     }
@@ -66,13 +101,23 @@ async fn missing_objects_are_404_json() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
         for method in ["GET", "HEAD"] {
-            let (resp, body) = call(&r, req(method, "/storage/objects/no/such/key").body(Body::empty()).unwrap()).await;
+            let (resp, body) = call(
+                &r,
+                req(method, "/storage/objects/no/such/key")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {}", tb.name);
             if method == "GET" {
                 assert_eq!(error_code(&body), "not_found");
             }
         }
-        let (resp, _) = call(&r, req("GET", "/no/such/route").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("GET", "/no/such/route").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     }
 }
@@ -81,7 +126,13 @@ async fn missing_objects_are_404_json() {
 async fn ranges_are_206_and_unsatisfiable_is_416() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        call(&r, req("PUT", "/storage/objects/r").body(Body::from("0123456789")).unwrap()).await;
+        call(
+            &r,
+            req("PUT", "/storage/objects/r")
+                .body(Body::from("0123456789"))
+                .unwrap(),
+        )
+        .await;
         let cases = [
             ("bytes=0-4", "01234", "bytes 0-4/10"),
             ("bytes=7-", "789", "bytes 7-9/10"),
@@ -92,21 +143,40 @@ async fn ranges_are_206_and_unsatisfiable_is_416() {
         for (range, want, content_range) in cases {
             let (resp, body) = call(
                 &r,
-                req("GET", "/storage/objects/r").header(header::RANGE, range).body(Body::empty()).unwrap(),
+                req("GET", "/storage/objects/r")
+                    .header(header::RANGE, range)
+                    .body(Body::empty())
+                    .unwrap(),
             )
             .await;
-            assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT, "{range} {}", tb.name);
+            assert_eq!(
+                resp.status(),
+                StatusCode::PARTIAL_CONTENT,
+                "{range} {}",
+                tb.name
+            );
             assert_eq!(&body[..], want.as_bytes(), "{range} {}", tb.name);
             assert_eq!(resp.headers()[header::CONTENT_RANGE], content_range);
-            assert_eq!(resp.headers()[header::CONTENT_LENGTH], want.len().to_string().as_str());
+            assert_eq!(
+                resp.headers()[header::CONTENT_LENGTH],
+                want.len().to_string().as_str()
+            );
         }
         for range in ["bytes=10-", "bytes=20-30", "bytes=-0"] {
             let (resp, body) = call(
                 &r,
-                req("GET", "/storage/objects/r").header(header::RANGE, range).body(Body::empty()).unwrap(),
+                req("GET", "/storage/objects/r")
+                    .header(header::RANGE, range)
+                    .body(Body::empty())
+                    .unwrap(),
             )
             .await;
-            assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range} {}", tb.name);
+            assert_eq!(
+                resp.status(),
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "{range} {}",
+                tb.name
+            );
             assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes */10");
             assert_eq!(error_code(&body), "range_not_satisfiable");
         }
@@ -114,7 +184,10 @@ async fn ranges_are_206_and_unsatisfiable_is_416() {
         for range in ["bytes=0-1,4-5", "items=0-3"] {
             let (resp, body) = call(
                 &r,
-                req("GET", "/storage/objects/r").header(header::RANGE, range).body(Body::empty()).unwrap(),
+                req("GET", "/storage/objects/r")
+                    .header(header::RANGE, range)
+                    .body(Body::empty())
+                    .unwrap(),
             )
             .await;
             assert_eq!(resp.status(), StatusCode::OK, "{range}");
@@ -136,7 +209,12 @@ async fn conditional_puts() {
         };
         // If-Match on a missing object fails.
         let (resp, body) = call(&r, put(Some(("if-match", "\"nope\"".into())), "x")).await;
-        assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED, "{}", tb.name);
+        assert_eq!(
+            resp.status(),
+            StatusCode::PRECONDITION_FAILED,
+            "{}",
+            tb.name
+        );
         assert_eq!(error_code(&body), "precondition_failed");
         // Create-only succeeds once.
         let (resp, _) = call(&r, put(Some(("if-none-match", "*".into())), "v1")).await;
@@ -149,10 +227,21 @@ async fn conditional_puts() {
         assert_eq!(resp.status(), StatusCode::OK, "{}", tb.name);
         let v2 = etag(&resp);
         let (resp, _) = call(&r, put(Some(("if-match", v1.clone())), "v3")).await;
-        assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED, "stale ETag {}", tb.name);
+        assert_eq!(
+            resp.status(),
+            StatusCode::PRECONDITION_FAILED,
+            "stale ETag {}",
+            tb.name
+        );
         let (resp, _) = call(&r, put(Some(("if-match", "*".into())), "v3")).await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (_, body) = call(&r, req("GET", "/storage/objects/c").body(Body::empty()).unwrap()).await;
+        let (_, body) = call(
+            &r,
+            req("GET", "/storage/objects/c")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(&body[..], b"v3", "{}", tb.name);
         assert_ne!(v1, v2);
         // Malformed conditions are 400 and write nothing.
@@ -166,7 +255,13 @@ async fn conditional_puts() {
             .unwrap();
         let (resp, _) = call(&r, both).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        let (_, body) = call(&r, req("GET", "/storage/objects/c").body(Body::empty()).unwrap()).await;
+        let (_, body) = call(
+            &r,
+            req("GET", "/storage/objects/c")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(&body[..], b"v3");
     }
 }
@@ -175,10 +270,19 @@ async fn conditional_puts() {
 async fn conditional_gets() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        let (resp, _) = call(&r, req("PUT", "/storage/objects/g").body(Body::from("data")).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("PUT", "/storage/objects/g")
+                .body(Body::from("data"))
+                .unwrap(),
+        )
+        .await;
         let tag = etag(&resp);
         let get = |k: &'static str, v: String| {
-            req("GET", "/storage/objects/g").header(k, v).body(Body::empty()).unwrap()
+            req("GET", "/storage/objects/g")
+                .header(k, v)
+                .body(Body::empty())
+                .unwrap()
         };
         let (resp, body) = call(&r, get("if-none-match", tag.clone())).await;
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "{}", tb.name);
@@ -191,8 +295,12 @@ async fn conditional_gets() {
         let (resp, body) = call(&r, get("if-match", "\"other\"".into())).await;
         assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
         assert_eq!(error_code(&body), "precondition_failed");
-        let future = httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(3600));
-        let past = httpdate::fmt_http_date(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+        let future = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+        );
+        let past = httpdate::fmt_http_date(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+        );
         let (resp, _) = call(&r, get("if-modified-since", future.clone())).await;
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
         let (resp, _) = call(&r, get("if-modified-since", past.clone())).await;
@@ -211,18 +319,54 @@ async fn conditional_gets() {
 async fn delete_is_idempotent() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        call(&r, req("PUT", "/storage/objects/d/x").body(Body::from("1")).unwrap()).await;
+        call(
+            &r,
+            req("PUT", "/storage/objects/d/x")
+                .body(Body::from("1"))
+                .unwrap(),
+        )
+        .await;
         for _ in 0..2 {
-            let (resp, _) = call(&r, req("DELETE", "/storage/objects/d/x").body(Body::empty()).unwrap()).await;
+            let (resp, _) = call(
+                &r,
+                req("DELETE", "/storage/objects/d/x")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{}", tb.name);
         }
-        let (resp, _) = call(&r, req("GET", "/storage/objects/d/x").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("GET", "/storage/objects/d/x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         // A "directory" is not an object either.
-        call(&r, req("PUT", "/storage/objects/p/q/r").body(Body::from("1")).unwrap()).await;
-        let (resp, _) = call(&r, req("DELETE", "/storage/objects/p/q").body(Body::empty()).unwrap()).await;
+        call(
+            &r,
+            req("PUT", "/storage/objects/p/q/r")
+                .body(Body::from("1"))
+                .unwrap(),
+        )
+        .await;
+        let (resp, _) = call(
+            &r,
+            req("DELETE", "/storage/objects/p/q")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{}", tb.name);
-        let (resp, _) = call(&r, req("GET", "/storage/objects/p/q/r").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("GET", "/storage/objects/p/q/r")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 }
@@ -243,8 +387,9 @@ async fn objects_over_the_limit_are_413_and_leave_nothing() {
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", tb.name);
         assert_eq!(error_code(&body), "too_large");
         // Streamed without a length: refused once the limit is crossed.
-        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-            (0..4).map(|_| Ok(bytes::Bytes::from(vec![1u8; 512]))).collect();
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4)
+            .map(|_| Ok(bytes::Bytes::from(vec![1u8; 512])))
+            .collect();
         let (resp, _) = call(
             &r,
             req("PUT", "/storage/objects/big")
@@ -254,17 +399,30 @@ async fn objects_over_the_limit_are_413_and_leave_nothing() {
         .await;
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", tb.name);
         // Exactly at the limit is fine.
-        let (resp, _) = call(&r, req("PUT", "/storage/objects/ok").body(Body::from(vec![0u8; 1024])).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("PUT", "/storage/objects/ok")
+                .body(Body::from(vec![0u8; 1024]))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (resp, _) = call(&r, req("GET", "/storage/objects/big").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("GET", "/storage/objects/big")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{}", tb.name);
         assert_eq!(tb.fs_files().len(), if tb.name == "fs" { 1 } else { 0 });
 
         // Past the multipart threshold: the upload is aborted, nothing remains.
         let limit = 10 << 20;
         let r = support::router(tb.storage(limit));
-        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-            (0..12).map(|_| Ok(bytes::Bytes::from(vec![3u8; 1 << 20]))).collect();
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..12)
+            .map(|_| Ok(bytes::Bytes::from(vec![3u8; 1 << 20])))
+            .collect();
         let (resp, _) = call(
             &r,
             req("PUT", "/storage/objects/huge")
@@ -273,9 +431,22 @@ async fn objects_over_the_limit_are_413_and_leave_nothing() {
         )
         .await;
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", tb.name);
-        let (resp, _) = call(&r, req("GET", "/storage/objects/huge").body(Body::empty()).unwrap()).await;
+        let (resp, _) = call(
+            &r,
+            req("GET", "/storage/objects/huge")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        assert_eq!(tb.fs_files(), if tb.name == "fs" { vec!["ok".to_string()] } else { vec![] });
+        assert_eq!(
+            tb.fs_files(),
+            if tb.name == "fs" {
+                vec!["ok".to_string()]
+            } else {
+                vec![]
+            }
+        );
     }
 }
 
@@ -306,7 +477,12 @@ async fn bad_keys_are_400() {
             for method in ["PUT", "GET", "HEAD", "DELETE"] {
                 let uri = format!("/storage/objects/{key}");
                 let (resp, body) = call(&r, req(method, &uri).body(Body::from("x")).unwrap()).await;
-                assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{method} {key:?} on {}", tb.name);
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::BAD_REQUEST,
+                    "{method} {key:?} on {}",
+                    tb.name
+                );
                 if method != "HEAD" {
                     assert_eq!(error_code(&body), "invalid_key", "{key:?}");
                     let text = String::from_utf8_lossy(&body);
@@ -316,7 +492,12 @@ async fn bad_keys_are_400() {
         }
         let (_, body) = call(&r, req("GET", "/storage/list").body(Body::empty()).unwrap()).await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["objects"].as_array().unwrap().len(), 0, "nothing written on {}", tb.name);
+        assert_eq!(
+            v["objects"].as_array().unwrap().len(),
+            0,
+            "nothing written on {}",
+            tb.name
+        );
         assert!(tb.fs_files().is_empty());
     }
 }
@@ -329,7 +510,10 @@ async fn unusual_keys_roundtrip() {
         ("with%20space/and%20more", "with space/and more"),
         ("percent%252Fslash", "percent%2Fslash"),
         ("%2548%2545LLO/x", "%48%45LLO/x"),
-        ("%C3%BCn%C3%AFc%C3%B6d%C3%A9/%E6%97%A5%E6%9C%AC/%F0%9F%99%80.parquet", "ünïcödé/日本/🙀.parquet"),
+        (
+            "%C3%BCn%C3%AFc%C3%B6d%C3%A9/%E6%97%A5%E6%9C%AC/%F0%9F%99%80.parquet",
+            "ünïcödé/日本/🙀.parquet",
+        ),
         ("odd%3C%20%26%20%3E'chars", "odd< & >'chars"),
         ("hash%23tag/x%231a", "hash#tag/x#1a"),
         ("dots.../..a", "dots.../..a"),
@@ -339,8 +523,18 @@ async fn unusual_keys_roundtrip() {
         for (i, (uri_key, key)) in cases.iter().enumerate() {
             let payload = format!("payload {i}");
             let uri = format!("/storage/objects/{uri_key}");
-            let (resp, body) = call(&r, req("PUT", &uri).body(Body::from(payload.clone())).unwrap()).await;
-            assert_eq!(resp.status(), StatusCode::OK, "{key:?} on {}: {}", tb.name, String::from_utf8_lossy(&body));
+            let (resp, body) = call(
+                &r,
+                req("PUT", &uri).body(Body::from(payload.clone())).unwrap(),
+            )
+            .await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "{key:?} on {}: {}",
+                tb.name,
+                String::from_utf8_lossy(&body)
+            );
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["key"], *key);
             let (resp, body) = call(&r, req("GET", &uri).body(Body::empty()).unwrap()).await;
@@ -374,7 +568,13 @@ async fn list_paginates_with_prefixes() {
         keys.push("database/x".into());
         keys.push("other".into());
         for k in &keys {
-            let (resp, _) = call(&r, req("PUT", &format!("/storage/objects/{k}")).body(Body::from("v")).unwrap()).await;
+            let (resp, _) = call(
+                &r,
+                req("PUT", &format!("/storage/objects/{k}"))
+                    .body(Body::from("v"))
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(resp.status(), StatusCode::OK);
         }
         // Page through "data/" ten at a time.
@@ -402,20 +602,42 @@ async fn list_paginates_with_prefixes() {
                 None => break,
             }
         }
-        let mut want: Vec<String> = keys.iter().filter(|k| k.starts_with("data/")).cloned().collect();
+        let mut want: Vec<String> = keys
+            .iter()
+            .filter(|k| k.starts_with("data/"))
+            .cloned()
+            .collect();
         want.sort();
         assert_eq!(seen, want, "{}", tb.name);
         assert_eq!(pages, 3);
         // A string prefix, not a directory: "data" matches data/, data.txt, database/.
-        let (_, body) = call(&r, req("GET", "/storage/list?prefix=data&limit=10000").body(Body::empty()).unwrap()).await;
+        let (_, body) = call(
+            &r,
+            req("GET", "/storage/list?prefix=data&limit=10000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["objects"].as_array().unwrap().len(), 28, "{}", tb.name);
-        let (_, body) = call(&r, req("GET", "/storage/list?prefix=data%2Fpart-01").body(Body::empty()).unwrap()).await;
+        let (_, body) = call(
+            &r,
+            req("GET", "/storage/list?prefix=data%2Fpart-01")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["objects"].as_array().unwrap().len(), 10);
         // Bad parameters are 400.
         for q in ["limit=0", "limit=10001", "limit=ten", "prefix=%00"] {
-            let (resp, body) = call(&r, req("GET", &format!("/storage/list?{q}")).body(Body::empty()).unwrap()).await;
+            let (resp, body) = call(
+                &r,
+                req("GET", &format!("/storage/list?{q}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{q}");
             assert_eq!(error_code(&body), "invalid_argument");
         }
@@ -431,14 +653,44 @@ fn urlencode(s: &str) -> String {
 async fn fs_key_prefix_conflicts_are_409() {
     let tb = support::fs().await;
     let r = support::router(tb.storage(BIG));
-    call(&r, req("PUT", "/storage/objects/a").body(Body::from("1")).unwrap()).await;
-    let (resp, body) = call(&r, req("PUT", "/storage/objects/a/b").body(Body::from("2")).unwrap()).await;
+    call(
+        &r,
+        req("PUT", "/storage/objects/a")
+            .body(Body::from("1"))
+            .unwrap(),
+    )
+    .await;
+    let (resp, body) = call(
+        &r,
+        req("PUT", "/storage/objects/a/b")
+            .body(Body::from("2"))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(&body), "key_conflict");
-    call(&r, req("PUT", "/storage/objects/x/y").body(Body::from("1")).unwrap()).await;
-    let (resp, body) = call(&r, req("PUT", "/storage/objects/x").body(Body::from("2")).unwrap()).await;
+    call(
+        &r,
+        req("PUT", "/storage/objects/x/y")
+            .body(Body::from("1"))
+            .unwrap(),
+    )
+    .await;
+    let (resp, body) = call(
+        &r,
+        req("PUT", "/storage/objects/x")
+            .body(Body::from("2"))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert!(String::from_utf8_lossy(&body).contains("x/"));
-    let (_, body) = call(&r, req("GET", "/storage/objects/a").body(Body::empty()).unwrap()).await;
+    let (_, body) = call(
+        &r,
+        req("GET", "/storage/objects/a")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(&body[..], b"1");
 }

@@ -113,7 +113,10 @@ pub async fn s3() -> Option<TestBackend> {
         secret_access_key: Some("test".to_string()),
         ..Default::default()
     };
-    let backend = cfg.open(std::path::Path::new("/nonexistent")).await.unwrap();
+    let backend = cfg
+        .open(std::path::Path::new("/nonexistent"))
+        .await
+        .unwrap();
     Some(TestBackend {
         name: "s3",
         backend,
