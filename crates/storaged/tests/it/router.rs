@@ -4,7 +4,7 @@ use axum::body::Body;
 use http::StatusCode;
 use http::header;
 
-use crate::support::{self, BIG, call, error_code, req};
+use crate::support::{self, BIG, call, error_code, req, send};
 
 fn etag(resp: &http::Response<Body>) -> String {
     resp.headers()[header::ETAG].to_str().unwrap().to_string()
@@ -14,11 +14,11 @@ fn etag(resp: &http::Response<Body>) -> String {
 async fn put_get_head_roundtrip() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        let (resp, body) = call(
+        let (resp, body) = send(
             &r,
-            req("PUT", "/storage/objects/dir/hello.txt")
-                .body(Body::from("hello world"))
-                .unwrap(),
+            "PUT",
+            "/storage/objects/dir/hello.txt",
+            Body::from("hello world"),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::OK, "{}", tb.name);
@@ -31,13 +31,7 @@ async fn put_get_head_roundtrip() {
             "quoted ETag {tag}"
         );
 
-        let (resp, body) = call(
-            &r,
-            req("GET", "/storage/objects/dir/hello.txt")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, body) = send(&r, "GET", "/storage/objects/dir/hello.txt", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(&body[..], b"hello world");
         assert_eq!(resp.headers()[header::CONTENT_LENGTH], "11");
@@ -45,52 +39,28 @@ async fn put_get_head_roundtrip() {
         assert_eq!(etag(&resp), tag, "{}", tb.name);
         assert!(resp.headers().contains_key(header::LAST_MODIFIED));
 
-        let (resp, body) = call(
-            &r,
-            req("HEAD", "/storage/objects/dir/hello.txt")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, body) = send(&r, "HEAD", "/storage/objects/dir/hello.txt", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(body.is_empty());
         assert_eq!(resp.headers()[header::CONTENT_LENGTH], "11");
 
         // Overwrite replaces the bytes and the ETag.
-        let (resp, _) = call(
+        let (resp, _) = send(
             &r,
-            req("PUT", "/storage/objects/dir/hello.txt")
-                .body(Body::from("bye"))
-                .unwrap(),
+            "PUT",
+            "/storage/objects/dir/hello.txt",
+            Body::from("bye"),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_ne!(etag(&resp), tag, "{}", tb.name);
-        let (_, body) = call(
-            &r,
-            req("GET", "/storage/objects/dir/hello.txt")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (_, body) = send(&r, "GET", "/storage/objects/dir/hello.txt", Body::empty()).await;
         assert_eq!(&body[..], b"bye");
 
         // Empty objects are objects.
-        let (resp, _) = call(
-            &r,
-            req("PUT", "/storage/objects/empty")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "PUT", "/storage/objects/empty", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (resp, body) = call(
-            &r,
-            req("GET", "/storage/objects/empty")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, body) = send(&r, "GET", "/storage/objects/empty", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(body.is_empty());
     }
@@ -101,23 +71,14 @@ async fn missing_objects_are_404_json() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
         for method in ["GET", "HEAD"] {
-            let (resp, body) = call(
-                &r,
-                req(method, "/storage/objects/no/such/key")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+            let (resp, body) =
+                send(&r, method, "/storage/objects/no/such/key", Body::empty()).await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {}", tb.name);
             if method == "GET" {
                 assert_eq!(error_code(&body), "not_found");
             }
         }
-        let (resp, _) = call(
-            &r,
-            req("GET", "/no/such/route").body(Body::empty()).unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "GET", "/no/such/route", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     }
 }
@@ -126,13 +87,7 @@ async fn missing_objects_are_404_json() {
 async fn ranges_are_206_and_unsatisfiable_is_416() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        call(
-            &r,
-            req("PUT", "/storage/objects/r")
-                .body(Body::from("0123456789"))
-                .unwrap(),
-        )
-        .await;
+        send(&r, "PUT", "/storage/objects/r", Body::from("0123456789")).await;
         let cases = [
             ("bytes=0-4", "01234", "bytes 0-4/10"),
             ("bytes=7-", "789", "bytes 7-9/10"),
@@ -235,13 +190,7 @@ async fn conditional_puts() {
         );
         let (resp, _) = call(&r, put(Some(("if-match", "*".into())), "v3")).await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (_, body) = call(
-            &r,
-            req("GET", "/storage/objects/c")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (_, body) = send(&r, "GET", "/storage/objects/c", Body::empty()).await;
         assert_eq!(&body[..], b"v3", "{}", tb.name);
         assert_ne!(v1, v2);
         // Malformed conditions are 400 and write nothing.
@@ -255,13 +204,7 @@ async fn conditional_puts() {
             .unwrap();
         let (resp, _) = call(&r, both).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        let (_, body) = call(
-            &r,
-            req("GET", "/storage/objects/c")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (_, body) = send(&r, "GET", "/storage/objects/c", Body::empty()).await;
         assert_eq!(&body[..], b"v3");
     }
 }
@@ -270,13 +213,7 @@ async fn conditional_puts() {
 async fn conditional_gets() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        let (resp, _) = call(
-            &r,
-            req("PUT", "/storage/objects/g")
-                .body(Body::from("data"))
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "PUT", "/storage/objects/g", Body::from("data")).await;
         let tag = etag(&resp);
         let get = |k: &'static str, v: String| {
             req("GET", "/storage/objects/g")
@@ -319,54 +256,18 @@ async fn conditional_gets() {
 async fn delete_is_idempotent() {
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
-        call(
-            &r,
-            req("PUT", "/storage/objects/d/x")
-                .body(Body::from("1"))
-                .unwrap(),
-        )
-        .await;
+        send(&r, "PUT", "/storage/objects/d/x", Body::from("1")).await;
         for _ in 0..2 {
-            let (resp, _) = call(
-                &r,
-                req("DELETE", "/storage/objects/d/x")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+            let (resp, _) = send(&r, "DELETE", "/storage/objects/d/x", Body::empty()).await;
             assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{}", tb.name);
         }
-        let (resp, _) = call(
-            &r,
-            req("GET", "/storage/objects/d/x")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "GET", "/storage/objects/d/x", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         // A "directory" is not an object either.
-        call(
-            &r,
-            req("PUT", "/storage/objects/p/q/r")
-                .body(Body::from("1"))
-                .unwrap(),
-        )
-        .await;
-        let (resp, _) = call(
-            &r,
-            req("DELETE", "/storage/objects/p/q")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        send(&r, "PUT", "/storage/objects/p/q/r", Body::from("1")).await;
+        let (resp, _) = send(&r, "DELETE", "/storage/objects/p/q", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{}", tb.name);
-        let (resp, _) = call(
-            &r,
-            req("GET", "/storage/objects/p/q/r")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "GET", "/storage/objects/p/q/r", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 }
@@ -390,30 +291,24 @@ async fn objects_over_the_limit_are_413_and_leave_nothing() {
         let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4)
             .map(|_| Ok(bytes::Bytes::from(vec![1u8; 512])))
             .collect();
-        let (resp, _) = call(
+        let (resp, _) = send(
             &r,
-            req("PUT", "/storage/objects/big")
-                .body(Body::from_stream(futures::stream::iter(chunks)))
-                .unwrap(),
+            "PUT",
+            "/storage/objects/big",
+            Body::from_stream(futures::stream::iter(chunks)),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", tb.name);
         // Exactly at the limit is fine.
-        let (resp, _) = call(
+        let (resp, _) = send(
             &r,
-            req("PUT", "/storage/objects/ok")
-                .body(Body::from(vec![0u8; 1024]))
-                .unwrap(),
+            "PUT",
+            "/storage/objects/ok",
+            Body::from(vec![0u8; 1024]),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let (resp, _) = call(
-            &r,
-            req("GET", "/storage/objects/big")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "GET", "/storage/objects/big", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{}", tb.name);
         assert_eq!(tb.fs_files().len(), if tb.name == "fs" { 1 } else { 0 });
 
@@ -423,21 +318,15 @@ async fn objects_over_the_limit_are_413_and_leave_nothing() {
         let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..12)
             .map(|_| Ok(bytes::Bytes::from(vec![3u8; 1 << 20])))
             .collect();
-        let (resp, _) = call(
+        let (resp, _) = send(
             &r,
-            req("PUT", "/storage/objects/huge")
-                .body(Body::from_stream(futures::stream::iter(chunks)))
-                .unwrap(),
+            "PUT",
+            "/storage/objects/huge",
+            Body::from_stream(futures::stream::iter(chunks)),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", tb.name);
-        let (resp, _) = call(
-            &r,
-            req("GET", "/storage/objects/huge")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&r, "GET", "/storage/objects/huge", Body::empty()).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(
             tb.fs_files(),
@@ -476,7 +365,7 @@ async fn bad_keys_are_400() {
         for (key, why) in &bad {
             for method in ["PUT", "GET", "HEAD", "DELETE"] {
                 let uri = format!("/storage/objects/{key}");
-                let (resp, body) = call(&r, req(method, &uri).body(Body::from("x")).unwrap()).await;
+                let (resp, body) = send(&r, method, &uri, Body::from("x")).await;
                 assert_eq!(
                     resp.status(),
                     StatusCode::BAD_REQUEST,
@@ -490,7 +379,7 @@ async fn bad_keys_are_400() {
                 }
             }
         }
-        let (_, body) = call(&r, req("GET", "/storage/list").body(Body::empty()).unwrap()).await;
+        let (_, body) = send(&r, "GET", "/storage/list", Body::empty()).await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v["objects"].as_array().unwrap().len(),
@@ -523,11 +412,7 @@ async fn unusual_keys_roundtrip() {
         for (i, (uri_key, key)) in cases.iter().enumerate() {
             let payload = format!("payload {i}");
             let uri = format!("/storage/objects/{uri_key}");
-            let (resp, body) = call(
-                &r,
-                req("PUT", &uri).body(Body::from(payload.clone())).unwrap(),
-            )
-            .await;
+            let (resp, body) = send(&r, "PUT", &uri, Body::from(payload.clone())).await;
             assert_eq!(
                 resp.status(),
                 StatusCode::OK,
@@ -537,11 +422,11 @@ async fn unusual_keys_roundtrip() {
             );
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["key"], *key);
-            let (resp, body) = call(&r, req("GET", &uri).body(Body::empty()).unwrap()).await;
+            let (resp, body) = send(&r, "GET", &uri, Body::empty()).await;
             assert_eq!(resp.status(), StatusCode::OK, "{key:?}");
             assert_eq!(body, payload.as_bytes());
         }
-        let (_, body) = call(&r, req("GET", "/storage/list").body(Body::empty()).unwrap()).await;
+        let (_, body) = send(&r, "GET", "/storage/list", Body::empty()).await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let mut listed: Vec<String> = v["objects"]
             .as_array()
@@ -568,13 +453,8 @@ async fn list_paginates_with_prefixes() {
         keys.push("database/x".into());
         keys.push("other".into());
         for k in &keys {
-            let (resp, _) = call(
-                &r,
-                req("PUT", &format!("/storage/objects/{k}"))
-                    .body(Body::from("v"))
-                    .unwrap(),
-            )
-            .await;
+            let (resp, _) =
+                send(&r, "PUT", &format!("/storage/objects/{k}"), Body::from("v")).await;
             assert_eq!(resp.status(), StatusCode::OK);
         }
         // Page through "data/" ten at a time.
@@ -586,7 +466,7 @@ async fn list_paginates_with_prefixes() {
             if let Some(a) = &after {
                 uri.push_str(&format!("&after={}", urlencode(a)));
             }
-            let (resp, body) = call(&r, req("GET", &uri).body(Body::empty()).unwrap()).await;
+            let (resp, body) = send(&r, "GET", &uri, Body::empty()).await;
             assert_eq!(resp.status(), StatusCode::OK);
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let objs = v["objects"].as_array().unwrap();
@@ -611,33 +491,27 @@ async fn list_paginates_with_prefixes() {
         assert_eq!(seen, want, "{}", tb.name);
         assert_eq!(pages, 3);
         // A string prefix, not a directory: "data" matches data/, data.txt, database/.
-        let (_, body) = call(
+        let (_, body) = send(
             &r,
-            req("GET", "/storage/list?prefix=data&limit=10000")
-                .body(Body::empty())
-                .unwrap(),
+            "GET",
+            "/storage/list?prefix=data&limit=10000",
+            Body::empty(),
         )
         .await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["objects"].as_array().unwrap().len(), 28, "{}", tb.name);
-        let (_, body) = call(
+        let (_, body) = send(
             &r,
-            req("GET", "/storage/list?prefix=data%2Fpart-01")
-                .body(Body::empty())
-                .unwrap(),
+            "GET",
+            "/storage/list?prefix=data%2Fpart-01",
+            Body::empty(),
         )
         .await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["objects"].as_array().unwrap().len(), 10);
         // Bad parameters are 400.
         for q in ["limit=0", "limit=10001", "limit=ten", "prefix=%00"] {
-            let (resp, body) = call(
-                &r,
-                req("GET", &format!("/storage/list?{q}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+            let (resp, body) = send(&r, "GET", &format!("/storage/list?{q}"), Body::empty()).await;
             assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{q}");
             assert_eq!(error_code(&body), "invalid_argument");
         }
@@ -653,44 +527,14 @@ fn urlencode(s: &str) -> String {
 async fn fs_key_prefix_conflicts_are_409() {
     let tb = support::fs().await;
     let r = support::router(tb.storage(BIG));
-    call(
-        &r,
-        req("PUT", "/storage/objects/a")
-            .body(Body::from("1"))
-            .unwrap(),
-    )
-    .await;
-    let (resp, body) = call(
-        &r,
-        req("PUT", "/storage/objects/a/b")
-            .body(Body::from("2"))
-            .unwrap(),
-    )
-    .await;
+    send(&r, "PUT", "/storage/objects/a", Body::from("1")).await;
+    let (resp, body) = send(&r, "PUT", "/storage/objects/a/b", Body::from("2")).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(&body), "key_conflict");
-    call(
-        &r,
-        req("PUT", "/storage/objects/x/y")
-            .body(Body::from("1"))
-            .unwrap(),
-    )
-    .await;
-    let (resp, body) = call(
-        &r,
-        req("PUT", "/storage/objects/x")
-            .body(Body::from("2"))
-            .unwrap(),
-    )
-    .await;
+    send(&r, "PUT", "/storage/objects/x/y", Body::from("1")).await;
+    let (resp, body) = send(&r, "PUT", "/storage/objects/x", Body::from("2")).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert!(String::from_utf8_lossy(&body).contains("x/"));
-    let (_, body) = call(
-        &r,
-        req("GET", "/storage/objects/a")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (_, body) = send(&r, "GET", "/storage/objects/a", Body::empty()).await;
     assert_eq!(&body[..], b"1");
 }

@@ -145,6 +145,16 @@ pub async fn call(router: &Router, req: Request<Body>) -> (Response<Body>, bytes
     (Response::from_parts(parts, Body::empty()), bytes)
 }
 
+/// `call` for the common case: a method, a URI and a body, no headers.
+pub async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: impl Into<Body>,
+) -> (Response<Body>, bytes::Bytes) {
+    call(router, req(method, uri).body(body.into()).unwrap()).await
+}
+
 pub fn req(method: &str, uri: &str) -> http::request::Builder {
     Request::builder().method(method).uri(uri)
 }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Storage benchmark: 1 GiB PUT/GET through the API vs the same bytes on disk.
+# Usage: bench/storage.sh [--size-mib N] [--runs N] [--dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin storage
+exec "$target/release/storage" --lakehouse "$target/release/lakehouse" "$@"
