@@ -117,7 +117,7 @@ pub fn finish_router(
 }
 
 async fn fallback() -> ApiError {
-    ApiError::not_found("no such route")
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
 }
 
 fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {

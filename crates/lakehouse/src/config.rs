@@ -32,11 +32,23 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[catalogd]` in `lakehouse.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogdConfig {
+    /// Listen address when run alone (`--only catalogd`; default 127.0.0.1:8082).
+    pub bind: Option<String>,
+    /// The storaged that holds the manifests, when run alone (required
+    /// then). In all-in-one mode catalogd uses the in-process store.
+    pub storaged_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub storaged: StoragedConfig,
+    pub catalogd: CatalogdConfig,
 }
 
 /// Overrides from the command line, applied last.
@@ -71,7 +83,9 @@ impl figment::Provider for EnvPairs {
         figment::Metadata::named("environment (LAKEHOUSE__SECTION__KEY)")
     }
 
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         use figment::value::Dict;
         let mut root = Dict::new();
         for (k, v) in &self.0 {
@@ -157,13 +171,42 @@ mod tests {
         assert_eq!(c.server.bind, "127.0.0.1:9000");
         assert_eq!(c.storaged.max_object_size, ByteSize(1 << 20));
         let env = vec![
-            ("LAKEHOUSE__STORAGED__MAX_OBJECT_SIZE".to_string(), "2048".to_string()),
-            ("LAKEHOUSE__SERVER__BIND".to_string(), "127.0.0.1:9001".to_string()),
+            (
+                "LAKEHOUSE__STORAGED__MAX_OBJECT_SIZE".to_string(),
+                "2048".to_string(),
+            ),
+            (
+                "LAKEHOUSE__SERVER__BIND".to_string(),
+                "127.0.0.1:9001".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::load(Some(&f), &env).unwrap();
         assert_eq!(c.storaged.max_object_size, ByteSize(2048));
         assert_eq!(c.server.bind, "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn catalogd_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("lakehouse.toml");
+        std::fs::write(
+            &f,
+            "[catalogd]\nbind = \"127.0.0.1:9082\"\nstoraged_url = \"http://s:8081\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &[]).unwrap();
+        assert_eq!(c.catalogd.bind.as_deref(), Some("127.0.0.1:9082"));
+        assert_eq!(c.catalogd.storaged_url.as_deref(), Some("http://s:8081"));
+        let env = vec![(
+            "LAKEHOUSE__CATALOGD__STORAGED_URL".to_string(),
+            "http://other:1".to_string(),
+        )];
+        let c = Config::load(Some(&f), &env).unwrap();
+        assert_eq!(c.catalogd.storaged_url.as_deref(), Some("http://other:1"));
+        std::fs::write(&f, "[catalogd]\nstorage_url = \"x\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&f), &[]).unwrap_err());
+        assert!(err.contains("storage_url"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and carries the client subcommands.
 
 mod config;
+mod datasets;
 mod serve;
 
 use std::io::IsTerminal;
@@ -10,7 +11,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "lakehouse", version, about = "A self-hosted lakehouse: object storage, Parquet datasets, SQL and vector search in one binary")]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "A self-hosted lakehouse: object storage, Parquet datasets, SQL and vector search in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +25,8 @@ struct Cli {
 enum Command {
     /// Start the lakehouse (every service on one port, or one with --only).
     Serve(ServeArgs),
+    /// List the catalog's datasets, or `show NAME` for one manifest.
+    Datasets(datasets::DatasetsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,5 +77,6 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(serve::run(args))
         }
+        Command::Datasets(args) => datasets::run(args),
     }
 }

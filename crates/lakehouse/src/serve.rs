@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use lakehouse_catalogd::{MANIFEST_PREFIX, Registry};
 use lakehouse_common::server::{self, ServerOptions};
 use lakehouse_common::{Metrics, ReadyCheck};
-use lakehouse_storaged::Storage;
 use lakehouse_storaged::backend::BackendKind;
+use lakehouse_storaged::{Storage, StoragedClient};
+use object_store::ObjectStore;
 
 use crate::ServeArgs;
 use crate::config::{Config, Overrides, process_env};
@@ -19,12 +21,14 @@ use crate::config::{Config, Overrides, process_env};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
     Storaged,
+    Catalogd,
 }
 
 impl Service {
     fn default_bind(self) -> &'static str {
         match self {
             Service::Storaged => "127.0.0.1:8081",
+            Service::Catalogd => "127.0.0.1:8082",
         }
     }
 }
@@ -46,6 +50,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .bind
             .clone()
             .unwrap_or_else(|| Service::Storaged.default_bind().to_string()),
+        (None, Some(Service::Catalogd)) => cfg
+            .catalogd
+            .bind
+            .clone()
+            .unwrap_or_else(|| Service::Catalogd.default_bind().to_string()),
     };
     let runs = |s: Service| args.only.is_none_or(|o| o == s);
 
@@ -54,6 +63,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut checks = Vec::new();
     // Held for the life of the process: one server per data directory.
     let mut _lock: Option<File> = None;
+    // The object store of an in-process storaged, for the other services.
+    let mut local_store: Option<Arc<dyn ObjectStore>> = None;
 
     if runs(Service::Storaged) {
         if cfg.storaged.backend == BackendKind::Fs {
@@ -66,10 +77,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("opening the storage backend")?;
         tracing::info!(backend = %backend.description, "storaged ready");
         let storage = Arc::new(Storage::new(&backend, cfg.storaged.max_object_size.0));
+        local_store = Some(storage.store());
         router = router.merge(lakehouse_storaged::http::router(storage.clone()));
         checks.push(ReadyCheck::new("storaged", move || {
             let s = storage.clone();
             async move { s.ping().await.map_err(|e| e.to_string()) }
+        }));
+    }
+
+    if runs(Service::Catalogd) {
+        let store: Arc<dyn ObjectStore> = match &local_store {
+            Some(s) => s.clone(),
+            None => {
+                let url = cfg
+                    .catalogd
+                    .storaged_url
+                    .as_deref()
+                    .filter(|u| !u.trim().is_empty());
+                let url = url.context(
+                    "catalogd runs without an in-process storaged, so it needs [catalogd].storaged_url \
+                     (or LAKEHOUSE__CATALOGD__STORAGED_URL)",
+                )?;
+                tracing::info!(storaged_url = url, "catalogd uses a remote storaged");
+                Arc::new(StoragedClient::new(url))
+            }
+        };
+        // Loaded before binding: a catalog that cannot load must not serve.
+        let registry = Registry::open(store.clone())
+            .await
+            .context("loading the catalog")?;
+        tracing::info!(datasets = registry.len(), "catalogd ready");
+        router = router.merge(lakehouse_catalogd::http::router(Arc::new(registry)));
+        checks.push(ReadyCheck::new("catalogd", move || {
+            let store = store.clone();
+            async move { ping_manifests(store.as_ref()).await }
         }));
     }
 
@@ -87,6 +128,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     server::serve(listener, app, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Readiness of catalogd: its store answers. A HEAD of a key no dataset can
+/// have is the cheapest round trip (a listing could be 10 000 manifests).
+async fn ping_manifests(store: &dyn ObjectStore) -> Result<(), String> {
+    use object_store::ObjectStoreExt;
+    let probe = object_store::path::Path::from(format!("{MANIFEST_PREFIX}.ready-probe"));
+    match store.head(&probe).await {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Takes an exclusive lock on `<data_dir>/lakehouse.lock` so two servers never

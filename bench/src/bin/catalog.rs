@@ -1,0 +1,156 @@
+//! catalogd benchmark: registers per second (in-process and over HTTP) and
+//! rehydrate time for 10 000 manifests on the local-filesystem backend.
+//!
+//! `cargo run --release -p lakehouse-bench --bin catalog`
+//!
+//! Knobs (env): `CATALOG_BENCH_RUNS` (5), `CATALOG_BENCH_REGISTERS` (2000),
+//! `CATALOG_BENCH_MANIFESTS` (10000), `CATALOG_BENCH_CLIENTS` (16, HTTP
+//! concurrency). Every figure is the median of the runs; each register run
+//! starts from an empty catalog on a fresh directory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use lakehouse_catalogd::{Catalog, CatalogClient, ObjectRef, RegisterRequest, Registry};
+use lakehouse_common::Metrics;
+use lakehouse_common::server::{self, ServerOptions};
+use lakehouse_storaged::Backend;
+use object_store::ObjectStore;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A register like ingest makes: a few objects per dataset.
+fn request(i: usize) -> RegisterRequest {
+    let name = format!("bench/ds-{i:06}");
+    let objects = (0..4)
+        .map(|p| ObjectRef {
+            key: format!("datasets/{name}/part-{p}.parquet"),
+            size: 64 << 20,
+            row_count: 1_000_000,
+        })
+        .collect();
+    RegisterRequest::new(name, "sha256:0123456789abcdef", objects)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn fs_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(Backend::fs(dir)
+        .await
+        .context("opening the fs backend")?
+        .store)
+}
+
+/// Registers `n` datasets with `clients` concurrent callers; returns registers/s.
+async fn run_registers(catalog: Arc<dyn Catalog>, n: usize, clients: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut results = futures::stream::iter(0..n)
+        .map(|i| {
+            let c = catalog.clone();
+            async move { c.register(request(i)).await }
+        })
+        .buffer_unordered(clients);
+    while let Some(r) = results.next().await {
+        r.context("register")?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Serves a registry over HTTP (with the standard middleware) on 127.0.0.1:0.
+async fn serve(registry: Registry) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let app = server::finish_router(
+        lakehouse_catalogd::http::router(Arc::new(registry)),
+        Metrics::new(),
+        Vec::new(),
+        &ServerOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let runs = env_usize("CATALOG_BENCH_RUNS", 5).max(1);
+    let registers = env_usize("CATALOG_BENCH_REGISTERS", 2000).max(1);
+    let manifests = env_usize("CATALOG_BENCH_MANIFESTS", 10_000);
+    let clients = env_usize("CATALOG_BENCH_CLIENTS", 16).max(1);
+    println!(
+        "catalog bench: {runs} runs, {registers} registers per run, {manifests} manifests, fs backend"
+    );
+
+    // In-process: the registry called directly, one caller at a time.
+    let mut inproc = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let registry = Registry::empty(fs_store(dir.path()).await?);
+        inproc.push(run_registers(Arc::new(registry), registers, 1).await?);
+    }
+    println!("catalog register (in-process): {:.0}/s", median(inproc));
+
+    // HTTP: CatalogClient → axum → registry, sequential and concurrent.
+    for conc in [1, clients] {
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let dir = tempfile::tempdir()?;
+            let registry = Registry::empty(fs_store(dir.path()).await?);
+            let (url, task) = serve(registry).await?;
+            let client: Arc<dyn Catalog> = Arc::new(CatalogClient::new(&url));
+            rates.push(run_registers(client, registers, conc).await?);
+            task.abort();
+        }
+        println!(
+            "catalog register (HTTP, {conc} client{}): {:.0}/s",
+            if conc == 1 { "" } else { "s" },
+            median(rates)
+        );
+    }
+
+    // Rehydrate: write the manifests once, then time Registry::open.
+    let dir = tempfile::tempdir()?;
+    let setup = Instant::now();
+    {
+        let registry = Registry::empty(fs_store(dir.path()).await?);
+        run_registers(Arc::new(registry), manifests, 1).await?;
+    }
+    println!(
+        "  (wrote {manifests} manifests in {:.2} s)",
+        setup.elapsed().as_secs_f64()
+    );
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let store = fs_store(dir.path()).await?;
+        let start = Instant::now();
+        let registry = Registry::open(store).await.context("rehydrate")?;
+        let took = start.elapsed();
+        anyhow::ensure!(
+            registry.len() == manifests,
+            "rehydrated {} manifests, expected {manifests}",
+            registry.len()
+        );
+        times.push(took.as_secs_f64());
+    }
+    let t = median(times);
+    println!(
+        "catalog rehydrate {manifests} manifests: {t:.3} s (goal < 2 s){}",
+        if Duration::from_secs_f64(t) < Duration::from_secs(2) {
+            ""
+        } else {
+            "  ** GOAL MISSED **"
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! [`CatalogClient`]: the [`Catalog`] trait over catalogd's HTTP API.
+//!
+//! Error answers are turned back into typed errors from the status and the
+//! JSON `error.code` (the inverse of [`crate::http::status_and_code`]), never
+//! from message text, so `err.kind()` is the same for a remote catalog as for
+//! an in-process one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lakehouse_common::error::ErrorBody;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::{CatalogError, ErrorKind, Result};
+use crate::http::ListResponse;
+use crate::{Catalog, Manifest, RegisterRequest, RegisterResponse};
+
+/// Everything but RFC 3986 unreserved characters is escaped in a segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A remote catalogd at `base_url`.
+#[derive(Debug, Clone)]
+pub struct CatalogClient {
+    base: Arc<str>,
+    http: reqwest::Client,
+}
+
+impl CatalogClient {
+    /// `base_url` like `http://127.0.0.1:8082` (no path).
+    pub fn new(base_url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .expect("a default reqwest client builds");
+        Self::with_http(base_url, http)
+    }
+
+    pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').into(),
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn manifest_url(&self, name: &str) -> String {
+        let encoded: Vec<String> = name
+            .split('/')
+            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        format!("{}/catalog/manifest/{}", self.base, encoded.join("/"))
+    }
+
+    fn unavailable(
+        &self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> CatalogError {
+        CatalogError::Unavailable {
+            url: self.base.to_string(),
+            source: source.into(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| self.unavailable(e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.error_from(resp).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
+        let body = resp.bytes().await.map_err(|e| self.unavailable(e))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| self.unavailable(format!("invalid response body: {e}")))
+    }
+
+    async fn error_from(&self, resp: reqwest::Response) -> CatalogError {
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(b) => (b.error.code, b.error.message),
+            // Not our envelope (a proxy's page, say): keep a bounded excerpt.
+            Err(_) => (
+                String::new(),
+                String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+            ),
+        };
+        CatalogError::Remote {
+            kind: kind_from(status, &code),
+            status: status.as_u16(),
+            code,
+            message,
+        }
+    }
+}
+
+/// The inverse of `http::status_and_code`: the code decides; the status
+/// only when the code is unknown.
+pub fn kind_from(status: StatusCode, code: &str) -> ErrorKind {
+    match code {
+        "invalid_name" => ErrorKind::InvalidName,
+        "empty_fingerprint" => ErrorKind::EmptyFingerprint,
+        // The JSON extractor's own codes (lakehouse_common::ApiJson).
+        "invalid_request" | "invalid_json" | "invalid_body" | "unsupported_media_type" => {
+            ErrorKind::InvalidRequest
+        }
+        "too_large" => ErrorKind::TooLarge,
+        "fingerprint_conflict" => ErrorKind::FingerprintConflict,
+        "version_mismatch" => ErrorKind::VersionMismatch,
+        "not_found" => ErrorKind::NotFound,
+        "unavailable" => ErrorKind::Unavailable,
+        "internal" => ErrorKind::Internal,
+        _ => match status {
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::CONFLICT => ErrorKind::FingerprintConflict,
+            StatusCode::PRECONDITION_FAILED => ErrorKind::VersionMismatch,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => ErrorKind::Unavailable,
+            s if s.is_client_error() => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Internal,
+        },
+    }
+}
+
+#[async_trait]
+impl Catalog for CatalogClient {
+    async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/catalog/register", self.base))
+                    .json(&req),
+            )
+            .await?;
+        self.json(resp).await
+    }
+
+    async fn get(&self, name: &str) -> Result<Manifest> {
+        let resp = self.send(self.http.get(self.manifest_url(name))).await?;
+        self.json(resp).await
+    }
+
+    async fn list(&self) -> Result<Vec<Manifest>> {
+        let resp = self
+            .send(self.http.get(format!("{}/catalog/list", self.base)))
+            .await?;
+        Ok(self.json::<ListResponse>(resp).await?.manifests)
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool> {
+        match self.send(self.http.delete(self.manifest_url(name))).await {
+            Ok(_) => Ok(true),
+            // Delete is idempotent for callers: "was not there" is not an error.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_the_wire_codes() {
+        use ErrorKind::*;
+        for kind in [
+            InvalidName,
+            EmptyFingerprint,
+            InvalidRequest,
+            TooLarge,
+            FingerprintConflict,
+            VersionMismatch,
+            NotFound,
+            Internal,
+            Unavailable,
+        ] {
+            let (status, code) = crate::http::status_and_code(kind);
+            let status = StatusCode::from_u16(status.as_u16()).unwrap();
+            assert_eq!(kind_from(status, code), kind, "{code}");
+        }
+        // Server-side faults all look like Internal from outside.
+        let (s, c) = crate::http::status_and_code(CorruptManifest);
+        assert_eq!(
+            kind_from(StatusCode::from_u16(s.as_u16()).unwrap(), c),
+            Internal
+        );
+        // Unknown codes fall back to the status.
+        assert_eq!(kind_from(StatusCode::CONFLICT, "?"), FingerprintConflict);
+        assert_eq!(kind_from(StatusCode::BAD_GATEWAY, ""), Unavailable);
+        assert_eq!(kind_from(StatusCode::IM_A_TEAPOT, ""), InvalidRequest);
+    }
+
+    #[test]
+    fn names_are_escaped_per_segment() {
+        let c = CatalogClient::new("http://h:1/");
+        assert_eq!(c.manifest_url("a/b.c"), "http://h:1/catalog/manifest/a/b.c");
+        assert_eq!(
+            c.manifest_url("a b?"),
+            "http://h:1/catalog/manifest/a%20b%3F"
+        );
+    }
+}

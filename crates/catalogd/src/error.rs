@@ -1,0 +1,141 @@
+//! catalogd's error type.
+//!
+//! Callers branch on [`CatalogError::kind`], which is the same whether the
+//! catalog is in-process (the detailed variants) or remote (the HTTP client
+//! rebuilds the kind from the status and the JSON `error.code`, never from
+//! message text). The HTTP edge maps every variant to a status in one
+//! exhaustive `match` (see `http.rs`).
+
+use crate::manifest::CodecError;
+use crate::name::NameError;
+
+/// What went wrong, independent of where the catalog runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the dataset name breaks the grammar.
+    InvalidName,
+    /// 400: `schema_fingerprint` is empty.
+    EmptyFingerprint,
+    /// 400: any other bad input (malformed JSON, bad object entry, …).
+    InvalidRequest,
+    /// 413: the request body is over the limit.
+    TooLarge,
+    /// 409: the dataset exists with another schema fingerprint.
+    FingerprintConflict,
+    /// 412: `expected_version` does not match.
+    VersionMismatch,
+    /// 404: no such dataset.
+    NotFound,
+    /// 500: a stored manifest cannot be decoded.
+    CorruptManifest,
+    /// 500: the object store failed.
+    Storage,
+    /// 500 from a remote catalog (details are in its log).
+    Internal,
+    /// The remote catalog could not be reached, or answered nonsense.
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("invalid dataset name {name:?}: {source}")]
+    InvalidName {
+        name: String,
+        #[source]
+        source: NameError,
+    },
+    #[error("schema_fingerprint must not be empty")]
+    EmptyFingerprint,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "dataset {name:?} is registered with schema fingerprint {have:?}, not {got:?}; \
+         register it under a new name or delete it first"
+    )]
+    FingerprintConflict {
+        name: String,
+        have: String,
+        got: String,
+    },
+    /// `actual` is 0 when the dataset does not exist.
+    #[error("dataset {name:?}: expected version {expected}, but the current version is {actual}")]
+    VersionMismatch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("no dataset named {name:?}")]
+    NotFound { name: String },
+    #[error("corrupt manifest at {key}: {source}")]
+    CorruptManifest {
+        key: String,
+        #[source]
+        source: CodecError,
+    },
+    /// Encoding a manifest failed (a bug, not bad input).
+    #[error("encoding the manifest of {name:?}: {source}")]
+    Encode {
+        name: String,
+        #[source]
+        source: CodecError,
+    },
+    /// `key` is the manifest key (or the prefix, for a listing).
+    #[error("object store error at {key}: {source}")]
+    Storage {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("catalog service at {url} is unavailable: {source}")]
+    Unavailable {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An error answer from a remote catalog, typed by its status and code.
+    #[error("catalog service answered {status} {code}: {message}")]
+    Remote {
+        kind: ErrorKind,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl CatalogError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CatalogError::InvalidName { .. } => ErrorKind::InvalidName,
+            CatalogError::EmptyFingerprint => ErrorKind::EmptyFingerprint,
+            CatalogError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            CatalogError::FingerprintConflict { .. } => ErrorKind::FingerprintConflict,
+            CatalogError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
+            CatalogError::NotFound { .. } => ErrorKind::NotFound,
+            CatalogError::CorruptManifest { .. } => ErrorKind::CorruptManifest,
+            CatalogError::Storage { .. } => ErrorKind::Storage,
+            CatalogError::Encode { .. } => ErrorKind::Internal,
+            CatalogError::Unavailable { .. } => ErrorKind::Unavailable,
+            CatalogError::Remote { kind, .. } => *kind,
+        }
+    }
+
+    pub(crate) fn invalid_name(name: &str, source: NameError) -> Self {
+        CatalogError::InvalidName {
+            name: truncate_for_message(name),
+            source,
+        }
+    }
+}
+
+/// Names can be kilobytes of junk; messages quote at most 128 characters.
+fn truncate_for_message(s: &str) -> String {
+    if s.chars().count() <= 128 {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(128).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;

@@ -1,0 +1,150 @@
+//! Dataset names: the one gate every name passes before it reaches the
+//! registry or an object key.
+//!
+//! Grammar: 1..=256 bytes of lowercase ASCII letters, digits, `_`, `-`, `.`
+//! and `/`; no `..` anywhere; no leading or trailing `/`, no `//`, no `.`
+//! segment. A name becomes part of object keys (`_catalog/manifests/<name>.parquet`,
+//! `datasets/<name>/…`), so the rules guarantee it is a valid storaged key
+//! with no path tricks. One extra rule keeps names from colliding on
+//! filesystem backends: a segment other than the last may not end in
+//! `.parquet`, because dataset `a` owns the file `a.parquet` and dataset
+//! `a.parquet/b` would need a directory of that same name.
+
+use crate::manifest::MANIFEST_PREFIX;
+
+/// Longest dataset name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Why a dataset name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("the name is empty")]
+    Empty,
+    #[error("the name is {len} bytes long; the limit is {MAX_NAME_LEN}")]
+    TooLong { len: usize },
+    #[error(
+        "the name contains {ch:?} at byte {pos}; allowed are lowercase letters, digits, '_', '-', '.' and '/'"
+    )]
+    InvalidChar { ch: char, pos: usize },
+    #[error("the name contains '..'")]
+    DotDot,
+    #[error("the name starts or ends with '/'")]
+    EdgeSlash,
+    #[error("the name contains '//'")]
+    DoubleSlash,
+    #[error("the name has a '.' segment")]
+    DotSegment,
+    #[error("the segment {segment:?} ends in '.parquet', which only the last segment may")]
+    ParquetSegment { segment: String },
+}
+
+/// Checks `name` against the grammar above.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { len: name.len() });
+    }
+    if let Some((pos, ch)) = name
+        .char_indices()
+        .find(|&(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-' | '.' | '/'))
+    {
+        return Err(NameError::InvalidChar { ch, pos });
+    }
+    if name.contains("..") {
+        return Err(NameError::DotDot);
+    }
+    if name.starts_with('/') || name.ends_with('/') {
+        return Err(NameError::EdgeSlash);
+    }
+    if name.contains("//") {
+        return Err(NameError::DoubleSlash);
+    }
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.contains(&".") {
+        return Err(NameError::DotSegment);
+    }
+    if let Some(seg) = segments[..segments.len() - 1]
+        .iter()
+        .find(|s| s.ends_with(".parquet"))
+    {
+        return Err(NameError::ParquetSegment {
+            segment: (*seg).to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The object key of a dataset's manifest: `_catalog/manifests/<name>.parquet`.
+pub fn manifest_key(name: &str) -> String {
+    format!("{MANIFEST_PREFIX}{name}.parquet")
+}
+
+/// The dataset name a manifest key stands for, if it is one.
+pub fn name_from_key(key: &str) -> Option<&str> {
+    key.strip_prefix(MANIFEST_PREFIX)?.strip_suffix(".parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_grammar() {
+        for n in [
+            "a",
+            "orders",
+            "tpch/lineitem",
+            "events-2024.v1",
+            "x_y/z-1/.hidden",
+            "a.parquet",
+            "dir/a.parquet",
+            &"a".repeat(MAX_NAME_LEN),
+        ] {
+            assert_eq!(validate_name(n), Ok(()), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        let cases: &[(&str, NameError)] = &[
+            ("", NameError::Empty),
+            (
+                &"a".repeat(MAX_NAME_LEN + 1),
+                NameError::TooLong { len: 257 },
+            ),
+            ("Orders", NameError::InvalidChar { ch: 'O', pos: 0 }),
+            ("a b", NameError::InvalidChar { ch: ' ', pos: 1 }),
+            ("café", NameError::InvalidChar { ch: 'é', pos: 3 }),
+            ("a\\b", NameError::InvalidChar { ch: '\\', pos: 1 }),
+            ("a#1", NameError::InvalidChar { ch: '#', pos: 1 }),
+            ("a\nb", NameError::InvalidChar { ch: '\n', pos: 1 }),
+            ("a..b", NameError::DotDot),
+            ("../etc", NameError::DotDot),
+            ("/a", NameError::EdgeSlash),
+            ("a/", NameError::EdgeSlash),
+            ("a//b", NameError::DoubleSlash),
+            ("a/./b", NameError::DotSegment),
+            (".", NameError::DotSegment),
+            (
+                "a.parquet/b",
+                NameError::ParquetSegment {
+                    segment: "a.parquet".to_string(),
+                },
+            ),
+        ];
+        for (n, want) in cases {
+            assert_eq!(validate_name(n).as_ref(), Err(want), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let k = manifest_key("tpch/lineitem");
+        assert_eq!(k, "_catalog/manifests/tpch/lineitem.parquet");
+        assert_eq!(name_from_key(&k), Some("tpch/lineitem"));
+        assert_eq!(name_from_key("_catalog/manifests/x.json"), None);
+        assert_eq!(name_from_key("datasets/x.parquet"), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! catalogd integration tests: the registry contract (ADR-020, versions,
+//! concurrency, fault injection, rehydrate), the HTTP edge (every status)
+//! and the HTTP client (typed errors over the wire).
+
+mod http;
+mod registry;
+mod support;

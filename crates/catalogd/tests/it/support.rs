@@ -1,0 +1,130 @@
+//! A store wrapper for fault injection: fails or holds puts and deletes on
+//! demand, and counts puts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use lakehouse_catalogd::{ObjectRef, RegisterRequest};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+#[derive(Debug, Default)]
+pub struct TestStore {
+    pub inner: InMemory,
+    pub fail_puts: AtomicBool,
+    pub fail_deletes: AtomicBool,
+    pub puts: AtomicUsize,
+    /// Puts wait while a test holds this for writing.
+    pub hold: tokio::sync::RwLock<()>,
+}
+
+impl TestStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+impl fmt::Display for TestStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TestStore")
+    }
+}
+
+fn injected(op: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "TestStore",
+        source: format!("injected {op} failure").into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for TestStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let _held = self.hold.read().await;
+        if self.fail_puts.load(Ordering::SeqCst) {
+            return Err(injected("put"));
+        }
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        if self.fail_deletes.load(Ordering::SeqCst) {
+            return Box::pin(futures::stream::once(async { Err(injected("delete")) }));
+        }
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+pub fn obj(key: &str, size: u64, rows: u64) -> ObjectRef {
+    ObjectRef {
+        key: key.to_string(),
+        size,
+        row_count: rows,
+    }
+}
+
+pub fn req(name: &str, fp: &str, objects: Vec<ObjectRef>) -> RegisterRequest {
+    RegisterRequest::new(name, fp, objects)
+}
+
+/// Keys of every stored manifest object.
+pub async fn manifest_keys(store: &dyn ObjectStore) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut keys: Vec<String> = store
+        .list(Some(&Path::from("_catalog/manifests")))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}

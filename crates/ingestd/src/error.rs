@@ -1,0 +1,34 @@
+//! ingestd's error type; the HTTP edge maps each variant to a status.
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("invalid dataset name: {0}")]
+    InvalidName(String),
+    #[error("the body is empty: nothing to ingest")]
+    EmptyInput,
+    #[error("bad input: {0}")]
+    BadData(String),
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    #[error("the schema does not match dataset {dataset:?}: {}", differences.join("; "))]
+    SchemaMismatch {
+        dataset: String,
+        differences: Vec<String>,
+    },
+    #[error("dataset {0:?} kept changing under concurrent writers; retry")]
+    Contended(String),
+    #[error("dataset {0:?} not found")]
+    NotFound(String),
+    #[error("spooling the upload to a temporary file failed: {0}")]
+    Spool(String),
+    #[error("writing Parquet failed: {0}")]
+    Encode(String),
+    #[error("storage error: {0}")]
+    Storage(#[from] object_store::Error),
+    #[error("catalog error: {0}")]
+    Catalog(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

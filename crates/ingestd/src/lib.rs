@@ -1,0 +1,16 @@
+//! ingestd: streams CSV, NDJSON, Parquet and Arrow into Parquet objects under
+//! `datasets/<name>/` and registers them in the catalog.
+//!
+//! The pipeline: the HTTP body (async) → a decode thread (bytes → Arrow
+//! batches) → an encode thread (batches → Parquet, zstd) → async multipart
+//! uploads → one catalog registration. Memory stays bounded whatever the input
+//! size; nothing becomes visible until the registration succeeds.
+
+pub mod decode;
+pub mod error;
+pub mod fingerprint;
+pub mod options;
+pub mod writer;
+
+pub use error::IngestError;
+pub use options::{CsvOptions, Format, IngestOptions, Mode};

@@ -1,0 +1,316 @@
+//! What an ingest request asks for: format, mode and format options, parsed
+//! from the query string (and `Content-Type`) with clear errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::error::IngestError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Parquet,
+    Arrow,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Self, IngestError> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Self::Csv),
+            "ndjson" | "jsonl" | "json" => Ok(Self::Ndjson),
+            "parquet" => Ok(Self::Parquet),
+            "arrow" | "ipc" | "arrows" => Ok(Self::Arrow),
+            other => Err(IngestError::InvalidOption(format!(
+                "unknown format {other:?}; expected csv, ndjson, parquet or arrow"
+            ))),
+        }
+    }
+
+    /// The format a `Content-Type` names, if any.
+    pub fn from_content_type(ct: &str) -> Option<Self> {
+        let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "text/csv" | "application/csv" => Some(Self::Csv),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/json" => Some(Self::Ndjson),
+            "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => {
+                Some(Self::Parquet)
+            }
+            "application/vnd.apache.arrow.stream"
+            | "application/vnd.apache.arrow.file"
+            | "application/x-arrow" => Some(Self::Arrow),
+            _ => None,
+        }
+    }
+
+    /// From file extension, for the CLI.
+    pub fn from_extension(path: &str) -> Option<Self> {
+        let ext = path.rsplit('.').next()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" | "tsv" => Some(Self::Csv),
+            "ndjson" | "jsonl" | "json" => Some(Self::Ndjson),
+            "parquet" | "pq" => Some(Self::Parquet),
+            "arrow" | "arrows" | "ipc" | "feather" => Some(Self::Arrow),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Append,
+    Replace,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Self, IngestError> {
+        match s.to_ascii_lowercase().as_str() {
+            "append" => Ok(Self::Append),
+            "replace" | "overwrite" => Ok(Self::Replace),
+            other => Err(IngestError::InvalidOption(format!(
+                "unknown mode {other:?}; expected append or replace"
+            ))),
+        }
+    }
+}
+
+/// CSV reading options.
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    pub header: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub escape: Option<u8>,
+    /// Field values read as null (exact match). Default: the empty string.
+    pub nulls: Vec<String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            header: true,
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            nulls: vec![String::new()],
+        }
+    }
+}
+
+/// Everything an ingest needs besides the body.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub format: Format,
+    pub mode: Mode,
+    pub csv: CsvOptions,
+    /// Rows sampled to infer a schema (CSV, NDJSON).
+    pub infer_rows: usize,
+    /// An explicit schema: skips inference.
+    pub schema: Option<SchemaRef>,
+}
+
+impl IngestOptions {
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            mode: Mode::Append,
+            csv: CsvOptions::default(),
+            infer_rows: 1000,
+            schema: None,
+        }
+    }
+
+    /// Parses query parameters. `params` may repeat keys (`null=NA&null=`).
+    pub fn from_query(
+        params: &[(String, String)],
+        content_type: Option<&str>,
+    ) -> Result<Self, IngestError> {
+        let mut map: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (k, v) in params {
+            map.entry(k.as_str()).or_default().push(v.as_str());
+        }
+        let one = |k: &str| map.get(k).and_then(|v| v.last().copied());
+        let format = match one("format") {
+            Some(f) => Format::parse(f)?,
+            None => content_type.and_then(Format::from_content_type).ok_or_else(|| {
+                IngestError::InvalidOption(
+                    "say which format the body is in: ?format=csv|ndjson|parquet|arrow or a Content-Type such as text/csv".to_string(),
+                )
+            })?,
+        };
+        let mut o = IngestOptions::new(format);
+        if let Some(m) = one("mode") {
+            o.mode = Mode::parse(m)?;
+        }
+        if let Some(h) = one("header") {
+            o.csv.header = parse_bool("header", h)?;
+        }
+        if let Some(d) = one("delimiter") {
+            o.csv.delimiter = single_byte("delimiter", d)?;
+        }
+        if let Some(q) = one("quote") {
+            o.csv.quote = single_byte("quote", q)?;
+        }
+        if let Some(e) = one("escape") {
+            o.csv.escape = Some(single_byte("escape", e)?);
+        }
+        if let Some(ns) = map.get("null") {
+            o.csv.nulls = ns.iter().map(|s| s.to_string()).collect();
+        }
+        if let Some(n) = one("infer_rows") {
+            o.infer_rows = n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                IngestError::InvalidOption(format!(
+                    "infer_rows must be a positive number, got {n:?}"
+                ))
+            })?;
+        }
+        if let Some(s) = one("schema") {
+            o.schema = Some(parse_schema(s)?);
+        }
+        let known = [
+            "format",
+            "mode",
+            "header",
+            "delimiter",
+            "quote",
+            "escape",
+            "null",
+            "infer_rows",
+            "schema",
+        ];
+        if let Some(k) = map.keys().find(|k| !known.contains(k)) {
+            return Err(IngestError::InvalidOption(format!(
+                "unknown parameter {k:?}; known: {}",
+                known.join(", ")
+            )));
+        }
+        Ok(o)
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, IngestError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(IngestError::InvalidOption(format!(
+            "{name} must be true or false, got {v:?}"
+        ))),
+    }
+}
+
+fn single_byte(name: &str, v: &str) -> Result<u8, IngestError> {
+    let v = match v {
+        "\\t" | "tab" => "\t",
+        other => other,
+    };
+    match v.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(IngestError::InvalidOption(format!(
+            "{name} must be a single ASCII character, got {v:?}"
+        ))),
+    }
+}
+
+/// `name:type,name:type` with types bool, int8..int64, uint8..uint64,
+/// float32, float64, utf8 (string), date, timestamp (microseconds, UTC).
+pub fn parse_schema(s: &str) -> Result<SchemaRef, IngestError> {
+    let mut fields = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, ty) = part.rsplit_once(':').ok_or_else(|| {
+            IngestError::InvalidOption(format!("schema entry {part:?} is not name:type"))
+        })?;
+        let dt = match ty.trim().to_ascii_lowercase().as_str() {
+            "bool" | "boolean" => DataType::Boolean,
+            "int8" => DataType::Int8,
+            "int16" => DataType::Int16,
+            "int32" | "int" => DataType::Int32,
+            "int64" | "bigint" | "long" => DataType::Int64,
+            "uint8" => DataType::UInt8,
+            "uint16" => DataType::UInt16,
+            "uint32" => DataType::UInt32,
+            "uint64" => DataType::UInt64,
+            "float32" | "float" => DataType::Float32,
+            "float64" | "double" => DataType::Float64,
+            "utf8" | "string" | "text" => DataType::Utf8,
+            "date" | "date32" => DataType::Date32,
+            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            other => {
+                return Err(IngestError::InvalidOption(format!(
+                    "unknown type {other:?} for column {name:?}"
+                )));
+            }
+        };
+        fields.push(Field::new(name.trim(), dt, true));
+    }
+    if fields.is_empty() {
+        return Err(IngestError::InvalidOption("schema is empty".to_string()));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_query_options() {
+        let o = IngestOptions::from_query(
+            &q(&[
+                ("format", "csv"),
+                ("mode", "replace"),
+                ("delimiter", "tab"),
+                ("null", "NA"),
+                ("null", ""),
+                ("header", "false"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.format, Format::Csv);
+        assert_eq!(o.mode, Mode::Replace);
+        assert_eq!(o.csv.delimiter, b'\t');
+        assert_eq!(o.csv.nulls, vec!["NA".to_string(), String::new()]);
+        assert!(!o.csv.header);
+        let o = IngestOptions::from_query(&[], Some("text/csv; charset=utf-8")).unwrap();
+        assert_eq!(o.format, Format::Csv);
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        for bad in [
+            q(&[]),
+            q(&[("format", "xml")]),
+            q(&[("format", "csv"), ("mode", "merge")]),
+            q(&[("format", "csv"), ("delimiter", ";;")]),
+            q(&[("format", "csv"), ("header", "maybe")]),
+            q(&[("format", "csv"), ("infer_rows", "0")]),
+            q(&[("format", "csv"), ("schema", "a:int128")]),
+            q(&[("format", "csv"), ("colour", "blue")]),
+        ] {
+            assert!(IngestOptions::from_query(&bad, None).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_schemas() {
+        let s = parse_schema("id:int64, name:utf8,when:timestamp").unwrap();
+        assert_eq!(s.fields().len(), 3);
+        assert_eq!(s.field(0).data_type(), &DataType::Int64);
+    }
+}

@@ -1,0 +1,267 @@
+//! Writes record batches as Parquet objects of bounded size (zstd, with
+//! statistics) under a dataset's prefix. Encoding runs on the calling
+//! (blocking) thread; the bytes go to an async multipart upload per object,
+//! which is invisible until it completes, so a failed ingest leaves no torn
+//! object — and `abort` lists the completed ones for deletion.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::IngestError;
+
+/// Limits for written objects.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// An object is closed once it reaches about this many bytes.
+    pub target_object_size: usize,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            target_object_size: 256 << 20,
+            row_group_rows: 1 << 20,
+            zstd_level: 1,
+        }
+    }
+}
+
+/// One object this writer produced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenObject {
+    pub key: String,
+    pub size: u64,
+    pub row_count: u64,
+}
+
+/// Chunks handed to the uploader.
+const SINK_CHUNK: usize = 8 << 20;
+
+enum Msg {
+    Data(Bytes),
+    Finish,
+}
+
+/// A `std::io::Write` that streams into an object-store upload.
+struct UploadSink {
+    tx: Option<mpsc::Sender<Msg>>,
+    buf: Vec<u8>,
+    written: u64,
+    done: Option<oneshot::Receiver<Result<(), IngestError>>>,
+}
+
+impl UploadSink {
+    fn start(rt: &tokio::runtime::Handle, store: Arc<dyn ObjectStore>, path: Path) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Msg>(2);
+        let (done_tx, done_rx) = oneshot::channel();
+        rt.spawn(async move {
+            let mut w = BufWriter::with_capacity(store, path, SINK_CHUNK).with_max_concurrency(4);
+            let res: Result<(), IngestError> = async {
+                loop {
+                    match rx.recv().await {
+                        Some(Msg::Data(b)) => w.put(b).await?,
+                        Some(Msg::Finish) => {
+                            w.shutdown().await.map_err(|e| {
+                                IngestError::Internal(format!("completing upload: {e}"))
+                            })?;
+                            return Ok(());
+                        }
+                        // Dropped without Finish: abandon the upload.
+                        None => return Err(IngestError::Internal("upload abandoned".to_string())),
+                    }
+                }
+            }
+            .await;
+            if res.is_err() {
+                let _ = w.abort().await;
+            }
+            let _ = done_tx.send(res);
+        });
+        Self {
+            tx: Some(tx),
+            buf: Vec::with_capacity(SINK_CHUNK),
+            written: 0,
+            done: Some(done_rx),
+        }
+    }
+
+    fn send_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(SINK_CHUNK),
+        ));
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("upload closed"))?;
+        tx.blocking_send(Msg::Data(chunk))
+            .map_err(|_| std::io::Error::other("the upload failed"))
+    }
+
+    /// Completes the upload; returns the object size.
+    fn finish(mut self) -> Result<u64, IngestError> {
+        self.send_buf()
+            .map_err(|e| IngestError::Encode(e.to_string()))?;
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.blocking_send(Msg::Finish);
+        }
+        let done = self.done.take().expect("finish once");
+        match done.blocking_recv() {
+            Ok(Ok(())) => Ok(self.written),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(IngestError::Internal("upload task vanished".to_string())),
+        }
+    }
+}
+
+impl Write for UploadSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        if self.buf.len() >= SINK_CHUNK {
+            self.send_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Current {
+    writer: ArrowWriter<UploadSink>,
+    key: String,
+    rows: u64,
+}
+
+/// Writes one ingest's objects: `<prefix>-<seq>.parquet`.
+pub struct DatasetWriter {
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
+    prefix: String,
+    schema: SchemaRef,
+    props: WriterProperties,
+    cfg: WriterConfig,
+    current: Option<Current>,
+    seq: usize,
+    done: Vec<WrittenObject>,
+}
+
+impl DatasetWriter {
+    /// Must be used from a blocking thread (it blocks on the uploads).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        rt: tokio::runtime::Handle,
+        prefix: String,
+        schema: SchemaRef,
+        cfg: WriterConfig,
+    ) -> Result<Self, IngestError> {
+        let level =
+            ZstdLevel::try_new(cfg.zstd_level).map_err(|e| IngestError::Encode(e.to_string()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .build();
+        Ok(Self {
+            store,
+            rt,
+            prefix,
+            schema,
+            props,
+            cfg,
+            current: None,
+            seq: 0,
+            done: Vec::new(),
+        })
+    }
+
+    fn open(&mut self) -> Result<&mut Current, IngestError> {
+        if self.current.is_none() {
+            let key = format!("{}-{:05}.parquet", self.prefix, self.seq);
+            self.seq += 1;
+            let path = Path::parse(&key)
+                .map_err(|e| IngestError::Internal(format!("object key {key:?}: {e}")))?;
+            let sink = UploadSink::start(&self.rt, self.store.clone(), path);
+            let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
+                .map_err(|e| IngestError::Encode(e.to_string()))?;
+            self.current = Some(Current {
+                writer,
+                key,
+                rows: 0,
+            });
+        }
+        Ok(self.current.as_mut().expect("just opened"))
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
+        let target = self.cfg.target_object_size;
+        let cur = self.open()?;
+        cur.writer
+            .write(batch)
+            .map_err(|e| IngestError::Encode(e.to_string()))?;
+        cur.rows += batch.num_rows() as u64;
+        if cur.writer.bytes_written() + cur.writer.in_progress_size() >= target {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), IngestError> {
+        if let Some(mut cur) = self.current.take() {
+            cur.writer
+                .finish()
+                .map_err(|e| IngestError::Encode(e.to_string()))?;
+            let sink = cur
+                .writer
+                .into_inner()
+                .map_err(|e| IngestError::Encode(e.to_string()))?;
+            let size = sink.finish()?;
+            self.done.push(WrittenObject {
+                key: cur.key,
+                size,
+                row_count: cur.rows,
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes the last object. A dataset with no rows still gets one (empty)
+    /// object, so its schema is recorded.
+    /// On error, call [`abort`](Self::abort) to learn what to clean up.
+    pub fn finish(&mut self) -> Result<Vec<WrittenObject>, IngestError> {
+        if self.done.is_empty() && self.current.is_none() {
+            self.open()?;
+        }
+        self.close_current()?;
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Abandons the in-progress object (its upload never completes) and
+    /// returns the keys of the completed ones, for the caller to delete.
+    pub fn abort(mut self) -> Vec<String> {
+        // Dropping the writer drops the sink without `Finish`.
+        self.current.take();
+        self.done.drain(..).map(|o| o.key).collect()
+    }
+}

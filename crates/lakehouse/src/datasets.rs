@@ -1,0 +1,190 @@
+//! `lakehouse datasets` (every dataset as a table) and
+//! `lakehouse datasets show NAME` (one manifest as JSON), through the catalog
+//! HTTP API of a running server.
+
+use anyhow::{Context, bail};
+use chrono::SecondsFormat;
+use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, Manifest};
+
+#[derive(Debug, clap::Args)]
+pub struct DatasetsArgs {
+    #[command(subcommand)]
+    pub command: Option<DatasetsCommand>,
+    /// The lakehouse (or catalogd) to ask.
+    #[arg(
+        long,
+        env = "LAKEHOUSE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DatasetsCommand {
+    /// Print one dataset's manifest.
+    Show {
+        /// The dataset name.
+        name: String,
+    },
+}
+
+pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = CatalogClient::new(&args.url);
+    match args.command {
+        None => {
+            let manifests = rt
+                .block_on(client.list())
+                .with_context(|| format!("listing datasets at {}", args.url))?;
+            print!("{}", render_table(&manifests));
+        }
+        Some(DatasetsCommand::Show { name }) => match rt.block_on(client.get(&name)) {
+            Ok(m) => println!("{}", serde_json::to_string_pretty(&m)?),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                bail!("no dataset named {name:?} at {}", args.url)
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading dataset {name:?} at {}", args.url));
+            }
+        },
+    }
+    Ok(())
+}
+
+/// A plain-text table, one row per dataset; numbers right-aligned.
+fn render_table(manifests: &[Manifest]) -> String {
+    if manifests.is_empty() {
+        return "no datasets\n".to_string();
+    }
+    let header = ["NAME", "ROWS", "OBJECTS", "SIZE", "VERSION", "UPDATED"];
+    let right = [false, true, true, true, true, false];
+    let rows: Vec<[String; 6]> = manifests
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                group_thousands(m.row_count),
+                group_thousands(m.objects.len() as u64),
+                human_bytes(m.objects.iter().map(|o| o.size).sum()),
+                m.version.to_string(),
+                m.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right[i] {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for r in &rows {
+        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    out.push_str(&format!(
+        "{} dataset{}\n",
+        manifests.len(),
+        if manifests.len() == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakehouse_catalogd::{ObjectRef, dataset_id_for};
+
+    #[test]
+    fn number_formatting() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(6_001_215), "6,001,215");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn table_layout() {
+        let t = chrono::DateTime::parse_from_rfc3339("2025-03-04T05:06:07Z")
+            .unwrap()
+            .to_utc();
+        let m = |name: &str, rows: u64| Manifest {
+            dataset_id: dataset_id_for(name),
+            name: name.to_string(),
+            schema_fingerprint: "fp".to_string(),
+            objects: vec![ObjectRef {
+                key: "k".to_string(),
+                size: 2048,
+                row_count: rows,
+            }],
+            row_count: rows,
+            created_at: t,
+            updated_at: t,
+            version: 3,
+        };
+        let out = render_table(&[m("tpch/lineitem", 6_001_215), m("a", 7)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME                ROWS  OBJECTS     SIZE  VERSION  UPDATED"
+        );
+        assert_eq!(
+            lines[1],
+            "tpch/lineitem  6,001,215        1  2.0 KiB        3  2025-03-04T05:06:07Z"
+        );
+        assert_eq!(
+            lines[2],
+            "a                      7        1  2.0 KiB        3  2025-03-04T05:06:07Z"
+        );
+        assert_eq!(lines[3], "2 datasets");
+        assert_eq!(render_table(&[]), "no datasets\n");
+    }
+}
