@@ -27,12 +27,19 @@ const MAX_SAMPLE: usize = 16 << 20;
 
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, IngestError>> + Send>;
 
+/// What is left once the input has ended: the schema (known even when there
+/// are no rows, e.g. a header-only CSV) and the remaining batches.
+pub struct Finished {
+    pub schema: SchemaRef,
+    pub batches: BatchIter,
+}
+
 /// A push decoder.
 pub trait Decode: Send {
     /// Feeds bytes; decoded batches are appended to `out`.
     fn push(&mut self, data: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), IngestError>;
-    /// End of input: the remaining batches.
-    fn finish(self: Box<Self>) -> Result<BatchIter, IngestError>;
+    /// End of input: the schema and the remaining batches.
+    fn finish(self: Box<Self>) -> Result<Finished, IngestError>;
 }
 
 /// Builds the decoder for `opts`. `target` is the existing dataset's schema
@@ -313,22 +320,25 @@ impl Decode for TextDecoder {
         self.feed(data, out)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<BatchIter, IngestError> {
+    fn finish(mut self: Box<Self>) -> Result<Finished, IngestError> {
         let mut out = Vec::new();
         if let TextState::Sampling(buf) = &mut self.state {
             let sample = std::mem::take(buf);
             self.start(sample, true, &mut out)?;
         }
-        let flushed = match &mut self.state {
+        let (flushed, schema) = match &mut self.state {
             TextState::Sampling(_) => unreachable!(),
-            TextState::Decoding { inner, .. } => inner.flush(),
+            TextState::Decoding { inner, schema, .. } => (inner.flush(), schema.clone()),
         };
         match flushed {
             Ok(Some(b)) => out.push(b),
             Ok(None) => {}
             Err(e) => return Err(self.locate(e)),
         }
-        Ok(Box::new(out.into_iter().map(Ok)))
+        Ok(Finished {
+            schema,
+            batches: Box::new(out.into_iter().map(Ok)),
+        })
     }
 }
 
@@ -519,7 +529,18 @@ impl Decode for ArrowDecoder {
         }
     }
 
-    fn finish(self: Box<Self>) -> Result<BatchIter, IngestError> {
+    fn finish(self: Box<Self>) -> Result<Finished, IngestError> {
+        let stream =
+            |mut d: StreamDecoder, out: Vec<RecordBatch>| -> Result<Finished, IngestError> {
+                d.finish().map_err(ipc_error)?;
+                let schema = d.schema().ok_or_else(|| {
+                    IngestError::BadData("Arrow IPC: the stream has no schema message".to_string())
+                })?;
+                Ok(Finished {
+                    schema,
+                    batches: Box::new(out.into_iter().map(Ok)),
+                })
+            };
         match self.state {
             ArrowState::Undecided(buf) if buf.is_empty() => Err(IngestError::EmptyInput),
             ArrowState::Undecided(buf) => {
@@ -531,13 +552,9 @@ impl Decode for ArrowDecoder {
                         out.push(batch);
                     }
                 }
-                d.finish().map_err(ipc_error)?;
-                Ok(Box::new(out.into_iter().map(Ok)))
+                stream(d, out)
             }
-            ArrowState::Stream(mut d) => {
-                d.finish().map_err(ipc_error)?;
-                Ok(Box::new(std::iter::empty()))
-            }
+            ArrowState::Stream(d) => stream(d, vec![]),
             ArrowState::File(s) => Box::new(s).finish(),
         }
     }
@@ -585,7 +602,7 @@ impl Decode for Spooled {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<BatchIter, IngestError> {
+    fn finish(self: Box<Self>) -> Result<Finished, IngestError> {
         let Some(mut file) = self.file else {
             return Err(IngestError::EmptyInput);
         };
@@ -598,15 +615,22 @@ impl Decode for Spooled {
                     .with_batch_size(BATCH_ROWS)
                     .build()
                     .map_err(|e| IngestError::BadData(format!("not a valid Parquet file: {e}")))?;
-                Ok(Box::new(reader.map(|r| {
-                    r.map_err(|e| IngestError::BadData(format!("Parquet: {e}")))
-                })))
+                Ok(Finished {
+                    schema: arrow::array::RecordBatchReader::schema(&reader),
+                    batches: Box::new(
+                        reader
+                            .map(|r| r.map_err(|e| IngestError::BadData(format!("Parquet: {e}")))),
+                    ),
+                })
             }
             SpoolKind::ArrowFile => {
                 let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(|e| {
                     IngestError::BadData(format!("not a valid Arrow IPC file: {e}"))
                 })?;
-                Ok(Box::new(reader.map(|r| r.map_err(ipc_error))))
+                Ok(Finished {
+                    schema: reader.schema(),
+                    batches: Box::new(reader.map(|r| r.map_err(ipc_error))),
+                })
             }
         }
     }
@@ -624,7 +648,7 @@ mod tests {
         for c in chunks {
             d.push(c, &mut out)?;
         }
-        out.extend(d.finish()?.collect::<Result<Vec<_>, _>>()?);
+        out.extend(d.finish()?.batches.collect::<Result<Vec<_>, _>>()?);
         Ok(out)
     }
 

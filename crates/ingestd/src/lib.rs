@@ -9,8 +9,12 @@
 pub mod decode;
 pub mod error;
 pub mod fingerprint;
+pub mod http;
 pub mod options;
 pub mod writer;
 
 pub use error::IngestError;
 pub use options::{CsvOptions, Format, IngestOptions, Mode};
+pub mod service;
+
+pub use service::{IngestConfig, IngestResult, Ingestor};

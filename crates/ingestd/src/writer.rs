@@ -228,10 +228,8 @@ impl DatasetWriter {
     }
 
     fn close_current(&mut self) -> Result<(), IngestError> {
-        if let Some(mut cur) = self.current.take() {
-            cur.writer
-                .finish()
-                .map_err(|e| IngestError::Encode(e.to_string()))?;
+        if let Some(cur) = self.current.take() {
+            // `into_inner` writes the footer and hands back the sink.
             let sink = cur
                 .writer
                 .into_inner()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use lakehouse_common::size::ByteSize;
 use lakehouse_storaged::StoragedConfig;
 use serde::{Deserialize, Serialize};
 
@@ -43,12 +44,45 @@ pub struct CatalogdConfig {
     pub storaged_url: Option<String>,
 }
 
+/// `[ingestd]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestdConfig {
+    /// Listen address when run alone (`--only ingestd`; default 127.0.0.1:8083).
+    pub bind: Option<String>,
+    /// The storaged to write to, when run alone.
+    pub storaged_url: Option<String>,
+    /// The catalogd to register in, when run alone.
+    pub catalogd_url: Option<String>,
+    /// Where Parquet / Arrow-file uploads are spooled (default
+    /// `<data_dir>/tmp`, or the system temp dir when run alone).
+    pub spool_dir: Option<PathBuf>,
+    /// Objects are closed at about this size.
+    pub target_object_size: ByteSize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for IngestdConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            storaged_url: None,
+            catalogd_url: None,
+            spool_dir: None,
+            target_object_size: ByteSize(256 << 20),
+            row_group_rows: 1 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub storaged: StoragedConfig,
     pub catalogd: CatalogdConfig,
+    pub ingestd: IngestdConfig,
 }
 
 /// Overrides from the command line, applied last.

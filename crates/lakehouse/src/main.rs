@@ -3,6 +3,7 @@
 
 mod config;
 mod datasets;
+mod ingest;
 mod serve;
 
 use std::io::IsTerminal;
@@ -27,6 +28,8 @@ enum Command {
     Serve(ServeArgs),
     /// List the catalog's datasets, or `show NAME` for one manifest.
     Datasets(datasets::DatasetsArgs),
+    /// Stream a CSV / NDJSON / Parquet / Arrow file into a dataset.
+    Ingest(ingest::IngestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,5 +81,9 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(serve::run(args))
         }
         Command::Datasets(args) => datasets::run(args),
+        Command::Ingest(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(ingest::run(args)),
     }
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use lakehouse_catalogd::{MANIFEST_PREFIX, Registry};
+use lakehouse_catalogd::{Catalog, CatalogClient, MANIFEST_PREFIX, Registry};
 use lakehouse_common::server::{self, ServerOptions};
 use lakehouse_common::{Metrics, ReadyCheck};
+use lakehouse_ingestd::writer::WriterConfig;
+use lakehouse_ingestd::{IngestConfig, Ingestor};
 use lakehouse_storaged::backend::BackendKind;
 use lakehouse_storaged::{Storage, StoragedClient};
 use object_store::ObjectStore;
@@ -22,6 +24,7 @@ use crate::config::{Config, Overrides, process_env};
 pub enum Service {
     Storaged,
     Catalogd,
+    Ingestd,
 }
 
 impl Service {
@@ -29,8 +32,29 @@ impl Service {
         match self {
             Service::Storaged => "127.0.0.1:8081",
             Service::Catalogd => "127.0.0.1:8082",
+            Service::Ingestd => "127.0.0.1:8083",
         }
     }
+
+    /// The listen address this service uses when it runs alone.
+    fn bind(self, cfg: &Config) -> String {
+        let configured = match self {
+            Service::Storaged => &cfg.storaged.bind,
+            Service::Catalogd => &cfg.catalogd.bind,
+            Service::Ingestd => &cfg.ingestd.bind,
+        };
+        configured
+            .clone()
+            .unwrap_or_else(|| self.default_bind().to_string())
+    }
+}
+
+/// A required upstream URL for a service running alone.
+fn upstream<'a>(url: &'a Option<String>, key: &str) -> anyhow::Result<&'a str> {
+    url.as_deref().filter(|u| !u.trim().is_empty()).with_context(|| {
+        let env = format!("LAKEHOUSE__{}", key.replace('.', "__").replace(['[', ']'], "").to_uppercase());
+        format!("this service runs without the one it depends on in-process, so it needs {key} (or {env})")
+    })
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -45,16 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bind = match (overrides.bind, args.only) {
         (Some(b), _) => b,
         (None, None) => cfg.server.bind.clone(),
-        (None, Some(Service::Storaged)) => cfg
-            .storaged
-            .bind
-            .clone()
-            .unwrap_or_else(|| Service::Storaged.default_bind().to_string()),
-        (None, Some(Service::Catalogd)) => cfg
-            .catalogd
-            .bind
-            .clone()
-            .unwrap_or_else(|| Service::Catalogd.default_bind().to_string()),
+        (None, Some(s)) => s.bind(&cfg),
     };
     let runs = |s: Service| args.only.is_none_or(|o| o == s);
 
@@ -65,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut _lock: Option<File> = None;
     // The object store of an in-process storaged, for the other services.
     let mut local_store: Option<Arc<dyn ObjectStore>> = None;
+    let mut local_catalog: Option<Arc<dyn Catalog>> = None;
 
     if runs(Service::Storaged) {
         if cfg.storaged.backend == BackendKind::Fs {
@@ -89,15 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let store: Arc<dyn ObjectStore> = match &local_store {
             Some(s) => s.clone(),
             None => {
-                let url = cfg
-                    .catalogd
-                    .storaged_url
-                    .as_deref()
-                    .filter(|u| !u.trim().is_empty());
-                let url = url.context(
-                    "catalogd runs without an in-process storaged, so it needs [catalogd].storaged_url \
-                     (or LAKEHOUSE__CATALOGD__STORAGED_URL)",
-                )?;
+                let url = upstream(&cfg.catalogd.storaged_url, "[catalogd].storaged_url")?;
                 tracing::info!(storaged_url = url, "catalogd uses a remote storaged");
                 Arc::new(StoragedClient::new(url))
             }
@@ -107,11 +115,57 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading the catalog")?;
         tracing::info!(datasets = registry.len(), "catalogd ready");
-        router = router.merge(lakehouse_catalogd::http::router(Arc::new(registry)));
+        let registry: Arc<dyn Catalog> = Arc::new(registry);
+        local_catalog = Some(registry.clone());
+        router = router.merge(lakehouse_catalogd::http::router(registry));
         checks.push(ReadyCheck::new("catalogd", move || {
             let store = store.clone();
             async move { ping_manifests(store.as_ref()).await }
         }));
+    }
+
+    if runs(Service::Ingestd) {
+        let store: Arc<dyn ObjectStore> = match &local_store {
+            Some(s) => s.clone(),
+            None => Arc::new(StoragedClient::new(upstream(
+                &cfg.ingestd.storaged_url,
+                "[ingestd].storaged_url",
+            )?)),
+        };
+        let catalog: Arc<dyn Catalog> = match &local_catalog {
+            Some(c) => c.clone(),
+            None => Arc::new(CatalogClient::new(upstream(
+                &cfg.ingestd.catalogd_url,
+                "[ingestd].catalogd_url",
+            )?)),
+        };
+        let spool_dir = cfg.ingestd.spool_dir.clone().unwrap_or_else(|| {
+            if args.only.is_some() {
+                std::env::temp_dir().join("lakehouse-ingest")
+            } else {
+                cfg.server.data_dir.join("tmp")
+            }
+        });
+        let ingestor = Arc::new(Ingestor::new(
+            store,
+            catalog,
+            IngestConfig {
+                spool_dir,
+                writer: WriterConfig {
+                    target_object_size: cfg.ingestd.target_object_size.0 as usize,
+                    row_group_rows: cfg.ingestd.row_group_rows,
+                    ..Default::default()
+                },
+            },
+        ));
+        let cleaned = ingestor
+            .recover()
+            .await
+            .context("cleaning up interrupted ingests")?;
+        if cleaned > 0 {
+            tracing::info!(cleaned, "removed the objects of interrupted ingests");
+        }
+        router = router.merge(lakehouse_ingestd::http::router(ingestor));
     }
 
     let opts = ServerOptions {

@@ -1,0 +1,162 @@
+//! `lakehouse ingest FILE`: streams a file to `POST /ingest/{dataset}` with a
+//! progress bar (bytes, rate, ETA) and prints the resulting dataset.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use lakehouse_ingestd::{Format, IngestResult};
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// The file to ingest (CSV, NDJSON, Parquet or Arrow IPC).
+    pub file: PathBuf,
+    /// Dataset name [default: derived from the file name].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// csv | ndjson | parquet | arrow [default: from the file extension].
+    #[arg(long)]
+    pub format: Option<String>,
+    /// append | replace.
+    #[arg(long, default_value = "append")]
+    pub mode: String,
+    /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape,
+    /// null=NA (repeatable), infer_rows=N, schema=a:int64,b:utf8.
+    #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Makes a retry of this ingest safe: the server applies it once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// The lakehouse to talk to.
+    #[arg(long, env = "LAKEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+}
+
+/// A dataset name from a file name: lowercase, other characters become `_`.
+fn dataset_from_file(file: &std::path::Path) -> Option<String> {
+    let stem = file.file_stem()?.to_string_lossy().to_lowercase();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let format = match &args.format {
+        Some(f) => Format::parse(f).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Format::from_extension(&args.file.to_string_lossy()).with_context(|| {
+            format!(
+                "cannot tell the format of {} from its name; pass --format",
+                args.file.display()
+            )
+        })?,
+    };
+    let dataset = match &args.dataset {
+        Some(d) => d.clone(),
+        None => dataset_from_file(&args.file).context("pass --dataset NAME")?,
+    };
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let len = file.metadata().await?.len();
+
+    let mut query: Vec<(String, String)> = vec![
+        ("format".into(), format!("{format:?}").to_lowercase()),
+        ("mode".into(), args.mode.clone()),
+    ];
+    for o in &args.options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o:?} is not KEY=VALUE"))?;
+        query.push((k.to_string(), v.to_string()));
+    }
+
+    let pb = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let counter = pb.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |c| {
+        if let Ok(b) = c {
+            counter.inc(b.len() as u64);
+        }
+    });
+
+    let url = format!("{}/ingest/{}", args.url.trim_end_matches('/'), dataset);
+    let mut req = reqwest::Client::new()
+        .post(&url)
+        .query(&query)
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(reqwest::Body::wrap_stream(stream));
+    if let Some(k) = &args.idempotency_key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("sending {} to {url}", args.file.display()))?;
+    pb.finish_and_clear();
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("ingest failed ({status}): {msg}");
+    }
+    let r: IngestResult = serde_json::from_slice(&body).context("reading the server's answer")?;
+    println!(
+        "{} {} rows into {} ({} new object{}); the dataset now has {} rows in {} objects, version {}",
+        if r.replayed {
+            "already ingested:"
+        } else {
+            "ingested"
+        },
+        r.rows,
+        r.dataset,
+        r.objects.len(),
+        if r.objects.len() == 1 { "" } else { "s" },
+        r.manifest.row_count,
+        r.manifest.objects.len(),
+        r.manifest.version
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_files() {
+        assert_eq!(
+            dataset_from_file("data/Line Item.CSV".as_ref()).as_deref(),
+            Some("line_item")
+        );
+        assert_eq!(
+            dataset_from_file("x/orders-2024.parquet".as_ref()).as_deref(),
+            Some("orders-2024")
+        );
+    }
+}
