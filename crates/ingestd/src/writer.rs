@@ -214,15 +214,24 @@ impl DatasetWriter {
         Ok(self.current.as_mut().expect("just opened"))
     }
 
+    /// Writes `batch` a row group at a time, so an object ends within one
+    /// row group of the target size.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
-        let target = self.cfg.target_object_size;
-        let cur = self.open()?;
-        cur.writer
-            .write(batch)
-            .map_err(|e| IngestError::Encode(e.to_string()))?;
-        cur.rows += batch.num_rows() as u64;
-        if cur.writer.bytes_written() + cur.writer.in_progress_size() >= target {
-            self.close_current()?;
+        let step = self.cfg.row_group_rows.max(1);
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = step.min(batch.num_rows() - offset);
+            let slice = batch.slice(offset, len);
+            offset += len;
+            let target = self.cfg.target_object_size;
+            let cur = self.open()?;
+            cur.writer
+                .write(&slice)
+                .map_err(|e| IngestError::Encode(e.to_string()))?;
+            cur.rows += len as u64;
+            if cur.writer.bytes_written() + cur.writer.in_progress_size() >= target {
+                self.close_current()?;
+            }
         }
         Ok(())
     }

@@ -2,5 +2,6 @@
 //! the crate, because linking is the slow part).
 
 mod catalog;
+mod ingest;
 mod storage;
 mod support;
