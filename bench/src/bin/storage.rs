@@ -5,14 +5,14 @@
 //! Usage: `bench/storage.sh` (builds release), or
 //! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 3] [--dir DIR]`
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::StreamExt;
+use lakehouse_bench::{Server, drop_caches, median};
 
 const CHUNK: usize = 1 << 20;
 
@@ -55,47 +55,6 @@ fn make_data(len: usize) -> Bytes {
         w.copy_from_slice(&x.to_le_bytes());
     }
     Bytes::from(v)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(lakehouse: &Path, data_dir: &Path) -> anyhow::Result<Server> {
-    let mut child = Command::new(lakehouse)
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("LAKEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", lakehouse.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("lakehouse listening on ")
-        .with_context(|| format!("unexpected output {line:?}"))?
-        .to_string();
-    Ok(Server { child, url })
-}
-
-/// Best effort: drop the page cache so reads come from the disk. Needs root.
-fn drop_caches() -> bool {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 #[tokio::main]
@@ -143,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::remove_file(&path)?;
 
         // Through the API.
-        let server = start(&args.lakehouse, &dir.join("lakehouse"))?;
+        let server = Server::start(&args.lakehouse, &dir.join("lakehouse"), &[])?;
         let url = format!("{}/storage/objects/bench/object.bin", server.url);
         let chunks: Vec<Bytes> = (0..size / CHUNK)
             .map(|i| data.slice(i * CHUNK..(i + 1) * CHUNK))
