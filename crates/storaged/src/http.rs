@@ -294,13 +294,24 @@ fn file_body(file: std::fs::File, range: std::ops::Range<u64>) -> Body {
         }
         let mut remaining = range.end - range.start;
         while remaining > 0 {
-            let n = remaining.min(FILE_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; n];
-            if let Err(e) = file.read_exact(&mut buf) {
-                let _ = tx.blocking_send(Err(e));
-                return;
+            let n = remaining.min(FILE_CHUNK as u64);
+            // Read into spare capacity: no zero-filling of each chunk.
+            let mut buf = Vec::with_capacity(n as usize);
+            match (&mut file).take(n).read_to_end(&mut buf) {
+                Ok(got) if got as u64 == n => {}
+                Ok(_) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than its metadata said",
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
             }
-            remaining -= n as u64;
+            remaining -= n;
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return; // client went away
             }
