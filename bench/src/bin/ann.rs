@@ -1,0 +1,211 @@
+//! ANN benchmark of the `lakehouse-hnsw` engine, in-process, on `gen_vectors.py`
+//! data; prints one line per ef in the shape of `peers_ann.py` so the two compare
+//! directly.
+//!
+//! ```text
+//! ann --data DIR [--m 16] [--ef-construction 200] [--efs 16,32,64,128,256] [--threads 1]
+//! ```
+//! The build uses every core; searches run on `--threads` threads (queries split
+//! between them). Row i of `base.f32` is inserted under key i.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use lakehouse_hnsw::{Index, Metric, Params};
+
+struct Args {
+    data: PathBuf,
+    m: usize,
+    ef_construction: usize,
+    efs: Vec<usize>,
+    threads: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        data: PathBuf::new(),
+        m: 16,
+        ef_construction: 200,
+        efs: vec![16, 32, 64, 128, 256],
+        threads: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--data" => a.data = PathBuf::from(val()?),
+            "--m" => a.m = val()?.parse()?,
+            "--ef-construction" => a.ef_construction = val()?.parse()?,
+            "--efs" => {
+                a.efs = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--threads" => a.threads = val()?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if a.data.as_os_str().is_empty() {
+        bail!(
+            "usage: ann --data DIR [--m 16] [--ef-construction 200] [--efs 16,32,64] [--threads 1]"
+        );
+    }
+    Ok(a)
+}
+
+fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if b.len() != rows * dim * 4 {
+        bail!(
+            "{}: {} bytes, expected {}",
+            path.display(),
+            b.len(),
+            rows * dim * 4
+        );
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn main() -> Result<()> {
+    let a = parse_args()?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.data.join("meta.json"))?)?;
+    let get = |k: &str| {
+        meta[k]
+            .as_u64()
+            .map(|v| v as usize)
+            .with_context(|| format!("meta.json: {k}"))
+    };
+    let (n, nq, dim, k) = (get("n")?, get("nq")?, get("dim")?, get("k")?);
+    let metric: Metric = meta["metric"]
+        .as_str()
+        .context("meta.json: metric")?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let base = read_f32(&a.data.join("base.f32"), n, dim)?;
+    let queries = read_f32(&a.data.join("queries.f32"), nq, dim)?;
+    let gt_raw = std::fs::read(a.data.join("gt.i32"))?;
+    if gt_raw.len() != nq * k * 4 {
+        bail!("gt.i32 has the wrong size");
+    }
+    let gt: Vec<u64> = gt_raw
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
+        .collect();
+
+    let params = Params {
+        dim,
+        metric,
+        m: a.m,
+        ef_construction: a.ef_construction,
+    };
+    let index = Index::new(params)?;
+    let items: Vec<(u64, &[f32])> = base
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
+    let t = Instant::now();
+    index.insert_batch(&items)?;
+    let build_s = t.elapsed().as_secs_f64();
+    drop(items);
+    let stats = index.stats();
+    let mem_mb = stats.memory_bytes as f64 / 1e6;
+    let raw_mb = (stats.vector_bytes + stats.link_bytes) as f64 / 1e6;
+    eprintln!(
+        "isa={:?} levels={} build_threads={}",
+        stats.isa,
+        stats.max_level,
+        rayon_threads()
+    );
+
+    let pool = a.threads.max(1);
+    for &ef in &a.efs {
+        let ef = ef.max(k);
+        let t = Instant::now();
+        let results: Vec<Vec<u64>> = if pool == 1 {
+            queries
+                .chunks_exact(dim)
+                .map(|q| {
+                    index
+                        .search(q, k, ef)
+                        .map(|r| r.iter().map(|h| h.key).collect())
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            let per = nq.div_ceil(pool);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = queries
+                    .chunks(per * dim)
+                    .map(|chunk| {
+                        let index = &index;
+                        s.spawn(move || {
+                            chunk
+                                .chunks_exact(dim)
+                                .map(|q| {
+                                    index
+                                        .search(q, k, ef)
+                                        .map(|r| r.iter().map(|h| h.key).collect())
+                                })
+                                .collect::<Result<Vec<Vec<u64>>, _>>()
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(nq);
+                for h in handles {
+                    all.extend(h.join().expect("search thread panicked")?);
+                }
+                Ok::<_, lakehouse_hnsw::Error>(all)
+            })?
+        };
+        let dt = t.elapsed().as_secs_f64();
+        let hits: usize = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.iter()
+                    .filter(|id| gt[i * k..(i + 1) * k].contains(id))
+                    .count()
+            })
+            .sum();
+        let recall = hits as f64 / (nq * k) as f64;
+        println!(
+            "engine=lakehouse m={} efc={} ef={} recall@{k}={recall:.4} qps={:.0} build_s={build_s:.2} mem_mb={mem_mb:.1} raw_mb={raw_mb:.1}",
+            a.m,
+            a.ef_construction,
+            ef,
+            nq as f64 / dt
+        );
+    }
+
+    // Diagnostics (stderr): snapshot round trip and self-retrieval of stored rows.
+    let t = Instant::now();
+    let bytes = index.to_bytes();
+    let enc_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let loaded = Index::from_bytes(&bytes)?;
+    let dec_s = t.elapsed().as_secs_f64();
+    let sample: Vec<usize> = (0..n).step_by((n / 2000).max(1)).collect();
+    let mut self_hits = 0;
+    for &i in &sample {
+        let r = loaded.search(&base[i * dim..(i + 1) * dim], 1, 64)?;
+        self_hits += r
+            .first()
+            .is_some_and(|h| h.key == i as u64 && h.distance.abs() <= 1e-5)
+            as usize;
+    }
+    eprintln!(
+        "snapshot_mb={:.1} encode_s={enc_s:.2} decode_s={dec_s:.2} self_found={self_hits}/{} (ef=64)",
+        bytes.len() as f64 / 1e6,
+        sample.len()
+    );
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
