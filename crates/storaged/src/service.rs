@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -206,32 +206,30 @@ impl Storage {
 
         let path = key.to_path();
         let mut body = std::pin::pin!(body);
-        // Body frames are small (tens of KiB); copying them into one
-        // contiguous part costs a memcpy but saves a write syscall per frame.
-        let mut part = BytesMut::with_capacity(PART_SIZE);
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
         let mut total: u64 = 0;
         let mut upload: Option<StreamingUpload> = None;
 
         let result: Result<()> = async {
             while let Some(chunk) = body.next().await {
-                let mut chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
                 total += chunk.len() as u64;
                 if total > self.max_object_size {
                     return Err(StorageError::TooLarge {
                         limit: self.max_object_size,
                     });
                 }
-                while !chunk.is_empty() {
-                    let take = chunk.len().min(PART_SIZE - part.len());
-                    part.extend_from_slice(&chunk.split_to(take));
-                    if part.len() == PART_SIZE {
-                        let full = std::mem::replace(&mut part, BytesMut::with_capacity(PART_SIZE));
-                        if upload.is_none() {
-                            upload = Some(self.start_upload(key).await?);
-                        }
-                        if let Some(u) = upload.as_mut() {
-                            u.put_part(PutPayload::from(full.freeze())).await?;
-                        }
+                pending_len += chunk.len();
+                pending.push(chunk);
+                while pending_len >= PART_SIZE {
+                    let part = take_prefix(&mut pending, PART_SIZE);
+                    pending_len -= PART_SIZE;
+                    if upload.is_none() {
+                        upload = Some(self.start_upload(key).await?);
+                    }
+                    if let Some(u) = upload.as_mut() {
+                        u.put_part(part).await?;
                     }
                 }
             }
@@ -245,13 +243,11 @@ impl Storage {
             }
             return Err(e);
         }
-        let pending_len = part.len();
-        let pending = part.freeze();
 
         match upload {
             None => {
                 // Small object: one atomic put, under the key lock.
-                let payload = PutPayload::from(pending);
+                let payload = PutPayload::from_iter(pending);
                 let _guard = self.lock_for(key).lock().await;
                 self.check_put_condition(key, &cond).await?;
                 let res = self
@@ -272,7 +268,8 @@ impl Storage {
             Some(mut u) => {
                 if let Err(e) = async {
                     if pending_len > 0 {
-                        u.put_part(PutPayload::from(pending)).await?;
+                        u.put_part(PutPayload::from_iter(std::mem::take(&mut pending)))
+                            .await?;
                     }
                     u.flush().await
                 }
@@ -577,6 +574,28 @@ impl Ord for ByKey {
     }
 }
 
+/// Removes exactly `n` bytes from the front of `chunks` without copying.
+fn take_prefix(chunks: &mut Vec<Bytes>, n: usize) -> PutPayload {
+    let mut out = Vec::new();
+    let mut need = n;
+    let mut consumed = 0;
+    for c in chunks.iter_mut() {
+        if need == 0 {
+            break;
+        }
+        if c.len() <= need {
+            need -= c.len();
+            out.push(std::mem::take(c));
+            consumed += 1;
+        } else {
+            out.push(c.split_to(need));
+            need = 0;
+        }
+    }
+    chunks.drain(..consumed);
+    PutPayload::from_iter(out)
+}
+
 /// Resolves an HTTP-style range against `size`; `None` if unsatisfiable.
 pub fn resolve_range(range: &GetRange, size: u64) -> Option<Range<u64>> {
     match range {
@@ -658,6 +677,20 @@ fn check_read_preconditions(key: &ObjectKey, req: &GetRequest, meta: &ObjectMeta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_prefix_splits_without_losing_bytes() {
+        let mut chunks = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"hi"),
+        ];
+        let p = take_prefix(&mut chunks, 5);
+        let got: Vec<u8> = p.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(got, b"abcde");
+        let rest: Vec<u8> = chunks.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(rest, b"fghi");
+    }
 
     #[test]
     fn ranges_resolve_like_http() {
