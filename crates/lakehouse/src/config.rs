@@ -76,6 +76,71 @@ impl Default for IngestdConfig {
     }
 }
 
+/// `[queryd]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerydConfig {
+    /// Listen address when run alone (`--only queryd`; default 127.0.0.1:8084).
+    pub bind: Option<String>,
+    /// The storaged to read objects from, when run alone.
+    pub storaged_url: Option<String>,
+    /// The catalogd to resolve datasets in, when run alone.
+    pub catalogd_url: Option<String>,
+    /// Longest a query may run, streaming its result included.
+    pub timeout_secs: u64,
+    /// DataFusion's memory pool, shared by running queries.
+    pub memory_limit: ByteSize,
+    /// Most rows a result may have (more is an error: add a LIMIT).
+    pub max_rows: u64,
+    /// Plan parallelism and query threads (0 = the number of cores).
+    pub target_partitions: usize,
+    /// Rows per batch inside the engine.
+    pub batch_size: usize,
+    /// Evaluate filters while decoding Parquet.
+    pub pushdown_filters: bool,
+}
+
+impl Default for QuerydConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            storaged_url: None,
+            catalogd_url: None,
+            timeout_secs: 300,
+            memory_limit: ByteSize(4 << 30),
+            max_rows: 1_000_000,
+            target_partitions: 0,
+            batch_size: 8192,
+            pushdown_filters: false,
+        }
+    }
+}
+
+/// `[vectord]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectordConfig {
+    /// Listen address when run alone (`--only vectord`; default 127.0.0.1:8085).
+    pub bind: Option<String>,
+    /// The storaged that holds snapshots and the log, when run alone.
+    pub storaged_url: Option<String>,
+    /// false = ephemeral: indexes live in memory only.
+    pub persist: bool,
+    /// Take a background snapshot after this many written items.
+    pub snapshot_every: usize,
+}
+
+impl Default for VectordConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            storaged_url: None,
+            persist: true,
+            snapshot_every: 50_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -83,6 +148,8 @@ pub struct Config {
     pub storaged: StoragedConfig,
     pub catalogd: CatalogdConfig,
     pub ingestd: IngestdConfig,
+    pub queryd: QuerydConfig,
+    pub vectord: VectordConfig,
 }
 
 /// Overrides from the command line, applied last.
@@ -241,6 +308,27 @@ mod tests {
         std::fs::write(&f, "[catalogd]\nstorage_url = \"x\"\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&f), &[]).unwrap_err());
         assert!(err.contains("storage_url"), "{err}");
+    }
+
+    #[test]
+    fn queryd_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("lakehouse.toml");
+        std::fs::write(
+            &f,
+            "[queryd]\ncatalogd_url = \"http://c:8082\"\nmemory_limit = \"512MiB\"\nmax_rows = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &[]).unwrap();
+        assert_eq!(c.queryd.catalogd_url.as_deref(), Some("http://c:8082"));
+        assert_eq!(c.queryd.memory_limit, ByteSize(512 << 20));
+        assert_eq!(c.queryd.max_rows, 10);
+        assert_eq!(c.queryd.timeout_secs, 300);
+        let env = vec![(
+            "LAKEHOUSE__QUERYD__TIMEOUT_SECS".to_string(),
+            "5".to_string(),
+        )];
+        assert_eq!(Config::load(Some(&f), &env).unwrap().queryd.timeout_secs, 5);
     }
 
     #[test]

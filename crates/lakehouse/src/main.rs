@@ -5,6 +5,8 @@ mod config;
 mod datasets;
 mod ingest;
 mod serve;
+mod sql;
+mod vectors;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ enum Command {
     Datasets(datasets::DatasetsArgs),
     /// Stream a CSV / NDJSON / Parquet / Arrow file into a dataset.
     Ingest(ingest::IngestArgs),
+    /// Vector indexes: create, add, search, list, drop.
+    Vectors(vectors::VectorsArgs),
+    /// Run a SQL query (from the argument, --file or stdin) and print the result.
+    Sql(sql::SqlArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,5 +91,13 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(ingest::run(args)),
+        Command::Vectors(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(vectors::run(args)),
+        Command::Sql(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(sql::run(args)),
     }
 }

@@ -12,8 +12,10 @@ use lakehouse_common::server::{self, ServerOptions};
 use lakehouse_common::{Metrics, ReadyCheck};
 use lakehouse_ingestd::writer::WriterConfig;
 use lakehouse_ingestd::{IngestConfig, Ingestor};
+use lakehouse_queryd::{EngineConfig, QueryEngine};
 use lakehouse_storaged::backend::BackendKind;
 use lakehouse_storaged::{Storage, StoragedClient};
+use lakehouse_vectord::{VectorConfig, VectorService};
 use object_store::ObjectStore;
 
 use crate::ServeArgs;
@@ -25,6 +27,8 @@ pub enum Service {
     Storaged,
     Catalogd,
     Ingestd,
+    Queryd,
+    Vectord,
 }
 
 impl Service {
@@ -33,6 +37,8 @@ impl Service {
             Service::Storaged => "127.0.0.1:8081",
             Service::Catalogd => "127.0.0.1:8082",
             Service::Ingestd => "127.0.0.1:8083",
+            Service::Queryd => "127.0.0.1:8084",
+            Service::Vectord => "127.0.0.1:8085",
         }
     }
 
@@ -42,6 +48,8 @@ impl Service {
             Service::Storaged => &cfg.storaged.bind,
             Service::Catalogd => &cfg.catalogd.bind,
             Service::Ingestd => &cfg.ingestd.bind,
+            Service::Queryd => &cfg.queryd.bind,
+            Service::Vectord => &cfg.vectord.bind,
         };
         configured
             .clone()
@@ -166,6 +174,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(cleaned, "removed the objects of interrupted ingests");
         }
         router = router.merge(lakehouse_ingestd::http::router(ingestor));
+    }
+
+    if runs(Service::Queryd) {
+        let store: Arc<dyn ObjectStore> = match &local_store {
+            Some(s) => s.clone(),
+            None => Arc::new(StoragedClient::new(upstream(
+                &cfg.queryd.storaged_url,
+                "[queryd].storaged_url",
+            )?)),
+        };
+        let catalog: Arc<dyn Catalog> = match &local_catalog {
+            Some(c) => c.clone(),
+            None => Arc::new(CatalogClient::new(upstream(
+                &cfg.queryd.catalogd_url,
+                "[queryd].catalogd_url",
+            )?)),
+        };
+        let q = &cfg.queryd;
+        let engine = QueryEngine::new(
+            catalog,
+            store,
+            EngineConfig {
+                timeout: Duration::from_secs(q.timeout_secs.max(1)),
+                memory_limit: q.memory_limit.0,
+                max_rows: q.max_rows,
+                target_partitions: q.target_partitions,
+                batch_size: q.batch_size,
+                pushdown_filters: q.pushdown_filters,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
+        tracing::info!(config = ?engine.config(), "queryd ready");
+        router = router.merge(lakehouse_queryd::http::router(Arc::new(engine)));
+    }
+
+    if runs(Service::Vectord) {
+        let vcfg = VectorConfig {
+            snapshot_every: cfg.vectord.snapshot_every.max(1),
+        };
+        let svc = if !cfg.vectord.persist {
+            tracing::info!("vectord is ephemeral ([vectord].persist = false)");
+            VectorService::ephemeral(vcfg)
+        } else {
+            let store: Arc<dyn ObjectStore> = match &local_store {
+                Some(s) => s.clone(),
+                None => Arc::new(StoragedClient::new(upstream(
+                    &cfg.vectord.storaged_url,
+                    "[vectord].storaged_url",
+                )?)),
+            };
+            VectorService::open(store, vcfg)
+                .await
+                .context("loading the vector indexes")?
+        };
+        tracing::info!(indexes = svc.list().len(), "vectord ready");
+        router = router.merge(lakehouse_vectord::http::router(Arc::new(svc)));
     }
 
     let opts = ServerOptions {

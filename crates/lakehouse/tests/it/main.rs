@@ -3,5 +3,7 @@
 
 mod catalog;
 mod ingest;
+mod query;
 mod storage;
 mod support;
+mod vectors;

@@ -1,0 +1,165 @@
+//! The read-only sandbox: which statements queryd runs.
+//!
+//! Allowed: exactly one query (`SELECT`, `WITH`, `VALUES`, set operations)
+//! or `EXPLAIN [ANALYZE]` of one, and `DESCRIBE <table>`. Everything else —
+//! DDL, DML, `COPY … TO`, `CREATE EXTERNAL TABLE`, `SET`/`RESET` (which
+//! could lift the limits), transactions, `PREPARE` — is refused before
+//! planning. The plan is then checked again with DataFusion's `SQLOptions`
+//! (no DDL, DML or statements), which also catches `SELECT … INTO`. URL
+//! tables are never enabled, so `SELECT * FROM '/etc/passwd'` is an unknown
+//! table, not a file read.
+
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+
+use crate::error::QueryError;
+
+/// Parses `sql` and returns its one statement if the sandbox allows it.
+pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
+    if sql.trim().is_empty() {
+        return Err(QueryError::InvalidRequest("the SQL is empty".to_string()));
+    }
+    let syntax = |e: datafusion::error::DataFusionError| {
+        let msg = e.strip_backtrace();
+        // sqlparser locates every error but one: running out of input. Say
+        // where the input ended, so every syntax error has a position.
+        if msg.contains("found: EOF") && !msg.contains("Line:") {
+            let line = sql.trim_end().lines().count().max(1);
+            let column = sql
+                .trim_end()
+                .lines()
+                .last()
+                .map_or(0, |l| l.chars().count())
+                + 1;
+            QueryError::Syntax(format!(
+                "{msg} at Line: {line}, Column: {column} (the end of the query)"
+            ))
+        } else {
+            QueryError::Syntax(msg)
+        }
+    };
+    let mut parser = DFParserBuilder::new(sql).build().map_err(syntax)?;
+    let mut statements = parser.parse_statements().map_err(syntax)?;
+    if statements.len() != 1 {
+        return Err(QueryError::InvalidRequest(format!(
+            "expected exactly one SQL statement, found {}",
+            statements.len()
+        )));
+    }
+    let stmt = statements.pop_front().expect("one statement");
+    allowed(&stmt)?;
+    Ok(stmt)
+}
+
+fn allowed(stmt: &DfStatement) -> Result<(), QueryError> {
+    match stmt {
+        DfStatement::Statement(s) => allowed_sql(s),
+        DfStatement::Explain(e) => allowed(&e.statement),
+        DfStatement::CreateExternalTable(_) => Err(forbidden("CREATE EXTERNAL TABLE")),
+        DfStatement::CopyTo(_) => Err(forbidden("COPY … TO")),
+        DfStatement::Reset(_) => Err(forbidden("RESET")),
+    }
+}
+
+fn allowed_sql(s: &SqlStatement) -> Result<(), QueryError> {
+    match s {
+        SqlStatement::Query(_) => Ok(()),
+        SqlStatement::Explain { statement, .. } => allowed_sql(statement),
+        SqlStatement::ExplainTable { .. } => Ok(()),
+        other => Err(forbidden(&statement_kind(other))),
+    }
+}
+
+fn forbidden(what: &str) -> QueryError {
+    QueryError::Forbidden {
+        what: what.to_string(),
+    }
+}
+
+/// The statement's leading keywords, for the message (`INSERT`, `DROP TABLE`).
+fn statement_kind(s: &SqlStatement) -> String {
+    let text = s.to_string();
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_alphabetic() || c == '_'))
+        .take(3)
+        .collect();
+    // Keep keywords only (uppercase as sqlparser prints them), never user text.
+    let kw: Vec<&str> = words
+        .into_iter()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    if kw.is_empty() {
+        "this statement".to_string()
+    } else {
+        kw.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_and_explain_pass() {
+        for sql in [
+            "SELECT 1",
+            "select * from t where a > 1",
+            "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+            "VALUES (1, 'a'), (2, 'b')",
+            "SELECT 1 UNION ALL SELECT 2",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "EXPLAIN VERBOSE SELECT 1",
+            "DESCRIBE t",
+        ] {
+            check(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[test]
+    fn everything_else_is_forbidden() {
+        for (sql, what) in [
+            ("CREATE TABLE t (a INT)", "CREATE TABLE"),
+            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
+            ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE EXTERNAL TABLE",
+            ),
+            ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
+            ("INSERT INTO t VALUES (1)", "INSERT"),
+            ("DELETE FROM t", "DELETE"),
+            ("UPDATE t SET a = 1", "UPDATE"),
+            ("DROP TABLE t", "DROP"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("RESET datafusion.execution.batch_size", "RESET"),
+            ("EXPLAIN INSERT INTO t VALUES (1)", "INSERT"),
+            ("EXPLAIN COPY (SELECT 1) TO '/tmp/x'", "COPY"),
+        ] {
+            match check(sql) {
+                Err(QueryError::Forbidden { what: w }) => {
+                    assert!(w.starts_with(what), "{sql}: {w}")
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position() {
+        match check("SELECT * FORM t") {
+            Err(QueryError::Syntax(m)) => assert!(m.contains("Line: 1, Column: 10"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match check("SELECT *\nFROM t WHERE") {
+            Err(QueryError::Syntax(m)) => assert!(m.contains("Line: 2, Column: 13"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(check("  "), Err(QueryError::InvalidRequest(_))));
+        assert!(matches!(
+            check("SELECT 1; SELECT 2"),
+            Err(QueryError::InvalidRequest(_))
+        ));
+    }
+}
