@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lakehouse_common::error::ErrorBody;
+use lakehouse_common::{ClientOptions, http_client};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -35,14 +36,14 @@ pub struct CatalogClient {
 impl CatalogClient {
     /// `base_url` like `http://127.0.0.1:8082` (no path).
     pub fn new(base_url: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a default reqwest client builds");
-        Self::with_http(base_url, http)
+        Self::with_options(base_url, ClientOptions::default())
+    }
+
+    /// With a bearer token (split deployments with auth on); requests time
+    /// out after 300 s unless `opts` says otherwise.
+    pub fn with_options(base_url: &str, mut opts: ClientOptions) -> Self {
+        opts.timeout = opts.timeout.or(Some(Duration::from_secs(300)));
+        Self::with_http(base_url, http_client(&opts))
     }
 
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {

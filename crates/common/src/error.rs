@@ -21,6 +21,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra response headers (e.g. `Content-Range` on a 416).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Machine-readable fields beside `code` and `message` (e.g. the
+    /// position and id of a rejected batch item).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -30,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            details: serde_json::Map::new(),
         }
     }
 
@@ -74,6 +78,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
     pub fn with_header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
         self.headers.push((name, value));
         self
@@ -104,6 +113,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// Extra fields some errors carry (flattened beside code and message).
+    #[serde(flatten, default)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -112,6 +124,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                details: self.details,
             },
         };
         let mut resp = (self.status, Json(body)).into_response();

@@ -4,11 +4,15 @@
 //! route returns, request metrics in Prometheus text format, `/health` and
 //! `/ready`, the standard middleware stack, and graceful serving.
 
+pub mod auth;
+pub mod client;
 pub mod error;
 pub mod metrics;
 pub mod server;
 pub mod size;
 
+pub use auth::{AuthConfig, Authenticator, Role};
+pub use client::{ClientOptions, http_client};
 pub use error::{ApiError, ApiJson};
 pub use metrics::Metrics;
 pub use server::{ReadyCheck, ServerOptions};

@@ -120,6 +120,59 @@ impl Metrics {
     }
 }
 
+/// Merges the expositions of several services into one, adding a
+/// `service="…"` label to every sample and keeping each metric family's lines
+/// together (the text format requires one HELP/TYPE block per family).
+pub fn merge_expositions(parts: &[(String, String)]) -> String {
+    // family name -> (HELP/TYPE lines, samples); BTreeMap for stable output.
+    let mut families: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for (service, text) in parts {
+        let mut current = String::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                current = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let fam = families.entry(current.clone()).or_default();
+                if !fam.0.iter().any(|l| l == line) {
+                    fam.0.push(line.to_string());
+                }
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let name = &line[..name_end];
+            let family = if !current.is_empty() && name.starts_with(current.as_str()) {
+                current.clone()
+            } else {
+                name.to_string()
+            };
+            let label = format!("service=\"{}\"", escape(service));
+            let sample = match line[name_end..].strip_prefix('{') {
+                Some(rest) if rest.starts_with('}') => format!("{name}{{{label}{rest}"),
+                Some(rest) => format!("{name}{{{label},{rest}"),
+                None => format!("{name}{{{label}}}{}", &line[name_end..]),
+            };
+            families.entry(family).or_default().1.push(sample);
+        }
+    }
+    let mut out = String::new();
+    for (_, (meta, samples)) in families {
+        for l in meta.iter().chain(&samples) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -164,5 +217,49 @@ mod tests {
             "lakehouse_http_request_duration_seconds_bucket{route=\"/storage/objects/{*key}\",method=\"GET\",status=\"200\",le=\"+Inf\"} 2"
         ));
         assert!(text.contains("status=\"412\"} 1"));
+    }
+
+    #[test]
+    fn merging_labels_samples_and_groups_families() {
+        let a = Metrics::new();
+        a.record("GET", "/a", 200, 0.01);
+        let b = Metrics::new();
+        b.record("POST", "/b", 201, 0.01);
+        let text = merge_expositions(&[
+            ("gateway".to_string(), a.render()),
+            ("queryd".to_string(), b.render()),
+            ("odd".to_string(), "up 1\n".to_string()),
+        ]);
+        assert!(text.contains(
+            "lakehouse_http_requests_total{service=\"gateway\",route=\"/a\",method=\"GET\",status=\"200\"} 1"
+        ), "{text}");
+        assert!(text.contains("lakehouse_http_requests_total{service=\"queryd\",route=\"/b\""));
+        assert!(text.contains("up{service=\"odd\"} 1"));
+        // One TYPE line per family, and every sample of a family after it.
+        assert_eq!(
+            text.matches("# TYPE lakehouse_http_requests_total").count(),
+            1
+        );
+        assert_eq!(
+            text.matches("# TYPE lakehouse_http_request_duration_seconds ")
+                .count(),
+            1
+        );
+        // Each family's lines are contiguous: its samples never interleave.
+        let lines: Vec<&str> = text.lines().collect();
+        for fam in [
+            "lakehouse_http_requests_total",
+            "lakehouse_http_request_duration_seconds_",
+        ] {
+            let at: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].starts_with(fam))
+                .collect();
+            assert!(at.len() >= 2, "{fam}");
+            assert_eq!(
+                at.last().unwrap() - at[0] + 1,
+                at.len(),
+                "{fam} interleaved:\n{text}"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Authenticator;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 
@@ -49,17 +50,37 @@ impl std::fmt::Debug for ReadyCheck {
 }
 
 /// Limits applied to every route.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Time allowed to produce response headers (includes reading a streamed
     /// request body, so it bounds uploads too).
     pub request_timeout: Duration,
+    /// Bearer-token auth in front of every route but `/health`; `None` = off.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Other processes' metrics to merge into `/metrics` (the gateway's view
+    /// of a split deployment), each sample labelled with its service.
+    pub metrics_sources: Option<MetricsSources>,
+}
+
+/// Fetches `(service, exposition text)` pairs from other processes.
+pub type MetricsSources = Arc<dyn Fn() -> BoxFuture<'static, Vec<(String, String)>> + Send + Sync>;
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("request_timeout", &self.request_timeout)
+            .field("auth", &self.auth)
+            .field("metrics_sources", &self.metrics_sources.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(3600),
+            auth: None,
+            metrics_sources: None,
         }
     }
 }
@@ -68,6 +89,7 @@ impl Default for ServerOptions {
 struct OpsState {
     metrics: Metrics,
     checks: Arc<Vec<ReadyCheck>>,
+    sources: Option<MetricsSources>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -83,6 +105,7 @@ pub fn finish_router(
     let ops = OpsState {
         metrics: metrics.clone(),
         checks: Arc::new(checks),
+        sources: opts.metrics_sources.clone(),
     };
     let ops_routes = Router::new()
         .route("/health", get(health))
@@ -90,13 +113,22 @@ pub fn finish_router(
         .route("/metrics", get(render_metrics))
         .with_state(ops);
 
-    services
+    let routed = services
         .merge(ops_routes)
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
         ))
-        .fallback(fallback)
+        .fallback(fallback);
+    // Outside routing, so an unknown route needs a token too (no probing).
+    let routed = match &opts.auth {
+        Some(a) => routed.layer(axum::middleware::from_fn_with_state(
+            a.clone(),
+            crate::auth::require,
+        )),
+        None => routed,
+    };
+    routed
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             opts.request_timeout,
@@ -139,7 +171,7 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn health() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+    axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 async fn ready(State(ops): State<OpsState>) -> Response {
@@ -183,7 +215,14 @@ async fn render_metrics(State(ops): State<OpsState>) -> impl IntoResponse {
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ops.metrics.render(),
+        match &ops.sources {
+            None => ops.metrics.render(),
+            Some(fetch) => {
+                let mut parts = vec![("gateway".to_string(), ops.metrics.render())];
+                parts.extend(fetch().await);
+                metrics::merge_expositions(&parts)
+            }
+        },
     )
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use lakehouse_common::AuthConfig;
 use lakehouse_common::size::ByteSize;
 use lakehouse_storaged::StoragedConfig;
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,39 @@ impl Default for VectordConfig {
     }
 }
 
+/// `[gateway]`: the front door of a split deployment (`--only gateway`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Listen address (default 127.0.0.1:8080, the same front door as
+    /// all-in-one mode).
+    pub bind: Option<String>,
+    pub storaged_url: Option<String>,
+    pub catalogd_url: Option<String>,
+    pub ingestd_url: Option<String>,
+    pub queryd_url: Option<String>,
+    pub vectord_url: Option<String>,
+    /// Longest wait to connect to an upstream.
+    pub connect_timeout_secs: u64,
+    /// Longest wait for an upstream's response headers (uploads included).
+    pub timeout_secs: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            storaged_url: None,
+            catalogd_url: None,
+            ingestd_url: None,
+            queryd_url: None,
+            vectord_url: None,
+            connect_timeout_secs: 5,
+            timeout_secs: 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -150,6 +184,8 @@ pub struct Config {
     pub ingestd: IngestdConfig,
     pub queryd: QuerydConfig,
     pub vectord: VectordConfig,
+    pub gateway: GatewaySection,
+    pub auth: AuthConfig,
 }
 
 /// Overrides from the command line, applied last.
@@ -329,6 +365,52 @@ mod tests {
             "5".to_string(),
         )];
         assert_eq!(Config::load(Some(&f), &env).unwrap().queryd.timeout_secs, 5);
+    }
+
+    #[test]
+    fn gateway_and_auth_sections() {
+        use lakehouse_common::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("lakehouse.toml");
+        std::fs::write(
+            &f,
+            r#"
+[gateway]
+queryd_url = "http://q:8084"
+[[auth.tokens]]
+name = "ci-reader"
+token = "reader-token-0123456789"
+role = "read"
+[[auth.tokens]]
+name = "ops"
+token_sha256 = "00000000000000000000000000000000000000000000000000000000000000ff"
+role = "admin"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &[]).unwrap();
+        assert_eq!(c.gateway.queryd_url.as_deref(), Some("http://q:8084"));
+        assert_eq!(c.gateway.timeout_secs, 3600);
+        assert_eq!(c.auth.tokens.len(), 2);
+        assert_eq!(c.auth.tokens[1].role, Role::Admin);
+        // Tokens from the environment, in the compact form.
+        let env = vec![(
+            "LAKEHOUSE__AUTH__TOKENS".to_string(),
+            "w:write:writer-token-0123456789,a:admin:admin-token-0123456789".to_string(),
+        )];
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.auth.tokens.len(), 2);
+        assert_eq!(c.auth.tokens[0].role, Role::Write);
+        assert_eq!(
+            c.auth.outgoing_token().as_deref(),
+            Some("admin-token-0123456789")
+        );
+        let env = vec![(
+            "LAKEHOUSE__AUTH__TOKENS".to_string(),
+            "x:root:t".to_string(),
+        )];
+        let err = format!("{:#}", Config::load(None, &env).unwrap_err());
+        assert!(err.contains("root"), "{err}");
     }
 
     #[test]

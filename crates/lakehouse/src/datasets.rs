@@ -6,18 +6,14 @@ use anyhow::{Context, bail};
 use chrono::SecondsFormat;
 use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, Manifest};
 
+use crate::remote::Remote;
+
 #[derive(Debug, clap::Args)]
 pub struct DatasetsArgs {
     #[command(subcommand)]
     pub command: Option<DatasetsCommand>,
-    /// The lakehouse (or catalogd) to ask.
-    #[arg(
-        long,
-        env = "LAKEHOUSE_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -33,21 +29,22 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = CatalogClient::new(&args.url);
+    let client = CatalogClient::with_options(&args.remote.url, args.remote.options());
     match args.command {
         None => {
             let manifests = rt
                 .block_on(client.list())
-                .with_context(|| format!("listing datasets at {}", args.url))?;
+                .with_context(|| format!("listing datasets at {}", args.remote.url))?;
             print!("{}", render_table(&manifests));
         }
         Some(DatasetsCommand::Show { name }) => match rt.block_on(client.get(&name)) {
             Ok(m) => println!("{}", serde_json::to_string_pretty(&m)?),
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                bail!("no dataset named {name:?} at {}", args.url)
+                bail!("no dataset named {name:?} at {}", args.remote.url)
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("reading dataset {name:?} at {}", args.url));
+                return Err(e)
+                    .with_context(|| format!("reading dataset {name:?} at {}", args.remote.url));
             }
         },
     }

@@ -9,6 +9,8 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use lakehouse_ingestd::{Format, IngestResult};
 
+use crate::remote::Remote;
+
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// The file to ingest (CSV, NDJSON, Parquet or Arrow IPC).
@@ -32,9 +34,8 @@ pub struct IngestArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// The lakehouse to talk to.
-    #[arg(long, env = "LAKEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 /// A dataset name from a file name: lowercase, other characters become `_`.
@@ -102,8 +103,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
     });
 
-    let url = format!("{}/ingest/{}", args.url.trim_end_matches('/'), dataset);
-    let mut req = reqwest::Client::new()
+    let url = format!(
+        "{}/ingest/{}",
+        args.remote.url.trim_end_matches('/'),
+        dataset
+    );
+    let mut req = args
+        .remote
+        .http()
         .post(&url)
         .query(&query)
         .header(reqwest::header::CONTENT_LENGTH, len)

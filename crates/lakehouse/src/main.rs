@@ -4,8 +4,10 @@
 mod config;
 mod datasets;
 mod ingest;
+mod remote;
 mod serve;
 mod sql;
+mod status;
 mod vectors;
 
 use std::io::IsTerminal;
@@ -36,6 +38,8 @@ enum Command {
     Vectors(vectors::VectorsArgs),
     /// Run a SQL query (from the argument, --file or stdin) and print the result.
     Sql(sql::SqlArgs),
+    /// Is the server up, and is each service ready?
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,5 +103,9 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(sql::run(args)),
+        Command::Status(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(status::run(args)),
     }
 }

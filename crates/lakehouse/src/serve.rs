@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use lakehouse_catalogd::{Catalog, CatalogClient, MANIFEST_PREFIX, Registry};
+use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, MANIFEST_PREFIX, Registry};
 use lakehouse_common::server::{self, ServerOptions};
-use lakehouse_common::{Metrics, ReadyCheck};
+use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck};
+use lakehouse_gateway::{Gateway, GatewayConfig, Upstream};
 use lakehouse_ingestd::writer::WriterConfig;
 use lakehouse_ingestd::{IngestConfig, Ingestor};
 use lakehouse_queryd::{EngineConfig, QueryEngine};
@@ -29,6 +30,8 @@ pub enum Service {
     Ingestd,
     Queryd,
     Vectord,
+    /// The front door of a split deployment: routes to the others.
+    Gateway,
 }
 
 impl Service {
@@ -39,6 +42,7 @@ impl Service {
             Service::Ingestd => "127.0.0.1:8083",
             Service::Queryd => "127.0.0.1:8084",
             Service::Vectord => "127.0.0.1:8085",
+            Service::Gateway => "127.0.0.1:8080",
         }
     }
 
@@ -50,6 +54,7 @@ impl Service {
             Service::Ingestd => &cfg.ingestd.bind,
             Service::Queryd => &cfg.queryd.bind,
             Service::Vectord => &cfg.vectord.bind,
+            Service::Gateway => &cfg.gateway.bind,
         };
         configured
             .clone()
@@ -79,7 +84,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => cfg.server.bind.clone(),
         (None, Some(s)) => s.bind(&cfg),
     };
-    let runs = |s: Service| args.only.is_none_or(|o| o == s);
+    // All-in-one runs every service (no gateway: it is the front door itself).
+    let runs = |s: Service| match args.only {
+        None => s != Service::Gateway,
+        Some(o) => o == s,
+    };
+    let auth = Authenticator::from_config(&cfg.auth)
+        .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?
+        .map(Arc::new);
+    // What this process presents to the services it calls (split mode).
+    let client_opts = ClientOptions::with_token(cfg.auth.outgoing_token());
+    if auth.is_some() && client_opts.token.is_none() && args.only.is_some() {
+        tracing::warn!(
+            "auth is on but no [auth].service_token (or plaintext admin token) is set: \
+             calls to other services go without a token"
+        );
+    }
 
     let metrics = Metrics::new();
     let mut router = axum::Router::new();
@@ -115,7 +135,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => {
                 let url = upstream(&cfg.catalogd.storaged_url, "[catalogd].storaged_url")?;
                 tracing::info!(storaged_url = url, "catalogd uses a remote storaged");
-                Arc::new(StoragedClient::new(url))
+                Arc::new(StoragedClient::with_options(url, &client_opts))
             }
         };
         // Loaded before binding: a catalog that cannot load must not serve.
@@ -135,17 +155,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if runs(Service::Ingestd) {
         let store: Arc<dyn ObjectStore> = match &local_store {
             Some(s) => s.clone(),
-            None => Arc::new(StoragedClient::new(upstream(
-                &cfg.ingestd.storaged_url,
-                "[ingestd].storaged_url",
-            )?)),
+            None => Arc::new(StoragedClient::with_options(
+                upstream(&cfg.ingestd.storaged_url, "[ingestd].storaged_url")?,
+                &client_opts,
+            )),
         };
         let catalog: Arc<dyn Catalog> = match &local_catalog {
             Some(c) => c.clone(),
-            None => Arc::new(CatalogClient::new(upstream(
-                &cfg.ingestd.catalogd_url,
-                "[ingestd].catalogd_url",
-            )?)),
+            None => Arc::new(CatalogClient::with_options(
+                upstream(&cfg.ingestd.catalogd_url, "[ingestd].catalogd_url")?,
+                client_opts.clone(),
+            )),
         };
         let spool_dir = cfg.ingestd.spool_dir.clone().unwrap_or_else(|| {
             if args.only.is_some() {
@@ -154,6 +174,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cfg.server.data_dir.join("tmp")
             }
         });
+        checks.push(deps_check("ingestd", store.clone(), Some(catalog.clone())));
         let ingestor = Arc::new(Ingestor::new(
             store,
             catalog,
@@ -179,18 +200,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if runs(Service::Queryd) {
         let store: Arc<dyn ObjectStore> = match &local_store {
             Some(s) => s.clone(),
-            None => Arc::new(StoragedClient::new(upstream(
-                &cfg.queryd.storaged_url,
-                "[queryd].storaged_url",
-            )?)),
+            None => Arc::new(StoragedClient::with_options(
+                upstream(&cfg.queryd.storaged_url, "[queryd].storaged_url")?,
+                &client_opts,
+            )),
         };
         let catalog: Arc<dyn Catalog> = match &local_catalog {
             Some(c) => c.clone(),
-            None => Arc::new(CatalogClient::new(upstream(
-                &cfg.queryd.catalogd_url,
-                "[queryd].catalogd_url",
-            )?)),
+            None => Arc::new(CatalogClient::with_options(
+                upstream(&cfg.queryd.catalogd_url, "[queryd].catalogd_url")?,
+                client_opts.clone(),
+            )),
         };
+        checks.push(deps_check("queryd", store.clone(), Some(catalog.clone())));
         let q = &cfg.queryd;
         let engine = QueryEngine::new(
             catalog,
@@ -219,11 +241,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             let store: Arc<dyn ObjectStore> = match &local_store {
                 Some(s) => s.clone(),
-                None => Arc::new(StoragedClient::new(upstream(
-                    &cfg.vectord.storaged_url,
-                    "[vectord].storaged_url",
-                )?)),
+                None => Arc::new(StoragedClient::with_options(
+                    upstream(&cfg.vectord.storaged_url, "[vectord].storaged_url")?,
+                    &client_opts,
+                )),
             };
+            checks.push(deps_check("vectord", store.clone(), None));
             VectorService::open(store, vcfg)
                 .await
                 .context("loading the vector indexes")?
@@ -232,20 +255,102 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         router = router.merge(lakehouse_vectord::http::router(Arc::new(svc)));
     }
 
+    let mut metrics_sources = None;
+    if runs(Service::Gateway) {
+        let g = &cfg.gateway;
+        let urls: Vec<(Upstream, String)> = [
+            (Upstream::Storaged, &g.storaged_url),
+            (Upstream::Catalogd, &g.catalogd_url),
+            (Upstream::Ingestd, &g.ingestd_url),
+            (Upstream::Queryd, &g.queryd_url),
+            (Upstream::Vectord, &g.vectord_url),
+        ]
+        .into_iter()
+        .filter_map(|(u, url)| {
+            let url = url.as_deref()?.trim();
+            (!url.is_empty()).then(|| (u, url.to_string()))
+        })
+        .collect();
+        if urls.is_empty() {
+            bail!(
+                "the gateway has no upstreams: set [gateway].storaged_url, catalogd_url, \
+                 ingestd_url, queryd_url and/or vectord_url (or LAKEHOUSE__GATEWAY__QUERYD_URL, …)"
+            );
+        }
+        for (u, url) in &urls {
+            tracing::info!(upstream = u.name(), url = %url, "gateway route");
+        }
+        let gw = Arc::new(Gateway::new(GatewayConfig {
+            urls,
+            service_token: client_opts.token.clone(),
+            connect_timeout: Duration::from_secs(g.connect_timeout_secs.max(1)),
+            response_timeout: Duration::from_secs(g.timeout_secs.max(1)),
+        }));
+        checks.extend(gw.ready_checks());
+        let g2 = gw.clone();
+        metrics_sources = Some(Arc::new(move || {
+            let g = g2.clone();
+            Box::pin(async move { g.upstream_metrics().await })
+                as futures::future::BoxFuture<'static, _>
+        }) as lakehouse_common::server::MetricsSources);
+        router = router.merge(lakehouse_gateway::router(gw));
+    }
+
     let opts = ServerOptions {
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
+        auth: auth.clone(),
+        metrics_sources,
     };
     let app = server::finish_router(router, metrics, checks, &opts);
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
+    if auth.is_none() && !addr.ip().is_loopback() && !cfg.auth.allow_public_without_auth {
+        bail!(
+            "refusing to serve {addr} without auth: configure tokens ([[auth.tokens]] or \
+             LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
+             [auth].allow_public_without_auth = true"
+        );
+    }
+    if auth.is_some() {
+        tracing::info!(tokens = cfg.auth.tokens.len(), "bearer-token auth is on");
+    }
     // One line on stdout, for people and for tests that bind port 0.
     println!("lakehouse listening on http://{addr}");
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
     server::serve(listener, app, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Readiness of a service that depends on others: the store it writes to
+/// (and the catalog it registers in) answer. In-process they always do; in a
+/// split deployment this is the round trip to each upstream.
+fn deps_check(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+    catalog: Option<Arc<dyn Catalog>>,
+) -> ReadyCheck {
+    ReadyCheck::new(name, move || {
+        let store = store.clone();
+        let catalog = catalog.clone();
+        async move {
+            ping_manifests(store.as_ref())
+                .await
+                .map_err(|e| format!("storage: {e}"))?;
+            if let Some(c) = catalog {
+                match c.get(".ready-probe").await {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.kind() == ErrorKind::NotFound
+                            || e.kind() == ErrorKind::InvalidName => {}
+                    Err(e) => return Err(format!("catalog: {e}")),
+                }
+            }
+            Ok(())
+        }
+    })
 }
 
 /// Readiness of catalogd: its store answers. A HEAD of a key no dataset can

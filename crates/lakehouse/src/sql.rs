@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use lakehouse_queryd::{Format, Query, QueryClient};
 
+use crate::remote::Remote;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// An aligned text table.
@@ -30,9 +32,8 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
-    /// The lakehouse to talk to.
-    #[arg(long, env = "LAKEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 fn read_sql(args: &SqlArgs) -> anyhow::Result<String> {
@@ -57,7 +58,7 @@ fn read_sql(args: &SqlArgs) -> anyhow::Result<String> {
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
-    let client = QueryClient::new(&args.url);
+    let client = QueryClient::with_options(&args.remote.url, &args.remote.options());
     let format = match args.format {
         OutputFormat::Table => Format::Arrow,
         OutputFormat::Csv => Format::Csv,

@@ -11,20 +11,16 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
 use indicatif::{ProgressBar, ProgressStyle};
 use lakehouse_vectord::{IndexSpec, Item, SearchRequest, VectorClient, Vectors};
+
+use crate::remote::Remote;
 use serde_json::{Map, Value};
 
 #[derive(Debug, clap::Args)]
 pub struct VectorsArgs {
     #[command(subcommand)]
     command: VectorsCommand,
-    /// The lakehouse to talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "LAKEHOUSE_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    url: String,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -76,7 +72,7 @@ fn metric(s: &str) -> anyhow::Result<lakehouse_hnsw::Metric> {
 }
 
 pub async fn run(args: VectorsArgs) -> anyhow::Result<()> {
-    let client = VectorClient::new(&args.url);
+    let client = VectorClient::with_options(&args.remote.url, &args.remote.options());
     match args.command {
         VectorsCommand::Create {
             name,

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use lakehouse_common::error::ErrorBody;
+use lakehouse_common::{ClientOptions, http_client};
 
 use crate::encode::Format;
 use crate::engine::{ByteStream, Query};
@@ -17,7 +18,12 @@ pub struct QueryClient {
 
 impl QueryClient {
     pub fn new(base_url: &str) -> Self {
-        Self::with_http(base_url, reqwest::Client::new())
+        Self::with_options(base_url, &ClientOptions::default())
+    }
+
+    /// With a bearer token (auth on). Results stream, so no overall timeout.
+    pub fn with_options(base_url: &str, opts: &ClientOptions) -> Self {
+        Self::with_http(base_url, http_client(opts))
     }
 
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use lakehouse_common::{ClientOptions, http_client};
 use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
@@ -88,12 +89,13 @@ impl std::fmt::Display for StoragedClient {
 impl StoragedClient {
     /// `base_url` like `http://127.0.0.1:8081` (no path).
     pub fn new(base_url: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a default reqwest client builds");
-        Self::with_http(base_url, http)
+        Self::with_options(base_url, &ClientOptions::default())
+    }
+
+    /// With a bearer token (split deployments with auth on). No overall
+    /// timeout by default: objects stream for as long as they are.
+    pub fn with_options(base_url: &str, opts: &ClientOptions) -> Self {
+        Self::with_http(base_url, http_client(opts))
     }
 
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {

@@ -3,6 +3,7 @@
 //! rebuilt from the status and the JSON `error.code`, never from the text.
 
 use async_trait::async_trait;
+use lakehouse_common::{ClientOptions, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -55,9 +56,14 @@ pub struct VectorClient {
 
 impl VectorClient {
     pub fn new(base_url: &str) -> Self {
+        Self::with_options(base_url, &ClientOptions::default())
+    }
+
+    /// With a bearer token (auth on).
+    pub fn with_options(base_url: &str, opts: &ClientOptions) -> Self {
         Self {
             base: base_url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: http_client(opts),
         }
     }
 
@@ -102,21 +108,31 @@ impl VectorClient {
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         Err(match (status, code) {
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => VectorError::Denied {
+                forbidden: status == StatusCode::FORBIDDEN,
+                message: msg,
+            },
             (StatusCode::NOT_FOUND, _) => VectorError::IndexNotFound(format!("{what}: {msg}")),
             (StatusCode::CONFLICT, _) => VectorError::ParamsConflict {
                 name: what.to_string(),
                 existing: msg,
             },
-            (StatusCode::PAYLOAD_TOO_LARGE, _) => VectorError::InvalidSearch(msg),
+            (StatusCode::PAYLOAD_TOO_LARGE, _) => VectorError::BatchTooLarge {
+                got: detail_usize(&v, "got"),
+                limit: detail_usize(&v, "limit"),
+            },
             (_, "invalid_name") => VectorError::InvalidName {
                 name: what.to_string(),
                 reason: msg,
             },
             (_, "invalid_params") => VectorError::InvalidParams(msg),
             (_, "invalid_item") => VectorError::InvalidItem {
-                position: 0,
-                id: String::new(),
-                reason: msg,
+                position: detail_usize(&v, "position"),
+                id: v["error"]["id"].as_str().unwrap_or_default().to_string(),
+                reason: v["error"]["reason"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or(msg),
             },
             (s, _) if s.is_client_error() => VectorError::InvalidSearch(msg),
             _ => VectorError::Internal(msg),
@@ -197,4 +213,8 @@ impl Vectors for VectorClient {
             .await?;
         Ok(())
     }
+}
+
+fn detail_usize(v: &serde_json::Value, key: &str) -> usize {
+    v["error"][key].as_u64().unwrap_or_default() as usize
 }

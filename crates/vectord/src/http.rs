@@ -35,9 +35,24 @@ impl From<VectorError> for ApiError {
         match e {
             VectorError::InvalidName { .. } => ApiError::bad_request("invalid_name", msg),
             VectorError::InvalidParams(_) => ApiError::bad_request("invalid_params", msg),
-            VectorError::InvalidItem { .. } => ApiError::bad_request("invalid_item", msg),
+            VectorError::InvalidItem {
+                position,
+                id,
+                reason,
+            } => ApiError::bad_request("invalid_item", msg)
+                .with_detail("position", position)
+                .with_detail("id", id)
+                .with_detail("reason", reason),
             VectorError::InvalidSearch(_) => ApiError::bad_request("invalid_search", msg),
-            VectorError::BatchTooLarge { .. } => ApiError::too_large(msg),
+            VectorError::Denied {
+                forbidden: true, ..
+            } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            VectorError::Denied {
+                forbidden: false, ..
+            } => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg),
+            VectorError::BatchTooLarge { got, limit } => ApiError::too_large(msg)
+                .with_detail("got", got)
+                .with_detail("limit", limit),
             VectorError::ParamsConflict { .. } => ApiError::conflict("params_conflict", msg),
             VectorError::IndexNotFound(_) | VectorError::ItemNotFound { .. } => {
                 ApiError::not_found(msg)

@@ -1,6 +1,7 @@
 //! End-to-end tests: spawn the real `lakehouse` binary (one test binary for
 //! the crate, because linking is the slow part).
 
+mod acceptance;
 mod catalog;
 mod ingest;
 mod query;

@@ -16,10 +16,15 @@ impl Server {
     /// `lakehouse serve --bind 127.0.0.1:0 --data-dir DIR ARGS…`, waiting until
     /// it answers `/health`.
     pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_at("127.0.0.1:0", data_dir, args, env)
+    }
+
+    /// Like [`Server::start`] on a given address (a restart on the same port).
+    pub fn start_at(bind: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehouse"));
         cmd.arg("serve")
             .arg("--bind")
-            .arg("127.0.0.1:0")
+            .arg(bind)
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
