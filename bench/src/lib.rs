@@ -19,9 +19,20 @@ impl Server {
         data_dir: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
+        Self::start_with(lakehouse, data_dir, &[], env)
+    }
+
+    /// Like [`Server::start`] with extra `serve` arguments (`--only X`).
+    pub fn start_with(
+        lakehouse: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let mut cmd = Command::new(lakehouse);
         cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("LAKEHOUSE_LOG", "warn")
             .stdout(Stdio::piped());
         for (k, v) in env {
