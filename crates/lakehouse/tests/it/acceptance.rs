@@ -1127,3 +1127,75 @@ fn no_tokens_means_loopback_only() {
     );
     assert!(!st.success() && err.contains("at least 16"), "{err}");
 }
+
+/// Tokens never reach the logs, even at debug level: neither the ones users
+/// present (valid, invalid, too weak) nor the one daemons use between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, v) = token_env();
+    let env = [(k.as_str(), v.as_str()), ("LAKEHOUSE_LOG", "debug")];
+    let log_path = |name: &str| dir.path().join(format!("{name}.log"));
+    let spawn = |name: &str, args: &[&str], extra: &[(&str, &str)]| {
+        let f = std::fs::File::create(log_path(name)).unwrap();
+        let mut e: Vec<(&str, &str)> = env.to_vec();
+        e.extend_from_slice(extra);
+        tokio::task::block_in_place(|| {
+            Server::start_logged("127.0.0.1:0", &dir.path().join("data"), args, &e, f.into())
+        })
+    };
+    let storaged = spawn("storaged", &["--only", "storaged"], &[]);
+    let catalogd = spawn(
+        "catalogd",
+        &["--only", "catalogd"],
+        &[("LAKEHOUSE__CATALOGD__STORAGED_URL", storaged.url.as_str())],
+    );
+    let secret_guess = "a-wrong-token-that-must-not-be-logged";
+    for token in [Some(ADMIN), Some(READER), Some(secret_guess), None] {
+        let http = client(token);
+        let _ = http
+            .post(format!("{}/catalog/register", catalogd.url))
+            .json(&json!({"name": "logged", "schema_fingerprint": "f", "objects": []}))
+            .send()
+            .await
+            .unwrap();
+        let _ = http
+            .get(format!("{}/catalog/list", catalogd.url))
+            .send()
+            .await
+            .unwrap();
+        let _ = http
+            .put(format!("{}/storage/objects/x", storaged.url))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+    }
+    // Something happened and was logged (so the check below can fail).
+    let r = client(Some(READER))
+        .get(format!("{}/catalog/manifest/logged", catalogd.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the admin's register went through"
+    );
+    drop(catalogd);
+    drop(storaged);
+    for name in ["storaged", "catalogd"] {
+        let log = std::fs::read_to_string(log_path(name)).unwrap();
+        assert!(
+            log.contains("forbidden") || log.contains("request"),
+            "{name} logged nothing:\n{log}"
+        );
+        for t in [ADMIN, READER, WRITER, secret_guess] {
+            assert!(!log.contains(t), "{name}'s log contains a token");
+        }
+        assert!(
+            !log.to_ascii_lowercase().contains("bearer "),
+            "{name}'s log shows an Authorization header"
+        );
+    }
+}

@@ -21,6 +21,17 @@ impl Server {
 
     /// Like [`Server::start`] on a given address (a restart on the same port).
     pub fn start_at(bind: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_logged(bind, data_dir, args, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_at`] with the server's log (stderr) sent to `stderr`.
+    pub fn start_logged(
+        bind: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehouse"));
         cmd.arg("serve")
             .arg("--bind")
@@ -31,7 +42,7 @@ impl Server {
             .env("LAKEHOUSE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
