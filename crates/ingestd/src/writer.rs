@@ -28,8 +28,22 @@ pub struct WriterConfig {
     pub target_object_size: usize,
     /// Rows per row group.
     pub row_group_rows: usize,
-    /// zstd level.
+    /// Page compression of the objects.
+    pub compression: Codec,
+    /// zstd level (with `Codec::Zstd`).
     pub zstd_level: i32,
+}
+
+/// Parquet page compression. zstd gives the smallest objects; lz4 and
+/// snappy decode faster (queries over them scan quicker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    Zstd,
+    Lz4,
+    Snappy,
+    None,
 }
 
 impl Default for WriterConfig {
@@ -37,6 +51,7 @@ impl Default for WriterConfig {
         Self {
             target_object_size: 256 << 20,
             row_group_rows: 1 << 20,
+            compression: Codec::Zstd,
             zstd_level: 1,
         }
     }
@@ -176,10 +191,17 @@ impl DatasetWriter {
         schema: SchemaRef,
         cfg: WriterConfig,
     ) -> Result<Self, IngestError> {
-        let level =
-            ZstdLevel::try_new(cfg.zstd_level).map_err(|e| IngestError::Encode(e.to_string()))?;
+        let compression = match cfg.compression {
+            Codec::Zstd => Compression::ZSTD(
+                ZstdLevel::try_new(cfg.zstd_level)
+                    .map_err(|e| IngestError::Encode(e.to_string()))?,
+            ),
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::None => Compression::UNCOMPRESSED,
+        };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_rows))
             .build();

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use lakehouse_common::AuthConfig;
 use lakehouse_common::size::ByteSize;
+use lakehouse_ingestd::writer::Codec;
 use lakehouse_storaged::StoragedConfig;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,8 @@ pub struct IngestdConfig {
     pub target_object_size: ByteSize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Page compression: zstd (smallest) | lz4 | snappy (faster scans) | none.
+    pub compression: Codec,
 }
 
 impl Default for IngestdConfig {
@@ -73,6 +76,7 @@ impl Default for IngestdConfig {
             spool_dir: None,
             target_object_size: ByteSize(256 << 20),
             row_group_rows: 1 << 20,
+            compression: Codec::Zstd,
         }
     }
 }

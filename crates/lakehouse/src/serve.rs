@@ -183,6 +183,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 writer: WriterConfig {
                     target_object_size: cfg.ingestd.target_object_size.0 as usize,
                     row_group_rows: cfg.ingestd.row_group_rows,
+                    compression: cfg.ingestd.compression,
                     ..Default::default()
                 },
             },

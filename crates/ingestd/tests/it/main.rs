@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use futures::StreamExt;
 use lakehouse_catalogd::{Catalog, Registry};
-use lakehouse_ingestd::writer::WriterConfig;
+use lakehouse_ingestd::writer::{Codec, WriterConfig};
 use lakehouse_ingestd::{Format, IngestConfig, IngestError, IngestOptions, Ingestor, Mode};
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -473,7 +473,7 @@ async fn objects_have_bounded_size() {
     let env = env_with(WriterConfig {
         target_object_size: 64 << 10,
         row_group_rows: 4096,
-        zstd_level: 1,
+        ..Default::default()
     })
     .await;
     let mut data = String::from("id,payload\n");
@@ -517,6 +517,45 @@ async fn objects_have_bounded_size() {
         (0..100_000).collect::<Vec<i64>>(),
         "order kept across objects"
     );
+}
+
+#[tokio::test]
+async fn compression_is_configurable() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    for (codec, want) in [
+        (Codec::Zstd, "ZSTD"),
+        (Codec::Lz4, "LZ4_RAW"),
+        (Codec::Snappy, "SNAPPY"),
+        (Codec::None, "UNCOMPRESSED"),
+    ] {
+        let env = env_with(WriterConfig {
+            compression: codec,
+            ..Default::default()
+        })
+        .await;
+        let mut data = String::from("id,name\n");
+        for i in 0..5000 {
+            data.push_str(&format!("{i},name {}\n", i % 17));
+        }
+        let r = env
+            .ingestor
+            .ingest("c", opts(Format::Csv, Mode::Append), body(data, 4096), None)
+            .await
+            .unwrap();
+        let bytes = env
+            .store
+            .get(&object_store::path::Path::from(r.objects[0].key.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let got: Compression = reader.metadata().row_group(0).column(0).compression();
+        assert!(got.to_string().starts_with(want), "{codec:?}: {got}");
+        assert_eq!(total_rows(&read_all(&env, "c").await), 5000, "{codec:?}");
+    }
 }
 
 #[tokio::test]
