@@ -2,7 +2,7 @@
 //! `datasets/<name>/` and registers them in the catalog.
 //!
 //! The pipeline: the HTTP body (async) → a decode thread (bytes → Arrow
-//! batches) → an encode thread (batches → Parquet, zstd) → async multipart
+//! batches) → an encode thread (batches → Parquet) → async multipart
 //! uploads → one catalog registration. Memory stays bounded whatever the input
 //! size; nothing becomes visible until the registration succeeds.
 
