@@ -86,3 +86,16 @@ pub fn fields(line: &str) -> std::collections::HashMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// Incompressible-looking bytes (xorshift), for storage benchmarks.
+pub fn random_bytes(len: usize) -> bytes::Bytes {
+    let mut v = vec![0u8; len];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for w in v.chunks_exact_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        w.copy_from_slice(&x.to_le_bytes());
+    }
+    bytes::Bytes::from(v)
+}

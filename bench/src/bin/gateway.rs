@@ -104,15 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let size = args.size_mib * CHUNK;
     let gib = size as f64 / (1u64 << 30) as f64;
-    let mut data = vec![0u8; size];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for w in data.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        w.copy_from_slice(&x.to_le_bytes());
-    }
-    let data = Bytes::from(data);
+    let data = lakehouse_bench::random_bytes(size);
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let (mut dput, mut gput, mut dget, mut gget) = (vec![], vec![], vec![], vec![]);
     let (mut dlat, mut glat) = (vec![], vec![]);

@@ -44,25 +44,12 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// Incompressible-looking bytes (xorshift), generated once.
-fn make_data(len: usize) -> Bytes {
-    let mut v = vec![0u8; len];
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for w in v.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        w.copy_from_slice(&x.to_le_bytes());
-    }
-    Bytes::from(v)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let size = args.size_mib * CHUNK;
     std::fs::create_dir_all(&args.dir)?;
-    let data = make_data(size);
+    let data = lakehouse_bench::random_bytes(size);
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let (mut api_put, mut api_get, mut disk_put, mut disk_get) = (vec![], vec![], vec![], vec![]);
     let mut cold = true;
