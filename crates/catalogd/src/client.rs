@@ -76,7 +76,10 @@ impl CatalogClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| self.unavailable(e))?;
+        let resp = lakehouse_common::request_id::propagate(req)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {

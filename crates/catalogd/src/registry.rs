@@ -131,7 +131,7 @@ impl Registry {
 async fn detached<T: Send + 'static>(
     fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    match tokio::spawn(fut).await {
+    match tokio::spawn(lakehouse_common::request_id::carry(fut)).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only happens when the runtime itself is shutting down.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod metrics;
+pub mod request_id;
 pub mod server;
 pub mod size;
 

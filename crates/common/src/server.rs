@@ -120,6 +120,8 @@ pub fn finish_router(
             metrics::track,
         ))
         .fallback(fallback);
+    // The id in scope for the handler, so clients pass it on.
+    let routed = routed.layer(axum::middleware::from_fn(crate::request_id::scope));
     // Outside routing, so an unknown route needs a token too (no probing).
     let routed = match &opts.auth {
         Some(a) => routed.layer(axum::middleware::from_fn_with_state(

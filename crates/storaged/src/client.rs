@@ -18,6 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use lakehouse_common::request_id::propagate;
 use lakehouse_common::{ClientOptions, http_client};
 use object_store::path::Path;
 use object_store::{
@@ -129,9 +130,7 @@ impl StoragedClient {
         if let Some(a) = after {
             q.push(("after", a.to_string()));
         }
-        let resp = self
-            .http
-            .get(format!("{}/storage/list", self.base))
+        let resp = propagate(self.http.get(format!("{}/storage/list", self.base)))
             .query(&q)
             .send()
             .await
@@ -188,7 +187,7 @@ impl StoragedClient {
         content_length: Option<u64>,
         mode: &PutMode,
     ) -> object_store::Result<PutResult> {
-        let mut req = self.http.put(self.object_url(key)).body(body);
+        let mut req = propagate(self.http.put(self.object_url(key))).body(body);
         if let Some(len) = content_length {
             req = req.header(header::CONTENT_LENGTH, len);
         }
@@ -218,9 +217,7 @@ impl StoragedClient {
     }
 
     async fn delete_one(&self, key: &str) -> object_store::Result<()> {
-        let resp = self
-            .http
-            .delete(self.object_url(key))
+        let resp = propagate(self.http.delete(self.object_url(key)))
             .send()
             .await
             .map_err(|e| generic(ClientError::Transport(e)))?;
@@ -373,7 +370,7 @@ impl ObjectStore for StoragedClient {
         } else {
             Method::GET
         };
-        let mut req = self.http.request(method, self.object_url(key));
+        let mut req = propagate(self.http.request(method, self.object_url(key)));
         if let (Some(r), false) = (&options.range, options.head) {
             req = req.header(header::RANGE, range_header(r)?);
         }

@@ -85,9 +85,12 @@ impl VectorClient {
         req: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<(StatusCode, Option<T>)> {
-        let resp = req.send().await.map_err(|e| {
-            VectorError::Internal(format!("cannot reach vectord at {}: {e}", self.base))
-        })?;
+        let resp = lakehouse_common::request_id::propagate(req)
+            .send()
+            .await
+            .map_err(|e| {
+                VectorError::Internal(format!("cannot reach vectord at {}: {e}", self.base))
+            })?;
         let status = resp.status();
         let body = resp
             .bytes()

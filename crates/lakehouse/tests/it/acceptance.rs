@@ -1199,3 +1199,68 @@ async fn tokens_never_reach_the_logs() {
         );
     }
 }
+
+/// One request id shows in every daemon's log the request passes through:
+/// catalogd's persist to storaged, ingestd's registration in catalogd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_follow_requests_across_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = |name: &str| dir.path().join(format!("{name}.log"));
+    let spawn = |name: &str, args: &[&str], extra: &[(&str, &str)]| {
+        let f = std::fs::File::create(log_path(name)).unwrap();
+        let mut e: Vec<(&str, &str)> = vec![("LAKEHOUSE_LOG", "debug")];
+        e.extend_from_slice(extra);
+        tokio::task::block_in_place(|| {
+            Server::start_logged("127.0.0.1:0", &dir.path().join("data"), args, &e, f.into())
+        })
+    };
+    let storaged = spawn("storaged", &["--only", "storaged"], &[]);
+    let catalogd = spawn(
+        "catalogd",
+        &["--only", "catalogd"],
+        &[("LAKEHOUSE__CATALOGD__STORAGED_URL", storaged.url.as_str())],
+    );
+    let spool = dir.path().join("spool");
+    let ingestd = spawn(
+        "ingestd",
+        &["--only", "ingestd"],
+        &[
+            ("LAKEHOUSE__INGESTD__STORAGED_URL", storaged.url.as_str()),
+            ("LAKEHOUSE__INGESTD__CATALOGD_URL", catalogd.url.as_str()),
+            ("LAKEHOUSE__INGESTD__SPOOL_DIR", spool.to_str().unwrap()),
+        ],
+    );
+    let http = client(None);
+    let r = http
+        .post(format!("{}/catalog/register", catalogd.url))
+        .header("x-request-id", "trace-register-0042")
+        .json(&json!({"name": "traced", "schema_fingerprint": "f", "objects": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-request-id"], "trace-register-0042");
+    let r = http
+        .post(format!("{}/ingest/traced_ingest?format=csv", ingestd.url))
+        .header("x-request-id", "trace-ingest-0043")
+        .body("a,b\n1,2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    drop(ingestd);
+    drop(catalogd);
+    drop(storaged);
+    let storaged_log = std::fs::read_to_string(log_path("storaged")).unwrap();
+    let catalogd_log = std::fs::read_to_string(log_path("catalogd")).unwrap();
+    assert!(
+        storaged_log.contains("trace-register-0042"),
+        "catalogd's write to storaged carries the id"
+    );
+    assert!(
+        catalogd_log.contains("trace-ingest-0043"),
+        "ingestd's registration in catalogd carries the id"
+    );
+    // And it went one hop further: catalogd persisted that registration.
+    assert!(storaged_log.contains("trace-ingest-0043"));
+}
