@@ -29,6 +29,13 @@ pub enum IngestError {
     Storage(#[from] object_store::Error),
     #[error("catalog error: {0}")]
     Catalog(String),
+    /// The registration may or may not have taken effect (the catalog went
+    /// away mid-request and has not come back to say). The objects and the
+    /// in-flight journal are kept; the next start settles it either way.
+    #[error(
+        "the catalog did not confirm the registration of {dataset:?} ({detail}); it will be settled when ingestd next starts — retry with the same Idempotency-Key"
+    )]
+    Unconfirmed { dataset: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

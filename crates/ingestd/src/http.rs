@@ -36,6 +36,10 @@ impl From<IngestError> for ApiError {
             IngestError::SchemaMismatch { .. } => ApiError::conflict("schema_mismatch", msg),
             IngestError::Contended(_) => ApiError::conflict("contended", msg),
             IngestError::NotFound(_) => ApiError::not_found(msg),
+            IngestError::Unconfirmed { .. } => {
+                tracing::warn!(error = %msg, "ingest registration unconfirmed");
+                ApiError::unavailable(msg)
+            }
             IngestError::Spool(_)
             | IngestError::Encode(_)
             | IngestError::Storage(_)

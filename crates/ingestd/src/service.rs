@@ -298,6 +298,9 @@ impl Ingestor {
                 .await?;
                 Ok(result)
             }
+            // Maybe registered: keep the pending record, so a retry with
+            // this key looks at the manifest instead of ingesting again.
+            Err(e @ IngestError::Unconfirmed { .. }) => Err(e),
             Err(e) => {
                 // Nothing was registered: forget the key so a retry runs afresh.
                 let _ = self.store.delete(&record_path).await;
@@ -347,9 +350,14 @@ impl Ingestor {
         let result = match written {
             Ok((schema, objects)) => {
                 let registered = self.register(dataset, &opts, &schema, &objects).await;
-                if registered.is_err() {
-                    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-                    self.delete_keys(&keys).await;
+                match &registered {
+                    // Maybe referenced: keep the objects and the journal.
+                    Err(IngestError::Unconfirmed { .. }) => return registered,
+                    Err(_) => {
+                        let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+                        self.delete_keys(&keys).await;
+                    }
+                    Ok(_) => {}
                 }
                 registered
             }
@@ -482,8 +490,27 @@ impl Ingestor {
                 row_count: None,
                 expected_version: Some(prior.as_ref().map_or(0, |p| p.version)),
             };
-            match self.catalog.register(req).await {
-                Ok(resp) => {
+            let sent: Vec<String> = req.objects.iter().map(|o| o.key.clone()).collect();
+            let outcome = match self.catalog.register(req).await {
+                Ok(resp) => Ok(resp.manifest),
+                // The request may have been applied before the catalog (or
+                // the connection) died: find out before anything is deleted.
+                Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+                    match self.confirm(dataset, &sent, &new).await {
+                        Confirmed::Yes(m) => Ok(m),
+                        Confirmed::No => Err(e),
+                        Confirmed::Unknown(detail) => {
+                            return Err(IngestError::Unconfirmed {
+                                dataset: dataset.to_string(),
+                                detail,
+                            });
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(manifest) => {
                     // Only now is the old data unreferenced.
                     let old_keys: Vec<String> = old.into_iter().map(|o| o.key).collect();
                     self.delete_keys(&old_keys).await;
@@ -492,7 +519,7 @@ impl Ingestor {
                         mode: opts.mode,
                         rows,
                         objects: new,
-                        manifest: resp.manifest,
+                        manifest,
                         replayed: false,
                     });
                 }
@@ -511,6 +538,55 @@ impl Ingestor {
             }
         }
         Err(IngestError::Contended(dataset.to_string()))
+    }
+}
+
+/// Whether a registration whose answer was lost took effect.
+enum Confirmed {
+    Yes(Manifest),
+    No,
+    Unknown(String),
+}
+
+/// How long an ingest waits for an unreachable catalog to say whether its
+/// registration took effect.
+const CONFIRM_FOR: Duration = Duration::from_secs(10);
+
+impl Ingestor {
+    /// Reads the manifest back until the catalog answers: registered when it
+    /// lists exactly the objects sent (or every new one of them).
+    async fn confirm(&self, dataset: &str, sent: &[String], new: &[ObjectRef]) -> Confirmed {
+        let deadline = tokio::time::Instant::now() + CONFIRM_FOR;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.catalog.get(dataset).await {
+                Ok(m) => {
+                    let has = |k: &String| m.objects.iter().any(|o| &o.key == k);
+                    let ours: Vec<&String> = sent
+                        .iter()
+                        .filter(|k| new.iter().any(|n| &n.key == *k))
+                        .collect();
+                    let applied = if ours.is_empty() {
+                        m.objects.len() == sent.len() && sent.iter().all(has)
+                    } else {
+                        ours.into_iter().all(has)
+                    };
+                    return if applied {
+                        Confirmed::Yes(m)
+                    } else {
+                        Confirmed::No
+                    };
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => return Confirmed::No,
+                Err(e) => {
+                    if tokio::time::Instant::now() + delay > deadline {
+                        return Confirmed::Unknown(e.to_string());
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
     }
 }
 

@@ -558,6 +558,161 @@ async fn compression_is_configurable() {
     }
 }
 
+/// A catalog whose answers get lost: `apply` = the register takes effect but
+/// the caller hears an error; `down` = it does not, and the catalog then stays
+/// unreachable.
+struct LossyCatalog {
+    inner: Arc<dyn Catalog>,
+    apply: std::sync::atomic::AtomicBool,
+    down: std::sync::atomic::AtomicBool,
+    fail_next_register: std::sync::atomic::AtomicBool,
+}
+
+fn unavailable() -> lakehouse_catalogd::CatalogError {
+    lakehouse_catalogd::CatalogError::Unavailable {
+        url: "http://catalogd".to_string(),
+        source: "connection reset by peer".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for LossyCatalog {
+    async fn register(
+        &self,
+        req: lakehouse_catalogd::RegisterRequest,
+    ) -> lakehouse_catalogd::Result<lakehouse_catalogd::RegisterResponse> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.fail_next_register.swap(false, SeqCst) {
+            return self.inner.register(req).await;
+        }
+        if self.apply.load(SeqCst) {
+            self.inner.register(req).await?;
+        } else {
+            self.down.store(true, SeqCst);
+        }
+        Err(unavailable())
+    }
+    async fn get(&self, name: &str) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        self.inner.get(name).await
+    }
+    async fn list(&self) -> lakehouse_catalogd::Result<Vec<lakehouse_catalogd::Manifest>> {
+        self.inner.list().await
+    }
+    async fn delete(&self, name: &str) -> lakehouse_catalogd::Result<bool> {
+        self.inner.delete(name).await
+    }
+}
+
+async fn keys_under(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    let mut s = store.list(Some(&Path::from(prefix)));
+    let mut v = vec![];
+    while let Some(m) = s.next().await {
+        v.push(m.unwrap().location.to_string());
+    }
+    v
+}
+
+/// A registration whose answer is lost is settled by reading the manifest
+/// back, never by deleting objects a manifest may reference.
+#[tokio::test]
+async fn lost_register_answers_are_settled_not_deleted() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let base = env().await;
+    let lossy = Arc::new(LossyCatalog {
+        inner: base.catalog.clone(),
+        apply: true.into(),
+        down: false.into(),
+        fail_next_register: false.into(),
+    });
+    let spool = tempfile::tempdir().unwrap();
+    let ingestor = Ingestor::new(
+        base.store.clone(),
+        lossy.clone(),
+        IngestConfig {
+            spool_dir: spool.path().to_path_buf(),
+            writer: WriterConfig::default(),
+        },
+    );
+    let csv = |n: usize| {
+        let mut s = String::from("id,v\n");
+        for i in 0..n {
+            s.push_str(&format!("{i},{}\n", i * 2));
+        }
+        s
+    };
+
+    // Applied, answer lost: the ingest is acknowledged and the data is there.
+    lossy.fail_next_register.store(true, SeqCst);
+    let r = ingestor
+        .ingest(
+            "lost",
+            opts(Format::Csv, Mode::Append),
+            body(csv(100), 64),
+            None,
+        )
+        .await
+        .expect("an applied registration is confirmed");
+    assert_eq!(r.rows, 100);
+    assert_eq!(total_rows(&read_all(&base, "lost").await), 100);
+
+    // Not applied, catalog reachable: a plain failure, objects removed.
+    lossy.apply.store(false, SeqCst);
+    lossy.fail_next_register.store(true, SeqCst);
+    lossy.down.store(false, SeqCst);
+    // `down` is set by the failing register; bring it back before the check.
+    let back = {
+        let l = lossy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            l.down.store(false, SeqCst);
+        })
+    };
+    let err = ingestor
+        .ingest(
+            "lost",
+            opts(Format::Csv, Mode::Append),
+            body(csv(10), 64),
+            None,
+        )
+        .await
+        .unwrap_err();
+    back.await.unwrap();
+    assert!(matches!(err, IngestError::Catalog(_)), "{err:?}");
+    assert_eq!(total_rows(&read_all(&base, "lost").await), 100);
+    let m = base.catalog.get("lost").await.unwrap();
+    let mut keys = keys_under(&base.store, "datasets/lost").await;
+    keys.sort();
+    let mut referenced: Vec<String> = m.objects.iter().map(|o| o.key.clone()).collect();
+    referenced.sort();
+    assert_eq!(keys, referenced, "the unregistered objects were removed");
+
+    // Not applied and the catalog stays away: unconfirmed, nothing deleted.
+    lossy.fail_next_register.store(true, SeqCst);
+    let err = ingestor
+        .ingest(
+            "lost",
+            opts(Format::Csv, Mode::Append),
+            body(csv(10), 64),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IngestError::Unconfirmed { .. }), "{err:?}");
+    assert!(keys_under(&base.store, "datasets/lost").await.len() > referenced.len());
+    assert_eq!(keys_under(&base.store, "_ingest/inflight").await.len(), 1);
+    // The catalog is back; the next start settles it: not registered, removed.
+    lossy.down.store(false, SeqCst);
+    assert_eq!(ingestor.recover().await.unwrap(), 1);
+    let mut keys = keys_under(&base.store, "datasets/lost").await;
+    keys.sort();
+    assert_eq!(keys, referenced);
+    assert!(keys_under(&base.store, "_ingest/inflight").await.is_empty());
+    assert_eq!(total_rows(&read_all(&base, "lost").await), 100);
+}
+
 #[tokio::test]
 async fn concurrent_appends_all_land() {
     let env = env().await;
