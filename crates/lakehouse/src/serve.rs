@@ -92,6 +92,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auth = Authenticator::from_config(&cfg.auth)
         .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?
         .map(Arc::new);
+    // Refuse an open server on a public address before touching any data.
+    if auth.is_none() && !cfg.auth.allow_public_without_auth {
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&bind)
+            .await
+            .with_context(|| format!("resolving the listen address {bind}"))?
+            .collect();
+        if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            refuse_public(public)?;
+        }
+    }
     // What this process presents to the services it calls (split mode).
     let client_opts = ClientOptions::with_token(cfg.auth.outgoing_token());
     if auth.is_some() && client_opts.token.is_none() && args.only.is_some() {
@@ -308,11 +318,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     if auth.is_none() && !addr.ip().is_loopback() && !cfg.auth.allow_public_without_auth {
-        bail!(
-            "refusing to serve {addr} without auth: configure tokens ([[auth.tokens]] or \
-             LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
-             [auth].allow_public_without_auth = true"
-        );
+        refuse_public(&addr)?;
     }
     if auth.is_some() {
         tracing::info!(tokens = cfg.auth.tokens.len(), "bearer-token auth is on");
@@ -323,6 +329,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     server::serve(listener, app, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn refuse_public(addr: &std::net::SocketAddr) -> anyhow::Result<()> {
+    bail!(
+        "refusing to serve {addr} without auth: configure tokens ([[auth.tokens]] or \
+         LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
+         [auth].allow_public_without_auth = true"
+    )
 }
 
 /// Readiness of a service that depends on others: the store it writes to

@@ -1109,6 +1109,10 @@ fn no_tokens_means_loopback_only() {
         err.contains("refusing to serve") && err.contains("allow_public_without_auth"),
         "{err}"
     );
+    assert!(
+        !dir.path().join("objects").exists(),
+        "refused before touching the data directory"
+    );
     // With tokens it serves; with the explicit opt-out too.
     let (k, v) = token_env();
     let s = Server::start_at("0.0.0.0:0", dir.path(), &[], &[(&k, &v)]);
