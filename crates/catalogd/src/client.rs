@@ -36,12 +36,13 @@ pub struct CatalogClient {
 impl CatalogClient {
     /// `base_url` like `http://127.0.0.1:8082` (no path).
     pub fn new(base_url: &str) -> Self {
-        Self::with_options(base_url, ClientOptions::default())
+        Self::with_options(base_url, &ClientOptions::default())
     }
 
     /// With a bearer token (split deployments with auth on); requests time
     /// out after 300 s unless `opts` says otherwise.
-    pub fn with_options(base_url: &str, mut opts: ClientOptions) -> Self {
+    pub fn with_options(base_url: &str, opts: &ClientOptions) -> Self {
+        let mut opts = opts.clone();
         opts.timeout = opts.timeout.or(Some(Duration::from_secs(300)));
         Self::with_http(base_url, http_client(&opts))
     }

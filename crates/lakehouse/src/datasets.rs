@@ -29,7 +29,7 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = CatalogClient::with_options(&args.remote.url, args.remote.options());
+    let client = CatalogClient::with_options(&args.remote.url, &args.remote.options());
     match args.command {
         None => {
             let manifests = rt

@@ -99,7 +99,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("resolving the listen address {bind}"))?
             .collect();
         if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            refuse_public(public)?;
+            bail!(
+                "refusing to serve {public} without auth: configure tokens ([[auth.tokens]] or \
+                 LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
+                 [auth].allow_public_without_auth = true"
+            );
         }
     }
     // What this process presents to the services it calls (split mode).
@@ -174,7 +178,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Some(c) => c.clone(),
             None => Arc::new(CatalogClient::with_options(
                 upstream(&cfg.ingestd.catalogd_url, "[ingestd].catalogd_url")?,
-                client_opts.clone(),
+                &client_opts,
             )),
         };
         let spool_dir = cfg.ingestd.spool_dir.clone().unwrap_or_else(|| {
@@ -220,7 +224,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Some(c) => c.clone(),
             None => Arc::new(CatalogClient::with_options(
                 upstream(&cfg.queryd.catalogd_url, "[queryd].catalogd_url")?,
-                client_opts.clone(),
+                &client_opts,
             )),
         };
         checks.push(deps_check("queryd", store.clone(), Some(catalog.clone())));
@@ -317,9 +321,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    if auth.is_none() && !addr.ip().is_loopback() && !cfg.auth.allow_public_without_auth {
-        refuse_public(&addr)?;
-    }
     if auth.is_some() {
         tracing::info!(tokens = cfg.auth.tokens.len(), "bearer-token auth is on");
     }
@@ -329,14 +330,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     server::serve(listener, app, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn refuse_public(addr: &std::net::SocketAddr) -> anyhow::Result<()> {
-    bail!(
-        "refusing to serve {addr} without auth: configure tokens ([[auth.tokens]] or \
-         LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
-         [auth].allow_public_without_auth = true"
-    )
 }
 
 /// Readiness of a service that depends on others: the store it writes to

@@ -209,19 +209,14 @@ impl Cluster {
     }
 }
 
+/// The services' own client builder, with `token` and a per-request timeout.
+fn client_with(token: Option<&str>, timeout: Duration) -> reqwest::Client {
+    use lakehouse_common::{ClientOptions, http_client};
+    http_client(&ClientOptions::with_token(token.map(str::to_string)).timeout(timeout))
+}
+
 fn client(token: Option<&str>) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    if let Some(t) = token {
-        h.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {t}").parse().unwrap(),
-        );
-    }
-    reqwest::Client::builder()
-        .default_headers(h)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    client_with(token, Duration::from_secs(60))
 }
 
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
@@ -775,18 +770,7 @@ async fn writer(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering;
-    let http = reqwest::Client::builder()
-        .default_headers({
-            let mut h = reqwest::header::HeaderMap::new();
-            h.insert(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {ADMIN}").parse().unwrap(),
-            );
-            h
-        })
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = client_with(Some(ADMIN), Duration::from_secs(20));
     let mut i: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         i += 1;
