@@ -214,10 +214,6 @@ impl Gateway {
         Self { cfg, forward, own }
     }
 
-    pub fn config(&self) -> &GatewayConfig {
-        &self.cfg
-    }
-
     fn url(&self, up: Upstream) -> Option<&str> {
         self.cfg
             .urls
