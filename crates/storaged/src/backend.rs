@@ -3,7 +3,7 @@
 //! - `fs` (default): `LocalFileSystem` rooted at `<data_dir>/objects`. Writes go
 //!   to a staging file `<key>#<n>` and are renamed into place, so a reader
 //!   never sees a partial object; staging files a crash left behind are removed
-//!   at start-up.
+//!   at start-up. Large (multipart) uploads use direct I/O ([`crate::fs`]).
 //! - `s3`: any S3-compatible store; credentials from config or the usual AWS
 //!   environment variables.
 //! - `memory`: in-process, for tests and throwaway servers.
@@ -18,6 +18,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use serde::{Deserialize, Serialize};
+
+use crate::fs::FsStore;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +41,9 @@ pub struct StoragedConfig {
     pub root: Option<PathBuf>,
     /// Largest object a PUT may store; larger bodies get 413.
     pub max_object_size: ByteSize,
+    /// `fs`: write large (multipart) uploads with direct I/O, bypassing the
+    /// page cache (falls back to buffered where the filesystem refuses it).
+    pub direct_io: bool,
     /// `s3`: bucket name (required).
     pub bucket: Option<String>,
     /// `s3`: endpoint URL for non-AWS stores (MinIO, Ceph, moto…).
@@ -62,6 +67,7 @@ impl Default for StoragedConfig {
             backend: BackendKind::Fs,
             root: None,
             max_object_size: ByteSize(64 << 30),
+            direct_io: true,
             bucket: None,
             endpoint: None,
             region: None,
@@ -111,9 +117,14 @@ impl Backend {
         }
     }
 
+    /// Opens a local filesystem backend at `root` with direct-I/O uploads.
+    pub async fn fs(root: &FsPath) -> Result<Self, BackendError> {
+        Self::fs_with(root, true).await
+    }
+
     /// Opens a local filesystem backend at `root`, creating it if needed and
     /// removing staging files left by a crash.
-    pub async fn fs(root: &FsPath) -> Result<Self, BackendError> {
+    pub async fn fs_with(root: &FsPath, direct_io: bool) -> Result<Self, BackendError> {
         let root = root.to_path_buf();
         let r = root.clone();
         let removed = tokio::task::spawn_blocking(move || -> Result<usize, BackendError> {
@@ -128,9 +139,9 @@ impl Backend {
         if removed > 0 {
             tracing::info!(removed, root = %root.display(), "removed staging files left by an interrupted write");
         }
-        let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+        let local = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
         Ok(Self {
-            store: Arc::new(store),
+            store: Arc::new(FsStore::new(local, direct_io)),
             kind: BackendKind::Fs,
             sorted_listing: false,
             description: format!("fs:{}", root.display()),
@@ -148,7 +159,7 @@ impl StoragedConfig {
                     .root
                     .clone()
                     .unwrap_or_else(|| data_dir.join("objects"));
-                Backend::fs(&root).await
+                Backend::fs_with(&root, self.direct_io).await
             }
             BackendKind::S3 => self.open_s3(),
         }

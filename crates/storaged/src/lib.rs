@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod client;
 pub mod error;
+pub mod fs;
 pub mod http;
 pub mod key;
 pub mod service;

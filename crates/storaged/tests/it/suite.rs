@@ -60,7 +60,24 @@ async fn s3_backend_direct() {
 #[tokio::test]
 async fn fs_backend_direct() {
     let tb = support::fs().await;
-    put_get_delete_list(tb.backend.store.as_ref()).await;
-    list_with_delimiter(tb.backend.store.as_ref()).await;
-    stream_get(tb.backend.store.as_ref()).await;
+    let store = tb.backend.store.as_ref();
+    put_get_delete_list(store).await;
+    list_with_delimiter(store).await;
+    // These three go through the direct-I/O multipart upload.
+    stream_get(store).await;
+    multipart_out_of_order(store).await;
+    multipart_race_condition(store, true).await;
+}
+
+#[tokio::test]
+async fn fs_backend_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = lakehouse_storaged::Backend::fs_with(dir.path(), false)
+        .await
+        .unwrap();
+    let store = backend.store.as_ref();
+    put_get_delete_list(store).await;
+    stream_get(store).await;
+    multipart_out_of_order(store).await;
+    multipart_race_condition(store, true).await;
 }
