@@ -1,12 +1,18 @@
 //! Storage benchmark: PUT and GET of a large object through storaged's HTTP
 //! API on loopback, next to writing and reading the same bytes on the same
-//! disk directly. Prints medians of several runs and the API/disk ratio.
+//! disk directly — writes both buffered and with direct I/O, and the PUT
+//! ratio is taken against the faster of the two. Runs are paired (API and
+//! disk in the same round, order alternating, caches dropped and dirty pages
+//! flushed before each step), a warm-up round is discarded, and medians of
+//! the per-round ratios are printed, because this VM's disk speed drifts
+//! by 2x between identical runs.
 //!
 //! Usage: `bench/storage.sh` (builds release), or
-//! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 3] [--dir DIR]`
+//! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 5] [--dir DIR]`
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -15,6 +21,7 @@ use futures::StreamExt;
 use lakehouse_bench::{Server, drop_caches, median};
 
 const CHUNK: usize = 1 << 20;
+const ALIGN: usize = 4096;
 
 struct Args {
     lakehouse: PathBuf,
@@ -27,7 +34,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         lakehouse: PathBuf::from("target/release/lakehouse"),
         size_mib: 1024,
-        runs: 3,
+        runs: 5,
         dir: PathBuf::from("bench/data"),
     };
     let mut it = std::env::args().skip(1);
@@ -50,107 +57,179 @@ async fn main() -> anyhow::Result<()> {
     let size = args.size_mib * CHUNK;
     std::fs::create_dir_all(&args.dir)?;
     let data = lakehouse_bench::random_bytes(size);
+    // The same bytes at a block-aligned address, for the direct-I/O baseline.
+    let mut aligned_buf = vec![0u8; size + ALIGN];
+    let off = aligned_buf.as_ptr().align_offset(ALIGN);
+    aligned_buf[off..off + size].copy_from_slice(&data);
+    let aligned = &aligned_buf[off..off + size];
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let (mut api_put, mut api_get, mut disk_put, mut disk_get) = (vec![], vec![], vec![], vec![]);
-    let mut cold = true;
     let gib = size as f64 / (1u64 << 30) as f64;
+    let mut cold = true;
+    let (mut api_put, mut api_get, mut buf_put, mut dio_put, mut disk_get) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut put_ratio, mut get_ratio) = (vec![], vec![]);
 
-    for run in 0..args.runs {
+    // Run 0 is a warm-up (fresh memory, first server start) and not counted.
+    for run in 0..=args.runs {
         let dir = args.dir.join(format!("run-{run}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-
-        // Disk directly: write the same bytes in the same 1 MiB chunks.
-        let path = dir.join("direct.bin");
-        let t = Instant::now();
-        {
-            let mut f = std::fs::File::create(&path)?;
-            for c in data.chunks(CHUNK) {
-                f.write_all(c)?;
-            }
-        }
-        disk_put.push(gib / t.elapsed().as_secs_f64());
-        cold &= drop_caches();
-        let t = Instant::now();
-        {
-            let mut f = std::fs::File::open(&path)?;
-            let mut buf = vec![0u8; CHUNK];
-            let mut n = 0;
-            loop {
-                let r = f.read(&mut buf)?;
-                if r == 0 {
-                    break;
-                }
-                n += r;
-            }
-            assert_eq!(n, size);
-        }
-        disk_get.push(gib / t.elapsed().as_secs_f64());
-        std::fs::remove_file(&path)?;
-
-        // Through the API.
         let server = Server::start(&args.lakehouse, &dir.join("lakehouse"), &[])?;
         let url = format!("{}/storage/objects/bench/object.bin", server.url);
-        let chunks: Vec<Bytes> = (0..size / CHUNK)
-            .map(|i| data.slice(i * CHUNK..(i + 1) * CHUNK))
-            .collect();
-        let body = reqwest::Body::wrap_stream(futures::stream::iter(
-            chunks.into_iter().map(Ok::<_, std::io::Error>),
-        ));
-        let t = Instant::now();
-        let resp = http
-            .put(&url)
-            .header("content-length", size)
-            .body(body)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("PUT failed: {} {}", resp.status(), resp.text().await?);
+
+        // Alternate which side goes first so drift in the machine's speed
+        // does not favour either; every write starts with no dirty pages.
+        let api_first = run % 2 == 1;
+        let mut r = Round::default();
+        if api_first {
+            r.api_put = api_put_once(&http, &url, &data).await?;
         }
-        api_put.push(gib / t.elapsed().as_secs_f64());
         cold &= drop_caches();
-        let t = Instant::now();
-        let resp = http.get(&url).send().await?;
-        if !resp.status().is_success() {
-            bail!("GET failed: {}", resp.status());
+        r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
+        cold &= drop_caches();
+        r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
+        std::fs::remove_file(dir.join("direct.bin"))?;
+        cold &= drop_caches();
+        if !api_first {
+            r.api_put = api_put_once(&http, &url, &data).await?;
         }
-        let mut n = 0;
-        let mut s = resp.bytes_stream();
-        while let Some(b) = s.next().await {
-            n += b?.len();
+        cold &= drop_caches();
+        if api_first {
+            r.api_get = api_get_once(&http, &url, size).await?;
+            cold &= drop_caches();
+            r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
+        } else {
+            r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
+            cold &= drop_caches();
+            r.api_get = api_get_once(&http, &url, size).await?;
         }
-        assert_eq!(n, size);
-        api_get.push(gib / t.elapsed().as_secs_f64());
         drop(server);
         std::fs::remove_dir_all(&dir)?;
+
+        let g = |secs: f64| gib / secs;
         eprintln!(
-            "run {run}: api put {:.2} get {:.2} GiB/s; disk write {:.2} read {:.2} GiB/s",
-            api_put[run], api_get[run], disk_put[run], disk_get[run]
+            "run {run}{}: api put {:.2} get {:.2} GiB/s; disk write {:.2} (direct I/O {:.2}) read {:.2} GiB/s",
+            if run == 0 { " (warm-up)" } else { "" },
+            g(r.api_put),
+            g(r.api_get),
+            g(r.buf_put),
+            g(r.dio_put),
+            g(r.disk_get)
         );
+        if run == 0 {
+            continue;
+        }
+        let best_disk_put = r.buf_put.min(r.dio_put);
+        put_ratio.push(best_disk_put / r.api_put);
+        get_ratio.push(r.disk_get / r.api_get);
+        api_put.push(g(r.api_put));
+        api_get.push(g(r.api_get));
+        buf_put.push(g(r.buf_put));
+        dio_put.push(g(r.dio_put));
+        disk_get.push(g(r.disk_get));
     }
 
-    let (ap, ag, dp, dg) = (
-        median(api_put),
-        median(api_get),
-        median(disk_put),
-        median(disk_get),
-    );
+    let n = args.runs;
     let reads = if cold {
         "cold page cache"
     } else {
         "warm page cache (could not drop caches)"
     };
     println!(
-        "storage PUT {} MiB: api {ap:.2} GiB/s, disk {dp:.2} GiB/s, ratio {:.2} (goal >= 0.8)  [median of {}]",
+        "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s (buffered) / {:.2} GiB/s (direct I/O), ratio to the faster {:.2} (goal >= 0.8)  [medians of {n} paired runs]",
         args.size_mib,
-        ap / dp,
-        args.runs
+        median(api_put),
+        median(buf_put),
+        median(dio_put),
+        median(put_ratio),
     );
     println!(
-        "storage GET {} MiB: api {ag:.2} GiB/s, disk {dg:.2} GiB/s, ratio {:.2} (goal >= 0.8)  [median of {}, {reads}]",
+        "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8)  [medians of {n} paired runs, {reads}]",
         args.size_mib,
-        ag / dg,
-        args.runs
+        median(api_get),
+        median(disk_get),
+        median(get_ratio),
     );
     Ok(())
+}
+
+/// Seconds taken by each step of one paired run.
+#[derive(Default)]
+struct Round {
+    api_put: f64,
+    api_get: f64,
+    buf_put: f64,
+    dio_put: f64,
+    disk_get: f64,
+}
+
+/// Writes `data` to a new file in 1 MiB (buffered) or 4 MiB (direct I/O,
+/// `data` block-aligned) writes, the way a program writing directly would.
+fn disk_write(path: &Path, data: &[u8], direct: bool) -> anyhow::Result<f64> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if direct {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    let t = Instant::now();
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    for c in data.chunks(if direct { 4 * CHUNK } else { CHUNK }) {
+        f.write_all(c)?;
+    }
+    drop(f);
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn disk_read(path: &Path, size: usize) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0;
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    assert_eq!(n, size);
+    Ok(t.elapsed().as_secs_f64())
+}
+
+async fn api_put_once(http: &reqwest::Client, url: &str, data: &Bytes) -> anyhow::Result<f64> {
+    let size = data.len();
+    let chunks: Vec<Bytes> = (0..size / CHUNK)
+        .map(|i| data.slice(i * CHUNK..(i + 1) * CHUNK))
+        .collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::io::Error>),
+    ));
+    let t = Instant::now();
+    let resp = http
+        .put(url)
+        .header("content-length", size)
+        .body(body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("PUT failed: {} {}", resp.status(), resp.text().await?);
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+async fn api_get_once(http: &reqwest::Client, url: &str, size: usize) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let resp = http.get(url).send().await?;
+    if !resp.status().is_success() {
+        bail!("GET failed: {}", resp.status());
+    }
+    let mut n = 0;
+    let mut s = resp.bytes_stream();
+    while let Some(b) = s.next().await {
+        n += b?.len();
+    }
+    assert_eq!(n, size);
+    Ok(t.elapsed().as_secs_f64())
 }
