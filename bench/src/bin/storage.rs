@@ -9,7 +9,7 @@
 //! by 2x between identical runs.
 //!
 //! Usage: `bench/storage.sh` (builds release), or
-//! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 5] [--dir DIR]`
+//! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 6] [--dir DIR]`
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,7 +35,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         lakehouse: PathBuf::from("target/release/lakehouse"),
         size_mib: 1024,
-        runs: 5,
+        runs: 6,
         dir: PathBuf::from("bench/data"),
     };
     let mut it = std::env::args().skip(1);
@@ -78,30 +78,41 @@ async fn main() -> anyhow::Result<()> {
         let server = Server::start(&args.lakehouse, &dir.join("lakehouse"), &[])?;
         let url = format!("{}/storage/objects/bench/object.bin", server.url);
 
-        // Alternate which side goes first so drift in the machine's speed
-        // does not favour either; every write starts with no dirty pages.
+        // Every timed step starts from the same state: no dirty pages, a cold
+        // cache, and a gigabyte of page cache freed just before (`settle`).
+        // On this VM the host reclaims guest memory left free for a while,
+        // and whichever step first re-touched it ran at half speed; which
+        // side goes first also alternates, to cancel drift.
+        let scratch = dir.join("scratch.bin");
+        std::fs::write(&scratch, &data)?;
+        let settle = || -> anyhow::Result<bool> {
+            let c = drop_caches();
+            disk_read(&scratch, size)?;
+            Ok(c & drop_caches())
+        };
         let api_first = run % 2 == 1;
         let mut r = Round::default();
         if api_first {
+            cold &= settle()?;
             r.api_put = api_put_once(&http, &url, &data).await?;
         }
-        cold &= drop_caches();
+        cold &= settle()?;
         r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
-        cold &= drop_caches();
+        cold &= settle()?;
         r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
         std::fs::remove_file(dir.join("direct.bin"))?;
-        cold &= drop_caches();
         if !api_first {
+            cold &= settle()?;
             r.api_put = api_put_once(&http, &url, &data).await?;
         }
-        cold &= drop_caches();
         if api_first {
+            cold &= settle()?;
             r.api_get = api_get_once(&http, &url, size).await?;
-            cold &= drop_caches();
-            r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
-        } else {
-            r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
-            cold &= drop_caches();
+        }
+        cold &= settle()?;
+        r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
+        if !api_first {
+            cold &= settle()?;
             r.api_get = api_get_once(&http, &url, size).await?;
         }
         drop(server);
