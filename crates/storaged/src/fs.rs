@@ -40,7 +40,8 @@ use tokio::sync::oneshot;
 /// logical block; 4 KiB covers 512-byte and 4 KiB devices.
 const ALIGN: usize = 4096;
 /// Bytes per direct write. Larger buys nothing measurable (1–64 MiB were
-/// within noise with `dd oflag=direct` here) and costs memory per upload.
+/// within noise with `dd oflag=direct` here) and costs memory per upload
+/// (`WINDOWS` of these).
 const WRITE_SIZE: usize = 4 << 20;
 
 /// `LocalFileSystem` with direct-I/O multipart uploads.
@@ -178,7 +179,7 @@ impl DirectUpload {
     fn start(dest: PathBuf) -> object_store::Result<Self> {
         let (file, src, direct) = open_staging(&dest)?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(file, src, dest, direct);
+        let writer = Writer::new(file, src, dest, direct)?;
         std::thread::Builder::new()
             .name("lakehouse-upload".to_string())
             .spawn(move || writer.run(rx))
@@ -259,41 +260,100 @@ fn open_staging(dest: &FsPath) -> object_store::Result<(File, PathBuf, bool)> {
     }
 }
 
-struct Writer {
-    file: File,
-    src: PathBuf,
-    dest: PathBuf,
-    direct: bool,
-    /// Backing store for the aligned window `buf[start..start + WRITE_SIZE]`.
+/// A block-aligned `WRITE_SIZE` window inside a slightly larger allocation.
+struct Window {
     buf: Vec<u8>,
     start: usize,
+}
+
+impl Window {
+    fn new() -> Self {
+        let buf = vec![0u8; WRITE_SIZE + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN);
+        Self { buf, start }
+    }
+
+    fn bytes(&self, len: usize) -> &[u8] {
+        &self.buf[self.start..self.start + len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + WRITE_SIZE]
+    }
+}
+
+/// A full window to write at `offset`.
+struct Job {
+    window: Window,
+    len: usize,
+    offset: u64,
+}
+
+/// Windows per upload: one being filled while the others are written, so
+/// copying the next bytes overlaps the device writing the last ones.
+const WINDOWS: usize = 3;
+
+/// Copies parts into aligned windows (buffered mode: writes them as they
+/// come); a second thread does the direct writes, so the copy and the device
+/// work overlap.
+struct Writer {
+    file: std::sync::Arc<File>,
+    src: PathBuf,
+    dest: PathBuf,
+    /// Direct mode: the I/O thread's queue, and windows coming back from it.
+    io: Option<(mpsc::Sender<Job>, mpsc::Receiver<std::io::Result<Window>>)>,
+    free: Vec<Window>,
+    /// Windows handed to the I/O thread and not yet back.
+    out: usize,
+    current: Option<Window>,
     filled: usize,
-    /// Bytes on disk so far (a multiple of `ALIGN` in direct mode).
+    /// Bytes handed to the disk so far (a multiple of `ALIGN` in direct mode).
     written: u64,
     /// The first write error; every later step reports it.
     failed: Option<String>,
 }
 
 impl Writer {
-    fn new(file: File, src: PathBuf, dest: PathBuf, direct: bool) -> Self {
-        let (buf, start) = if direct {
-            let buf = vec![0u8; WRITE_SIZE + ALIGN];
-            let start = buf.as_ptr().align_offset(ALIGN);
-            (buf, start)
+    fn new(file: File, src: PathBuf, dest: PathBuf, direct: bool) -> object_store::Result<Self> {
+        let file = std::sync::Arc::new(file);
+        let io = if direct {
+            let (job_tx, job_rx) = mpsc::channel::<Job>();
+            let (done_tx, done_rx) = mpsc::channel();
+            let f = file.clone();
+            std::thread::Builder::new()
+                .name("lakehouse-dio".to_string())
+                .spawn(move || {
+                    for job in job_rx {
+                        let r = f
+                            .write_all_at(job.window.bytes(job.len), job.offset)
+                            .map(|()| job.window);
+                        if done_tx.send(r).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| io_error(&src, "spawning the writer for", e))?;
+            Some((job_tx, done_rx))
         } else {
-            (Vec::new(), 0)
+            None
         };
-        Self {
+        let free = if direct {
+            (0..WINDOWS).map(|_| Window::new()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
             file,
             src,
             dest,
-            direct,
-            buf,
-            start,
+            io,
+            free,
+            out: 0,
+            current: None,
             filled: 0,
             written: 0,
             failed: None,
-        }
+        })
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -344,7 +404,7 @@ impl Writer {
     fn part(&mut self, data: &PutPayload) -> object_store::Result<()> {
         self.check()?;
         for chunk in data.iter() {
-            if !self.direct {
+            if self.io.is_none() {
                 if let Err(e) = self.file.write_all_at(chunk, self.written) {
                     return Err(self.fail("writing", e));
                 }
@@ -353,25 +413,68 @@ impl Writer {
             }
             let mut rest: &[u8] = chunk;
             while !rest.is_empty() {
+                if self.current.is_none() {
+                    self.current = Some(self.take_window()?);
+                }
                 let n = rest.len().min(WRITE_SIZE - self.filled);
-                let at = self.start + self.filled;
-                self.buf[at..at + n].copy_from_slice(&rest[..n]);
+                if let Some(w) = self.current.as_mut() {
+                    w.bytes_mut()[self.filled..self.filled + n].copy_from_slice(&rest[..n]);
+                }
                 self.filled += n;
                 rest = &rest[n..];
                 if self.filled == WRITE_SIZE {
-                    self.flush(WRITE_SIZE)?;
+                    self.submit(WRITE_SIZE)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Writes the first `len` (aligned) bytes of the window.
-    fn flush(&mut self, len: usize) -> object_store::Result<()> {
-        let window = &self.buf[self.start..self.start + len];
-        if let Err(e) = self.file.write_all_at(window, self.written) {
-            return Err(self.fail("writing", e));
+    /// A free window, waiting for the I/O thread to return one if needed.
+    fn take_window(&mut self) -> object_store::Result<Window> {
+        if let Some(w) = self.free.pop() {
+            return Ok(w);
         }
+        if self.out > 0 {
+            self.reclaim()?;
+        }
+        Ok(self.free.pop().unwrap_or_else(Window::new))
+    }
+
+    /// Waits for one window to come back from the I/O thread.
+    fn reclaim(&mut self) -> object_store::Result<()> {
+        let Some((_, done)) = &self.io else {
+            return Ok(());
+        };
+        let r = done.recv();
+        self.out -= 1;
+        match r {
+            Ok(Ok(w)) => {
+                self.free.push(w);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.fail("writing", e)),
+            Err(mpsc::RecvError) => {
+                Err(self.fail("writing", std::io::Error::other("the I/O thread stopped")))
+            }
+        }
+    }
+
+    /// Hands the first `len` (aligned) bytes of the current window to the
+    /// I/O thread.
+    fn submit(&mut self, len: usize) -> object_store::Result<()> {
+        let (Some(window), Some((jobs, _))) = (self.current.take(), &self.io) else {
+            return Ok(());
+        };
+        let job = Job {
+            window,
+            len,
+            offset: self.written,
+        };
+        if jobs.send(job).is_err() {
+            return Err(self.fail("writing", std::io::Error::other("the I/O thread stopped")));
+        }
+        self.out += 1;
         self.written += len as u64;
         self.filled = 0;
         Ok(())
@@ -380,16 +483,24 @@ impl Writer {
     fn complete(&mut self) -> object_store::Result<PutResult> {
         self.check()?;
         let mut size = self.written;
-        if self.direct && self.filled > 0 {
-            // Direct writes are whole blocks: write the tail zero-padded to
-            // one, then cut the file back to its real length.
+        if self.io.is_some() {
             let tail = self.filled;
-            let padded = tail.div_ceil(ALIGN) * ALIGN;
-            let at = self.start + tail;
-            self.buf[at..self.start + padded].fill(0);
-            size += tail as u64;
-            self.flush(padded)?;
-            if let Err(e) = self.file.set_len(size) {
+            if tail > 0 {
+                // Direct writes are whole blocks: write the tail zero-padded
+                // to one, then cut the file back to its real length.
+                let padded = tail.div_ceil(ALIGN) * ALIGN;
+                if let Some(w) = self.current.as_mut() {
+                    w.bytes_mut()[tail..padded].fill(0);
+                }
+                size += tail as u64;
+                self.submit(padded)?;
+            }
+            while self.out > 0 {
+                self.reclaim()?;
+            }
+            if tail > 0
+                && let Err(e) = self.file.set_len(size)
+            {
                 return Err(self.fail("trimming", e));
             }
         }
