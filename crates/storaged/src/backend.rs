@@ -103,8 +103,6 @@ pub struct Backend {
     /// Whether `list` yields keys in byte order (S3 and memory do; the local
     /// filesystem does not), which lets paginated listing stop early.
     pub sorted_listing: bool,
-    /// Whether cold reads of local files may use direct I/O (fs only).
-    pub direct_io: bool,
     /// Where the data is, for logs.
     pub description: String,
 }
@@ -115,7 +113,6 @@ impl Backend {
             store: Arc::new(InMemory::new()),
             kind: BackendKind::Memory,
             sorted_listing: true,
-            direct_io: false,
             description: "memory".to_string(),
         }
     }
@@ -147,7 +144,6 @@ impl Backend {
             store: Arc::new(FsStore::new(local, direct_io)),
             kind: BackendKind::Fs,
             sorted_listing: false,
-            direct_io,
             description: format!("fs:{}", root.display()),
         })
     }
@@ -216,7 +212,6 @@ impl StoragedConfig {
             store,
             kind: BackendKind::S3,
             sorted_listing: true,
-            direct_io: false,
             description,
         })
     }

@@ -11,9 +11,6 @@
 //! evicts the hot data of queries from the page cache (MinIO makes the same
 //! choice for large objects). Small objects (single `put`) stay buffered.
 //!
-//! Reads of large ranges ([`ChunkReader`], used by the HTTP GET) read cold
-//! chunks with direct I/O too, and cached ones through the page cache.
-//!
 //! Atomicity is unchanged: parts go to `<key>#<n>` (the same staging name
 //! `LocalFileSystem` uses, removed at start-up if a crash left it), the file
 //! is cut to its exact length, then renamed over the key. Filesystems that
@@ -21,12 +18,11 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, IoSliceMut, Read, Seek, SeekFrom};
+use std::io::ErrorKind;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -301,7 +297,7 @@ const WINDOWS: usize = 3;
 /// come); a second thread does the direct writes, so the copy and the device
 /// work overlap.
 struct Writer {
-    file: Arc<File>,
+    file: std::sync::Arc<File>,
     src: PathBuf,
     dest: PathBuf,
     /// Direct mode: the I/O thread's queue, and windows coming back from it.
@@ -319,7 +315,7 @@ struct Writer {
 
 impl Writer {
     fn new(file: File, src: PathBuf, dest: PathBuf, direct: bool) -> object_store::Result<Self> {
-        let file = Arc::new(file);
+        let file = std::sync::Arc::new(file);
         let io = if direct {
             let (job_tx, job_rx) = mpsc::channel::<Job>();
             let (done_tx, done_rx) = mpsc::channel();
@@ -531,179 +527,6 @@ impl Writer {
     }
 }
 
-/// Chunk size for streaming a local file (object_store's own is 8 KiB, far
-/// too small for GB/s).
-const READ_CHUNK: usize = 4 << 20;
-/// Aligned read buffers kept for reuse per stream.
-const POOL: usize = 6;
-
-type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
-
-/// Reads a range of a local file in chunks for a response body. Chunks
-/// whose pages are in the page cache are read normally; cold ones (probed
-/// with `RWF_NOWAIT`, which fails instead of going to the device) are read
-/// with direct I/O into pooled aligned buffers handed out without a copy —
-/// on a cold read that skips filling the page cache and copying out of it,
-/// the server's largest CPU cost after the socket.
-///
-/// The direct descriptor is reopened through `/proc/self/fd`, so it is the
-/// very inode the caller opened even if the key was replaced since: a
-/// response never mixes two versions of an object.
-pub struct ChunkReader {
-    file: File,
-    direct: Option<File>,
-    pos: u64,
-    end: u64,
-    pool: Pool,
-    /// Chunks read with direct I/O (for tests and curiosity).
-    direct_chunks: u64,
-}
-
-impl ChunkReader {
-    pub fn new(file: File, range: Range<u64>, direct_io: bool) -> Self {
-        let direct = if direct_io && range.end - range.start >= READ_CHUNK as u64 {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
-                .ok()
-        } else {
-            None
-        };
-        Self {
-            file,
-            direct,
-            pos: range.start,
-            end: range.end,
-            pool: Arc::new(Mutex::new(Vec::new())),
-            direct_chunks: 0,
-        }
-    }
-
-    /// The next chunk, `None` at the end of the range.
-    pub fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
-        if self.pos >= self.end {
-            return None;
-        }
-        let r = if self.direct.is_some() && !self.cached() {
-            self.read_direct()
-        } else {
-            self.read_buffered()
-        };
-        if r.is_err() {
-            self.pos = self.end;
-        }
-        Some(r)
-    }
-
-    /// Whether the next chunk's first and last bytes are in the page cache.
-    /// A filesystem without `RWF_NOWAIT` reads normally from then on.
-    fn cached(&mut self) -> bool {
-        let last = (self.pos + READ_CHUNK as u64).min(self.end) - 1;
-        for at in [self.pos, last] {
-            let mut b = [0u8; 1];
-            match rustix::io::preadv2(
-                &self.file,
-                &mut [IoSliceMut::new(&mut b)],
-                at,
-                rustix::io::ReadWriteFlags::NOWAIT,
-            ) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::AGAIN) => return false,
-                Err(_) => {
-                    self.direct = None;
-                    return true;
-                }
-            }
-        }
-        true
-    }
-
-    fn read_buffered(&mut self) -> std::io::Result<Bytes> {
-        let n = (self.end - self.pos).min(READ_CHUNK as u64) as usize;
-        // Read into spare capacity: no zero-filling of each chunk.
-        let mut buf = Vec::with_capacity(n);
-        let mut f = &self.file;
-        f.seek(SeekFrom::Start(self.pos))?;
-        let got = f.take(n as u64).read_to_end(&mut buf)?;
-        if got != n {
-            return Err(short_file());
-        }
-        self.pos += n as u64;
-        Ok(Bytes::from(buf))
-    }
-
-    fn read_direct(&mut self) -> std::io::Result<Bytes> {
-        let Some(direct) = &self.direct else {
-            return self.read_buffered();
-        };
-        let a = self.pos & !(ALIGN as u64 - 1);
-        let chunk_end = self.end.min(a + READ_CHUNK as u64);
-        let want = (chunk_end - a) as usize;
-        let len = want.div_ceil(ALIGN) * ALIGN;
-        let mut buf = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| vec![0u8; READ_CHUNK + ALIGN]);
-        let start = buf.as_ptr().align_offset(ALIGN);
-        let window = &mut buf[start..start + len];
-        let mut got = 0;
-        while got < want {
-            // Past the end of the file a direct read comes back short.
-            match direct.read_at(&mut window[got..], a + got as u64) {
-                Ok(0) => return Err(short_file()),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.direct_chunks += 1;
-        let skip = (self.pos - a) as usize;
-        let n = (chunk_end - self.pos) as usize;
-        self.pos = chunk_end;
-        Ok(Bytes::from_owner(Pooled {
-            buf,
-            start: start + skip,
-            len: n,
-            pool: self.pool.clone(),
-        }))
-    }
-}
-
-fn short_file() -> std::io::Error {
-    std::io::Error::new(
-        ErrorKind::UnexpectedEof,
-        "the file is shorter than its metadata said",
-    )
-}
-
-/// A chunk in a pooled buffer; the buffer goes back to the pool once the
-/// response has sent it.
-struct Pooled {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-    pool: Pool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Ok(mut p) = self.pool.lock()
-            && p.len() < POOL
-        {
-            p.push(std::mem::take(&mut self.buf));
-        }
-    }
-}
-
 /// The ETag `LocalFileSystem` derives from metadata (inode, mtime in µs,
 /// size), so HEAD and GET agree with what a PUT returned.
 fn etag(meta: &std::fs::Metadata) -> String {
@@ -825,76 +648,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.as_ref(), b"file");
-    }
-
-    /// Every range reads back byte-exact, cold (direct I/O, where the
-    /// filesystem allows it) and cached, with unaligned ends and chunk
-    /// boundaries crossed.
-    #[test]
-    fn chunk_reader_ranges_cold_and_cached() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let data = bytes(2 * READ_CHUNK + 12_345, 7);
-        std::fs::write(&path, &data).unwrap();
-        File::open(&path).unwrap().sync_all().unwrap();
-        let size = data.len() as u64;
-        let ranges = [
-            0..size,
-            1..size - 1,
-            4095..READ_CHUNK as u64 + 4097,
-            size - READ_CHUNK as u64 - 3..size,
-            10..20,
-        ];
-        let mut direct_used = false;
-        for cold in [true, false] {
-            for r in ranges.clone() {
-                let file = File::open(&path).unwrap();
-                if cold {
-                    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-                } else {
-                    std::fs::read(&path).unwrap(); // into the page cache
-                }
-                let mut reader = ChunkReader::new(file, r.clone(), true);
-                let mut got = Vec::new();
-                while let Some(c) = reader.next_chunk() {
-                    got.extend_from_slice(&c.unwrap());
-                }
-                assert_eq!(
-                    got,
-                    &data[r.start as usize..r.end as usize],
-                    "{r:?} cold={cold}"
-                );
-                if !cold {
-                    assert_eq!(reader.direct_chunks, 0, "cached reads stay buffered");
-                }
-                direct_used |= reader.direct_chunks > 0;
-            }
-        }
-        let direct_possible = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .is_ok();
-        assert_eq!(direct_used, direct_possible);
-    }
-
-    /// A file shorter than the range asked for is an error, not a short body.
-    #[test]
-    fn chunk_reader_short_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, bytes(READ_CHUNK + 10, 1)).unwrap();
-        for direct in [true, false] {
-            let file = File::open(&path).unwrap();
-            let mut reader = ChunkReader::new(file, 0..2 * READ_CHUNK as u64, direct);
-            let mut err = None;
-            while let Some(c) = reader.next_chunk() {
-                if let Err(e) = c {
-                    err = Some(e);
-                }
-            }
-            assert_eq!(err.unwrap().kind(), ErrorKind::UnexpectedEof);
-        }
     }
 
     fn walk(root: &FsPath) -> Vec<PathBuf> {

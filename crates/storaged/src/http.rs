@@ -2,6 +2,7 @@
 //! and `/storage/list`. Translates headers to core calls and core errors to
 //! statuses; no storage logic lives here.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,9 +20,12 @@ use object_store::{GetRange, GetResultPayload};
 use serde::Deserialize;
 
 use crate::error::StorageError;
-use crate::fs::ChunkReader;
 use crate::key::ObjectKey;
 use crate::service::{DEFAULT_LIST_LIMIT, GetRequest, PutCondition, ReadResult, Storage};
+
+/// Chunk size for streaming local files (object_store's default is 8 KiB,
+/// far too small for GB/s).
+const FILE_CHUNK: usize = 1 << 20;
 
 /// Routes for storaged. Request bodies are streamed, so axum's default body
 /// limit is off here; the core enforces `max_object_size`.
@@ -269,9 +273,7 @@ async fn read_object(
     let body = match r.body.take() {
         None => Body::empty(),
         Some(res) => match res.payload {
-            GetResultPayload::File(file, _) => {
-                file_body(file, r.range.clone(), storage.direct_io())
-            }
+            GetResultPayload::File(file, _) => file_body(file, r.range.clone()),
             GetResultPayload::Stream(s) => Body::from_stream(s),
         },
     };
@@ -281,17 +283,37 @@ async fn read_object(
     Ok(resp)
 }
 
-/// Streams `range` of a local file, read on the blocking pool
-/// ([`crate::fs::ChunkReader`]: page-cache hits read normally, cold ranges
-/// with direct I/O when `direct_io`).
-fn file_body(file: std::fs::File, range: std::ops::Range<u64>, direct_io: bool) -> Body {
+/// Streams `range` of a local file in 1 MiB chunks read on the blocking pool.
+fn file_body(file: std::fs::File, range: std::ops::Range<u64>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut reader = ChunkReader::new(file, range, direct_io);
-        while let Some(chunk) = reader.next_chunk() {
-            let stop = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || stop {
-                return; // client went away, or the read failed
+        let mut file = file;
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut remaining = range.end - range.start;
+        while remaining > 0 {
+            let n = remaining.min(FILE_CHUNK as u64);
+            // Read into spare capacity: no zero-filling of each chunk.
+            let mut buf = Vec::with_capacity(n as usize);
+            match (&mut file).take(n).read_to_end(&mut buf) {
+                Ok(got) if got as u64 == n => {}
+                Ok(_) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than its metadata said",
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+            remaining -= n;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return; // client went away
             }
         }
     });

@@ -113,22 +113,15 @@ pub struct ReadResult {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     sorted_listing: bool,
-    direct_io: bool,
     max_object_size: u64,
     locks: Box<[Mutex<()>]>,
 }
 
 impl Storage {
-    /// Whether local files may be read with direct I/O when cold.
-    pub fn direct_io(&self) -> bool {
-        self.direct_io
-    }
-
     pub fn new(backend: &Backend, max_object_size: u64) -> Self {
         Self {
             store: backend.store.clone(),
             sorted_listing: backend.sorted_listing,
-            direct_io: backend.direct_io,
             max_object_size,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
