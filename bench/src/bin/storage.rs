@@ -6,12 +6,15 @@
 //! disk in the same round, order alternating, caches dropped and dirty pages
 //! flushed before each step), a warm-up round is discarded, and medians of
 //! the per-round ratios are printed, because this VM's disk speed drifts
-//! by 2x between identical runs.
+//! by 2x between identical runs. The API is driven by a minimal HTTP/1.1
+//! client on a blocking socket (as curl is), and also by reqwest, the
+//! client the lakehouse's own services use; both are printed.
 //!
 //! Usage: `bench/storage.sh` (builds release), or
 //! `storage --lakehouse target/release/lakehouse [--size-mib 1024] [--runs 6] [--dir DIR]`
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -69,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
     let (mut api_put, mut api_get, mut buf_put, mut dio_put, mut disk_get) =
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut put_ratio, mut dio_ratio, mut get_ratio) = (vec![], vec![], vec![]);
+    let (mut req_put, mut req_get, mut req_put_ratio, mut req_get_ratio) =
+        (vec![], vec![], vec![], vec![]);
 
     // Run 0 is a warm-up (fresh memory, first server start) and not counted.
     for run in 0..=args.runs {
@@ -77,6 +82,8 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let server = Server::start(&args.lakehouse, &dir.join("lakehouse"), &[])?;
         let url = format!("{}/storage/objects/bench/object.bin", server.url);
+        let url2 = format!("{}/storage/objects/bench/object-reqwest.bin", server.url);
+        let addr = server.url.trim_start_matches("http://").to_string();
 
         // Every timed step starts from the same state: no dirty pages, a cold
         // cache, and a gigabyte of page cache freed just before (`settle`).
@@ -94,7 +101,9 @@ async fn main() -> anyhow::Result<()> {
         let mut r = Round::default();
         if api_first {
             cold &= settle()?;
-            r.api_put = api_put_once(&http, &url, &data).await?;
+            r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
+            cold &= settle()?;
+            r.req_put = api_put_once(&http, &url2, &data).await?;
         }
         cold &= settle()?;
         r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
@@ -103,27 +112,35 @@ async fn main() -> anyhow::Result<()> {
         std::fs::remove_file(dir.join("direct.bin"))?;
         if !api_first {
             cold &= settle()?;
-            r.api_put = api_put_once(&http, &url, &data).await?;
+            r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
+            cold &= settle()?;
+            r.req_put = api_put_once(&http, &url2, &data).await?;
         }
         if api_first {
             cold &= settle()?;
-            r.api_get = api_get_once(&http, &url, size).await?;
+            r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
+            cold &= settle()?;
+            r.req_get = api_get_once(&http, &url, size).await?;
         }
         cold &= settle()?;
         r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
         if !api_first {
             cold &= settle()?;
-            r.api_get = api_get_once(&http, &url, size).await?;
+            r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
+            cold &= settle()?;
+            r.req_get = api_get_once(&http, &url, size).await?;
         }
         drop(server);
         std::fs::remove_dir_all(&dir)?;
 
         let g = |secs: f64| gib / secs;
         eprintln!(
-            "run {run}{}: api put {:.2} get {:.2} GiB/s; disk write {:.2} (direct I/O {:.2}) read {:.2} GiB/s",
+            "run {run}{}: api put {:.2} get {:.2} GiB/s (reqwest {:.2} / {:.2}); disk write {:.2} (direct I/O {:.2}) read {:.2} GiB/s",
             if run == 0 { " (warm-up)" } else { "" },
             g(r.api_put),
             g(r.api_get),
+            g(r.req_put),
+            g(r.req_get),
             g(r.buf_put),
             g(r.dio_put),
             g(r.disk_get)
@@ -136,6 +153,10 @@ async fn main() -> anyhow::Result<()> {
         get_ratio.push(r.disk_get / r.api_get);
         api_put.push(g(r.api_put));
         api_get.push(g(r.api_get));
+        req_put.push(g(r.req_put));
+        req_get.push(g(r.req_get));
+        req_put_ratio.push(r.buf_put / r.req_put);
+        req_get_ratio.push(r.disk_get / r.req_get);
         buf_put.push(g(r.buf_put));
         dio_put.push(g(r.dio_put));
         disk_get.push(g(r.disk_get));
@@ -148,20 +169,24 @@ async fn main() -> anyhow::Result<()> {
         "warm page cache (could not drop caches)"
     };
     println!(
-        "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); disk with direct I/O from aligned memory {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs]",
+        "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); disk with direct I/O from aligned memory {:.2} GiB/s, ratio {:.2}; reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs]",
         args.size_mib,
         median(api_put),
         median(buf_put),
         median(put_ratio),
         median(dio_put),
         median(dio_ratio),
+        median(req_put),
+        median(req_put_ratio),
     );
     println!(
-        "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8)  [medians of {n} paired runs, {reads}]",
+        "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs, {reads}]",
         args.size_mib,
         median(api_get),
         median(disk_get),
         median(get_ratio),
+        median(req_get),
+        median(req_get_ratio),
     );
     Ok(())
 }
@@ -171,6 +196,8 @@ async fn main() -> anyhow::Result<()> {
 struct Round {
     api_put: f64,
     api_get: f64,
+    req_put: f64,
+    req_get: f64,
     buf_put: f64,
     dio_put: f64,
     disk_get: f64,
@@ -245,4 +272,65 @@ async fn api_get_once(http: &reqwest::Client, url: &str, size: usize) -> anyhow:
     }
     assert_eq!(n, size);
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// PUT with a minimal HTTP/1.1 client on a blocking socket (what curl does:
+/// headers, then the body straight from memory), so the time is the
+/// server's and the kernel's, not a client library's.
+fn raw_put(addr: &str, path: &str, data: &[u8]) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )?;
+    for c in data.chunks(CHUNK) {
+        s.write_all(c)?;
+    }
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let secs = t.elapsed().as_secs_f64();
+    if !resp.starts_with(b"HTTP/1.1 200") {
+        bail!("PUT failed: {}", String::from_utf8_lossy(&resp));
+    }
+    Ok(secs)
+}
+
+/// GET with the same minimal client: read into one reused 1 MiB buffer.
+fn raw_get(addr: &str, path: &str, size: usize) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut head = Vec::new();
+    let mut body = 0usize;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if body == 0 && !head.ends_with(b"\r\n\r\n") {
+            head.extend_from_slice(&buf[..n]);
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                body = head.len() - (end + 4);
+                head.truncate(end + 4);
+            }
+        } else {
+            body += n;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    if !head.starts_with(b"HTTP/1.1 200") || body != size {
+        bail!(
+            "GET failed: {} ({body} body bytes)",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    Ok(secs)
 }
