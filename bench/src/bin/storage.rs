@@ -2,10 +2,11 @@
 //! API on loopback, next to writing and reading the same bytes on the same
 //! disk directly (a plain buffered write, as `dd`/`cp` do, and also direct
 //! I/O from block-aligned memory: the device's raw speed with no CPU copy,
-//! printed as a second ratio). Runs are paired (API and
-//! disk in the same round, order alternating, caches dropped and dirty pages
-//! flushed before each step), a warm-up round is discarded, and medians of
-//! the per-round ratios are printed, because this VM's disk speed drifts
+//! printed as a second ratio; the direct read reads the file the API
+//! stored). Runs are paired (API and disk in the same round, order
+//! alternating, caches dropped and dirty pages flushed before each step), a
+//! warm-up round is discarded, and medians of the per-round ratios are
+//! printed, because this VM's disk speed drifts
 //! by 2x between identical runs. The API is driven by a minimal HTTP/1.1
 //! client on a blocking socket (as curl is), and also by reqwest, the
 //! client the lakehouse's own services use; both are printed.
@@ -85,49 +86,42 @@ async fn main() -> anyhow::Result<()> {
         let url2 = format!("{}/storage/objects/bench/object-reqwest.bin", server.url);
         let addr = server.url.trim_start_matches("http://").to_string();
 
-        // Every timed step starts from the same state: no dirty pages, a cold
-        // cache, and a gigabyte of page cache freed just before (`settle`).
-        // On this VM the host reclaims guest memory left free for a while,
-        // and whichever step first re-touched it ran at half speed; which
-        // side goes first also alternates, to cancel drift.
-        let scratch = dir.join("scratch.bin");
-        std::fs::write(&scratch, &data)?;
-        let settle = || -> anyhow::Result<bool> {
-            let c = drop_caches();
-            disk_read(&scratch, size)?;
-            Ok(c & drop_caches())
-        };
+        // Every timed step starts with no dirty pages and a cold cache;
+        // which side goes first alternates, to cancel drift.
+        // The disk read reads the very file the API stored, so both reads
+        // see the same bytes laid out the same way.
+        let stored = dir.join("lakehouse/objects/bench/object.bin");
         let api_first = run % 2 == 1;
         let mut r = Round::default();
         if api_first {
-            cold &= settle()?;
+            cold &= drop_caches();
             r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
-            cold &= settle()?;
+            cold &= drop_caches();
             r.req_put = api_put_once(&http, &url2, &data).await?;
         }
-        cold &= settle()?;
+        cold &= drop_caches();
         r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
-        cold &= settle()?;
+        cold &= drop_caches();
         r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
         std::fs::remove_file(dir.join("direct.bin"))?;
         if !api_first {
-            cold &= settle()?;
+            cold &= drop_caches();
             r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
-            cold &= settle()?;
+            cold &= drop_caches();
             r.req_put = api_put_once(&http, &url2, &data).await?;
         }
         if api_first {
-            cold &= settle()?;
+            cold &= drop_caches();
             r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
-            cold &= settle()?;
+            cold &= drop_caches();
             r.req_get = api_get_once(&http, &url, size).await?;
         }
-        cold &= settle()?;
-        r.disk_get = disk_read(&dir.join("buffered.bin"), size)?;
+        cold &= drop_caches();
+        r.disk_get = disk_read(&stored, size)?;
         if !api_first {
-            cold &= settle()?;
+            cold &= drop_caches();
             r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
-            cold &= settle()?;
+            cold &= drop_caches();
             r.req_get = api_get_once(&http, &url, size).await?;
         }
         drop(server);
