@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 use anyhow::Context;
 
@@ -98,4 +99,48 @@ pub fn random_bytes(len: usize) -> bytes::Bytes {
         w.copy_from_slice(&x.to_le_bytes());
     }
     bytes::Bytes::from(v)
+}
+
+/// Chunk size of the streamed request bodies.
+const BODY_CHUNK: usize = 1 << 20;
+
+/// Streams `data` to `url` in 1 MiB chunks; seconds taken.
+pub async fn timed_put(
+    http: &reqwest::Client,
+    url: &str,
+    data: &bytes::Bytes,
+) -> anyhow::Result<f64> {
+    let chunks: Vec<bytes::Bytes> = (0..data.len() / BODY_CHUNK)
+        .map(|i| data.slice(i * BODY_CHUNK..(i + 1) * BODY_CHUNK))
+        .collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::io::Error>),
+    ));
+    let t = Instant::now();
+    let resp = http
+        .put(url)
+        .header("content-length", data.len())
+        .body(body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!("PUT {url}: {} {}", resp.status(), resp.text().await?);
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Reads `url` to the end, checking its length; seconds taken.
+pub async fn timed_get(http: &reqwest::Client, url: &str, size: usize) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let resp = http.get(url).send().await?;
+    if !resp.status().is_success() {
+        anyhow::bail!("GET {url}: {}", resp.status());
+    }
+    let mut n = 0;
+    let mut s = resp.bytes_stream();
+    while let Some(b) = futures::StreamExt::next(&mut s).await {
+        n += b?.len();
+    }
+    anyhow::ensure!(n == size, "GET returned {n} bytes, expected {size}");
+    Ok(t.elapsed().as_secs_f64())
 }

@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use futures::StreamExt;
-use lakehouse_bench::{Server, median};
+use lakehouse_bench::{Server, median, timed_get, timed_put};
 
 const CHUNK: usize = 1 << 20;
 
@@ -45,41 +43,6 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-async fn put(http: &reqwest::Client, url: &str, data: &Bytes) -> anyhow::Result<f64> {
-    let chunks: Vec<Bytes> = (0..data.len() / CHUNK)
-        .map(|i| data.slice(i * CHUNK..(i + 1) * CHUNK))
-        .collect();
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(
-        chunks.into_iter().map(Ok::<_, std::io::Error>),
-    ));
-    let t = Instant::now();
-    let resp = http
-        .put(url)
-        .header("content-length", data.len())
-        .body(body)
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("PUT {url}: {} {}", resp.status(), resp.text().await?);
-    }
-    Ok(t.elapsed().as_secs_f64())
-}
-
-async fn get(http: &reqwest::Client, url: &str, size: usize) -> anyhow::Result<f64> {
-    let t = Instant::now();
-    let resp = http.get(url).send().await?;
-    if !resp.status().is_success() {
-        bail!("GET {url}: {}", resp.status());
-    }
-    let mut n = 0;
-    let mut s = resp.bytes_stream();
-    while let Some(b) = s.next().await {
-        n += b?.len();
-    }
-    anyhow::ensure!(n == size, "GET returned {n} bytes, expected {size}");
-    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Sequential HEADs of one small object; per-request seconds, sorted.
@@ -130,8 +93,8 @@ async fn main() -> anyhow::Result<()> {
         };
         for through_gateway in order {
             let url = if through_gateway { &via } else { &direct };
-            let put_s = put(&http, url, &data).await?;
-            let get_s = get(&http, url, size).await?;
+            let put_s = timed_put(&http, url, &data).await?;
+            let get_s = timed_get(&http, url, size).await?;
             if through_gateway {
                 gput.push(gib / put_s);
                 gget.push(gib / get_s);

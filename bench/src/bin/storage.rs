@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use futures::StreamExt;
-use lakehouse_bench::{Server, drop_caches, median};
+use lakehouse_bench::{Server, drop_caches, median, timed_get, timed_put};
 
 const CHUNK: usize = 1 << 20;
 const ALIGN: usize = 4096;
@@ -97,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             cold &= drop_caches();
             r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
             cold &= drop_caches();
-            r.req_put = api_put_once(&http, &url2, &data).await?;
+            r.req_put = timed_put(&http, &url2, &data).await?;
         }
         cold &= drop_caches();
         r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
@@ -108,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             cold &= drop_caches();
             r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
             cold &= drop_caches();
-            r.req_put = api_put_once(&http, &url2, &data).await?;
+            r.req_put = timed_put(&http, &url2, &data).await?;
         }
         // The first read of a freshly written file is slow here whoever does
         // it (the VM's host caches the disk image behind the guest), so one
@@ -119,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
             cold &= drop_caches();
             r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
             cold &= drop_caches();
-            r.req_get = api_get_once(&http, &url, size).await?;
+            r.req_get = timed_get(&http, &url, size).await?;
         }
         cold &= drop_caches();
         r.disk_get = disk_read(&stored, size)?;
@@ -127,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
             cold &= drop_caches();
             r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
             cold &= drop_caches();
-            r.req_get = api_get_once(&http, &url, size).await?;
+            r.req_get = timed_get(&http, &url, size).await?;
         }
         drop(server);
         std::fs::remove_dir_all(&dir)?;
@@ -232,42 +230,6 @@ fn disk_read(path: &Path, size: usize) -> anyhow::Result<f64> {
             break;
         }
         n += r;
-    }
-    assert_eq!(n, size);
-    Ok(t.elapsed().as_secs_f64())
-}
-
-async fn api_put_once(http: &reqwest::Client, url: &str, data: &Bytes) -> anyhow::Result<f64> {
-    let size = data.len();
-    let chunks: Vec<Bytes> = (0..size / CHUNK)
-        .map(|i| data.slice(i * CHUNK..(i + 1) * CHUNK))
-        .collect();
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(
-        chunks.into_iter().map(Ok::<_, std::io::Error>),
-    ));
-    let t = Instant::now();
-    let resp = http
-        .put(url)
-        .header("content-length", size)
-        .body(body)
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("PUT failed: {} {}", resp.status(), resp.text().await?);
-    }
-    Ok(t.elapsed().as_secs_f64())
-}
-
-async fn api_get_once(http: &reqwest::Client, url: &str, size: usize) -> anyhow::Result<f64> {
-    let t = Instant::now();
-    let resp = http.get(url).send().await?;
-    if !resp.status().is_success() {
-        bail!("GET failed: {}", resp.status());
-    }
-    let mut n = 0;
-    let mut s = resp.bytes_stream();
-    while let Some(b) = s.next().await {
-        n += b?.len();
     }
     assert_eq!(n, size);
     Ok(t.elapsed().as_secs_f64())
