@@ -650,6 +650,41 @@ mod tests {
         assert_eq!(got.as_ref(), b"file");
     }
 
+    /// A failing device write surfaces from `complete` (or a later part),
+    /// nothing is renamed into place and the staging file is removed.
+    #[test]
+    fn write_errors_fail_the_upload_and_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("obj#1");
+        let dest = dir.path().join("obj");
+        // Read-only: every write fails (EBADF), in both modes.
+        for direct in [true, false] {
+            std::fs::write(&src, b"").unwrap();
+            let file = File::open(&src).unwrap();
+            let writer = Writer::new(file, src.clone(), dest.clone(), direct).unwrap();
+            let (tx, rx) = mpsc::channel();
+            let t = std::thread::spawn(move || writer.run(rx));
+            let mut results = Vec::new();
+            for _ in 0..3 {
+                let (ack, done) = oneshot::channel();
+                tx.send(Msg::Part(bytes(WRITE_SIZE, 1).into(), ack))
+                    .unwrap();
+                results.push(done.blocking_recv().unwrap().is_ok());
+            }
+            let (ack, done) = oneshot::channel();
+            tx.send(Msg::Complete(ack)).unwrap();
+            let err = done.blocking_recv().unwrap().unwrap_err();
+            assert!(err.to_string().contains("writing"), "{err}");
+            t.join().unwrap();
+            assert!(!dest.exists(), "nothing renamed into place");
+            assert!(!src.exists(), "staging file removed");
+            if !direct {
+                // Buffered writes fail on the first part already.
+                assert_eq!(results, [false, false, false]);
+            }
+        }
+    }
+
     fn walk(root: &FsPath) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![root.to_path_buf()];
