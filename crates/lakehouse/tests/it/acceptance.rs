@@ -219,6 +219,15 @@ fn client(token: Option<&str>) -> reqwest::Client {
     client_with(token, Duration::from_secs(60))
 }
 
+/// POSTs `body` as JSON; the status and the parsed answer.
+async fn post_json(
+    c: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    body: &impl serde::Serialize,
+) -> (StatusCode, Value) {
+    json_of(c.post(url).json(body).send().await.unwrap()).await
+}
+
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let s = r.status();
     let b = r.bytes().await.unwrap();
@@ -411,31 +420,25 @@ async fn smokes(c: &mut Cluster) {
 
     // catalog: register, idempotent re-register, 409.
     let reg = |fp: &str, objects: Value| json!({"name": "smoke/events", "schema_fingerprint": fp, "objects": objects, "row_count": 3});
-    let (s, first) = json_of(
-        admin
-            .post(format!("{front}/catalog/register"))
-            .json(&reg(
-                "fp-1",
-                json!([{"key": "datasets/smoke/a.parquet", "size": 10, "row_count": 3}]),
-            ))
-            .send()
-            .await
-            .unwrap(),
+    let (s, first) = post_json(
+        &admin,
+        format!("{front}/catalog/register"),
+        &reg(
+            "fp-1",
+            json!([{"key": "datasets/smoke/a.parquet", "size": 10, "row_count": 3}]),
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(first["existing"], false);
     let id = first["manifest"]["dataset_id"].clone();
-    let (s, again) = json_of(
-        admin
-            .post(format!("{front}/catalog/register"))
-            .json(&reg(
-                "fp-1",
-                json!([{"key": "datasets/smoke/b.parquet", "size": 20, "row_count": 3}]),
-            ))
-            .send()
-            .await
-            .unwrap(),
+    let (s, again) = post_json(
+        &admin,
+        format!("{front}/catalog/register"),
+        &reg(
+            "fp-1",
+            json!([{"key": "datasets/smoke/b.parquet", "size": 20, "row_count": 3}]),
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{again}");
@@ -445,41 +448,27 @@ async fn smokes(c: &mut Cluster) {
         again["manifest"]["created_at"],
         first["manifest"]["created_at"]
     );
-    let (s, conflict) = json_of(
-        admin
-            .post(format!("{front}/catalog/register"))
-            .json(&reg("fp-2", json!([])))
-            .send()
-            .await
-            .unwrap(),
+    let (s, conflict) = post_json(
+        &admin,
+        format!("{front}/catalog/register"),
+        &reg("fp-2", json!([])),
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{conflict}");
 
     // vectors: create, add, search (exact), delete one, search.
     let v = format!("{front}/vectors/indexes");
-    let (s, _) = json_of(
-        admin
-            .post(&v)
-            .json(&json!({"name": "smoke", "dim": 12, "metric": "cosine"}))
-            .send()
-            .await
-            .unwrap(),
+    let (s, _) = post_json(
+        &admin,
+        &v,
+        &json!({"name": "smoke", "dim": 12, "metric": "cosine"}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
     let items: Vec<Value> = (0..300)
         .map(|i| json!({"id": format!("s{i}"), "vector": vector(i, 12), "metadata": {"i": i}}))
         .collect();
-    let (s, added) = json_of(
-        admin
-            .post(format!("{v}/smoke/add"))
-            .json(&json!({ "items": items }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, added) = post_json(&admin, format!("{v}/smoke/add"), &json!({ "items": items })).await;
     assert_eq!(s, StatusCode::OK, "{added}");
     let search = |i: usize| {
         let admin = admin.clone();
@@ -487,13 +476,10 @@ async fn smokes(c: &mut Cluster) {
         // Restarts keep every address, so the front door stays put.
         let url = format!("{front}/vectors/indexes/smoke/search");
         async move {
-            let (s, hits) = json_of(
-                admin
-                    .post(url)
-                    .json(&json!({"vector": vector(i, 12), "k": 5, "ef": 200}))
-                    .send()
-                    .await
-                    .unwrap(),
+            let (s, hits) = post_json(
+                &admin,
+                url,
+                &json!({"vector": vector(i, 12), "k": 5, "ef": 200}),
             )
             .await;
             assert_eq!(s, StatusCode::OK, "{hits}");
@@ -878,12 +864,10 @@ async fn verify(front: &str, tag: &str, a: &Acked) {
         assert_eq!(r.status(), StatusCode::OK, "{name}");
     }
     if !a.batches.is_empty() {
-        let (s, rows) = json_of(
-            http.post(format!("{front}/query/sql"))
-                .json(&json!({"sql": format!("SELECT batch, count(*) AS n FROM kill_{tag} GROUP BY batch")}))
-                .send()
-                .await
-                .unwrap(),
+        let (s, rows) = post_json(
+            &http,
+            format!("{front}/query/sql"),
+            &json!({"sql": format!("SELECT batch, count(*) AS n FROM kill_{tag} GROUP BY batch")}),
         )
         .await;
         assert_eq!(s, StatusCode::OK, "{rows}");
@@ -917,12 +901,10 @@ async fn verify(front: &str, tag: &str, a: &Acked) {
             "{info}"
         );
         for &j in a.vectors.iter().step_by(7) {
-            let (s, hits) = json_of(
-                http.post(format!("{front}/vectors/indexes/kill_{tag}/search"))
-                    .json(&json!({"vector": vector(j, 8), "k": 1, "ef": 100}))
-                    .send()
-                    .await
-                    .unwrap(),
+            let (s, hits) = post_json(
+                &http,
+                format!("{front}/vectors/indexes/kill_{tag}/search"),
+                &json!({"vector": vector(j, 8), "k": 1, "ef": 100}),
             )
             .await;
             assert_eq!(s, StatusCode::OK);
