@@ -643,16 +643,18 @@ async fn lost_register_answers_are_settled_not_deleted() {
         }
         s
     };
+    let append = |rows: usize| {
+        ingestor.ingest(
+            "lost",
+            opts(Format::Csv, Mode::Append),
+            body(csv(rows), 64),
+            None,
+        )
+    };
 
     // Applied, answer lost: the ingest is acknowledged and the data is there.
     lossy.fail_next_register.store(true, SeqCst);
-    let r = ingestor
-        .ingest(
-            "lost",
-            opts(Format::Csv, Mode::Append),
-            body(csv(100), 64),
-            None,
-        )
+    let r = append(100)
         .await
         .expect("an applied registration is confirmed");
     assert_eq!(r.rows, 100);
@@ -670,15 +672,7 @@ async fn lost_register_answers_are_settled_not_deleted() {
             l.down.store(false, SeqCst);
         })
     };
-    let err = ingestor
-        .ingest(
-            "lost",
-            opts(Format::Csv, Mode::Append),
-            body(csv(10), 64),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = append(10).await.unwrap_err();
     back.await.unwrap();
     assert!(matches!(err, IngestError::Catalog(_)), "{err:?}");
     assert_eq!(total_rows(&read_all(&base, "lost").await), 100);
@@ -691,15 +685,7 @@ async fn lost_register_answers_are_settled_not_deleted() {
 
     // Not applied and the catalog stays away: unconfirmed, nothing deleted.
     lossy.fail_next_register.store(true, SeqCst);
-    let err = ingestor
-        .ingest(
-            "lost",
-            opts(Format::Csv, Mode::Append),
-            body(csv(10), 64),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = append(10).await.unwrap_err();
     assert!(matches!(err, IngestError::Unconfirmed { .. }), "{err:?}");
     assert!(keys_under(&base.store, "datasets/lost").await.len() > referenced.len());
     assert_eq!(keys_under(&base.store, "_ingest/inflight").await.len(), 1);
