@@ -68,11 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let gib = size as f64 / (1u64 << 30) as f64;
     let mut cold = true;
-    let (mut api_put, mut api_get, mut buf_put, mut dio_put, mut disk_get) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut put_ratio, mut dio_ratio, mut get_ratio) = (vec![], vec![], vec![]);
-    let (mut req_put, mut req_get, mut req_put_ratio, mut req_get_ratio) =
-        (vec![], vec![], vec![], vec![]);
+    let mut rounds = Vec::new();
 
     // Run 0 is a warm-up (fresh memory, first server start) and not counted.
     for run in 0..=args.runs {
@@ -80,22 +76,18 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let server = Server::start(&args.lakehouse, &dir.join("lakehouse"), &[])?;
-        let url = format!("{}/storage/objects/bench/object.bin", server.url);
-        let url2 = format!("{}/storage/objects/bench/object-reqwest.bin", server.url);
-        let addr = server.url.trim_start_matches("http://").to_string();
+        let api = Api {
+            http: &http,
+            base: &server.url,
+            addr: server.url.trim_start_matches("http://"),
+        };
 
         // Every timed step starts with no dirty pages and a cold cache;
         // which side goes first alternates, to cancel drift.
-        // The disk read reads the very file the API stored, so both reads
-        // see the same bytes laid out the same way.
-        let stored = dir.join("lakehouse/objects/bench/object.bin");
         let api_first = run % 2 == 1;
         let mut r = Round::default();
         if api_first {
-            cold &= drop_caches();
-            r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
-            cold &= drop_caches();
-            r.req_put = timed_put(&http, &url2, &data).await?;
+            (r.api_put, r.req_put) = api.puts(&data, &mut cold).await?;
         }
         cold &= drop_caches();
         r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
@@ -103,29 +95,23 @@ async fn main() -> anyhow::Result<()> {
         r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
         std::fs::remove_file(dir.join("direct.bin"))?;
         if !api_first {
-            cold &= drop_caches();
-            r.api_put = raw_put(&addr, "/storage/objects/bench/object.bin", &data)?;
-            cold &= drop_caches();
-            r.req_put = timed_put(&http, &url2, &data).await?;
+            (r.api_put, r.req_put) = api.puts(&data, &mut cold).await?;
         }
-        // The first read of a freshly written file is slow here whoever does
-        // it (the VM's host caches the disk image behind the guest), so one
-        // untimed read puts the file in the same state for both timed reads.
+        // The disk read reads the very file the API stored, so both reads
+        // see the same bytes laid out the same way. The first read of a
+        // freshly written file is slow here whoever does it (the VM's host
+        // caches the disk image behind the guest), so one untimed read puts
+        // the file in the same state for both timed reads.
+        let stored = dir.join("lakehouse/objects").join(&OBJECT[1..]);
         cold &= drop_caches();
         disk_read(&stored, size)?;
         if api_first {
-            cold &= drop_caches();
-            r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
-            cold &= drop_caches();
-            r.req_get = timed_get(&http, &url, size).await?;
+            (r.api_get, r.req_get) = api.gets(size, &mut cold).await?;
         }
         cold &= drop_caches();
         r.disk_get = disk_read(&stored, size)?;
         if !api_first {
-            cold &= drop_caches();
-            r.api_get = raw_get(&addr, "/storage/objects/bench/object.bin", size)?;
-            cold &= drop_caches();
-            r.req_get = timed_get(&http, &url, size).await?;
+            (r.api_get, r.req_get) = api.gets(size, &mut cold).await?;
         }
         drop(server);
         std::fs::remove_dir_all(&dir)?;
@@ -142,23 +128,15 @@ async fn main() -> anyhow::Result<()> {
             g(r.dio_put),
             g(r.disk_get)
         );
-        if run == 0 {
-            continue;
+        if run > 0 {
+            rounds.push(r);
         }
-        put_ratio.push(r.buf_put / r.api_put);
-        dio_ratio.push(r.dio_put / r.api_put);
-        get_ratio.push(r.disk_get / r.api_get);
-        api_put.push(g(r.api_put));
-        api_get.push(g(r.api_get));
-        req_put.push(g(r.req_put));
-        req_get.push(g(r.req_get));
-        req_put_ratio.push(r.buf_put / r.req_put);
-        req_get_ratio.push(r.disk_get / r.req_get);
-        buf_put.push(g(r.buf_put));
-        dio_put.push(g(r.dio_put));
-        disk_get.push(g(r.disk_get));
     }
 
+    // Medians over the rounds: speeds in GiB/s, and ratios API/disk taken
+    // per round (times are seconds, so disk/api).
+    let speed = |f: fn(&Round) -> f64| median(rounds.iter().map(|r| gib / f(r)).collect());
+    let ratio = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let n = args.runs;
     let reads = if cold {
         "cold page cache"
@@ -168,24 +146,57 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); disk with direct I/O from aligned memory {:.2} GiB/s, ratio {:.2}; reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs]",
         args.size_mib,
-        median(api_put),
-        median(buf_put),
-        median(put_ratio),
-        median(dio_put),
-        median(dio_ratio),
-        median(req_put),
-        median(req_put_ratio),
+        speed(|r| r.api_put),
+        speed(|r| r.buf_put),
+        ratio(|r| r.buf_put / r.api_put),
+        speed(|r| r.dio_put),
+        ratio(|r| r.dio_put / r.api_put),
+        speed(|r| r.req_put),
+        ratio(|r| r.buf_put / r.req_put),
     );
     println!(
         "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs, {reads}]",
         args.size_mib,
-        median(api_get),
-        median(disk_get),
-        median(get_ratio),
-        median(req_get),
-        median(req_get_ratio),
+        speed(|r| r.api_get),
+        speed(|r| r.disk_get),
+        ratio(|r| r.disk_get / r.api_get),
+        speed(|r| r.req_get),
+        ratio(|r| r.disk_get / r.req_get),
     );
     Ok(())
+}
+
+/// The object the minimal client writes and reads; reqwest uses its own
+/// key for PUT (so the two uploads never replace each other mid-round) and
+/// reads this one.
+const OBJECT: &str = "/storage/objects/bench/object.bin";
+const OBJECT_REQWEST: &str = "/storage/objects/bench/object-reqwest.bin";
+
+/// The API through both clients.
+struct Api<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    addr: &'a str,
+}
+
+impl Api<'_> {
+    /// Seconds for a PUT by each client, each from a cold cache.
+    async fn puts(&self, data: &bytes::Bytes, cold: &mut bool) -> anyhow::Result<(f64, f64)> {
+        *cold &= drop_caches();
+        let raw = raw_put(self.addr, OBJECT, data)?;
+        *cold &= drop_caches();
+        let url = format!("{}{OBJECT_REQWEST}", self.base);
+        Ok((raw, timed_put(self.http, &url, data).await?))
+    }
+
+    /// Seconds for a GET of `OBJECT` by each client, each from a cold cache.
+    async fn gets(&self, size: usize, cold: &mut bool) -> anyhow::Result<(f64, f64)> {
+        *cold &= drop_caches();
+        let raw = raw_get(self.addr, OBJECT, size)?;
+        *cold &= drop_caches();
+        let url = format!("{}{OBJECT}", self.base);
+        Ok((raw, timed_get(self.http, &url, size).await?))
+    }
 }
 
 /// Seconds taken by each step of one paired run.
