@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         // freshly written file is slow here whoever does it (the VM's host
         // caches the disk image behind the guest), so one untimed read puts
         // the file in the same state for both timed reads.
-        let stored = dir.join("lakehouse/objects").join(&OBJECT[1..]);
+        let stored = dir.join("lakehouse/objects").join(KEY);
         cold &= drop_caches();
         disk_read(&stored, size)?;
         if api_first {
@@ -169,8 +169,8 @@ async fn main() -> anyhow::Result<()> {
 /// The object the minimal client writes and reads; reqwest uses its own
 /// key for PUT (so the two uploads never replace each other mid-round) and
 /// reads this one.
-const OBJECT: &str = "/storage/objects/bench/object.bin";
-const OBJECT_REQWEST: &str = "/storage/objects/bench/object-reqwest.bin";
+const KEY: &str = "bench/object.bin";
+const KEY_REQWEST: &str = "bench/object-reqwest.bin";
 
 /// The API through both clients.
 struct Api<'a> {
@@ -183,18 +183,18 @@ impl Api<'_> {
     /// Seconds for a PUT by each client, each from a cold cache.
     async fn puts(&self, data: &bytes::Bytes, cold: &mut bool) -> anyhow::Result<(f64, f64)> {
         *cold &= drop_caches();
-        let raw = raw_put(self.addr, OBJECT, data)?;
+        let raw = raw_put(self.addr, &format!("/storage/objects/{KEY}"), data)?;
         *cold &= drop_caches();
-        let url = format!("{}{OBJECT_REQWEST}", self.base);
+        let url = format!("{}/storage/objects/{KEY_REQWEST}", self.base);
         Ok((raw, timed_put(self.http, &url, data).await?))
     }
 
-    /// Seconds for a GET of `OBJECT` by each client, each from a cold cache.
+    /// Seconds for a GET of `KEY` by each client, each from a cold cache.
     async fn gets(&self, size: usize, cold: &mut bool) -> anyhow::Result<(f64, f64)> {
         *cold &= drop_caches();
-        let raw = raw_get(self.addr, OBJECT, size)?;
+        let raw = raw_get(self.addr, &format!("/storage/objects/{KEY}"), size)?;
         *cold &= drop_caches();
-        let url = format!("{}{OBJECT}", self.base);
+        let url = format!("{}/storage/objects/{KEY}", self.base);
         Ok((raw, timed_get(self.http, &url, size).await?))
     }
 }
