@@ -80,16 +80,6 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(super::median(vec![7.0]), 7.0);
-    }
-}
-
 /// Best effort: drop the page cache so reads come from the disk. Needs root.
 pub fn drop_caches() -> bool {
     let _ = Command::new("sync").status();
@@ -159,4 +149,14 @@ pub async fn timed_get(http: &reqwest::Client, url: &str, size: usize) -> anyhow
     }
     anyhow::ensure!(n == size, "GET returned {n} bytes, expected {size}");
     Ok(t.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(super::median(vec![7.0]), 7.0);
+    }
 }
