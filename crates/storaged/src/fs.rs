@@ -6,10 +6,11 @@
 //! small VMs we run on that copy — page allocation included — costs as much
 //! CPU as receiving the bytes from the socket, so a server that receives and
 //! writes saturates two cores where `dd` needs one. With direct I/O the
-//! device reads from our buffer: the writer thread only waits for it while
-//! the request task receives the next part, and a large upload no longer
-//! evicts the hot data of queries from the page cache (MinIO makes the same
-//! choice for large objects). Small objects (single `put`) stay buffered.
+//! device reads from our buffer: per upload one thread copies parts into
+//! aligned windows while another waits for the device to write the last
+//! ones and the request task receives the next part. A large upload also no
+//! longer evicts the hot data of queries from the page cache (MinIO makes
+//! the same choice for large objects). Small objects (single `put`) stay buffered.
 //!
 //! Atomicity is unchanged: parts go to `<key>#<n>` (the same staging name
 //! `LocalFileSystem` uses, removed at start-up if a crash left it), the file
@@ -22,7 +23,7 @@ use std::io::ErrorKind;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -64,11 +65,15 @@ impl fmt::Display for FsStore {
     }
 }
 
-fn io_error(path: &FsPath, what: &str, source: std::io::Error) -> object_store::Error {
+fn store_error(message: String) -> object_store::Error {
     object_store::Error::Generic {
         store: "FsStore",
-        source: format!("{what} {}: {source}", path.display()).into(),
+        source: message.into(),
     }
+}
+
+fn io_error(path: &FsPath, what: &str, source: std::io::Error) -> object_store::Error {
+    store_error(format!("{what} {}: {source}", path.display()))
 }
 
 #[async_trait]
@@ -94,10 +99,7 @@ impl ObjectStore for FsStore {
         let dest = self.inner.path_to_filesystem(location)?;
         let upload = tokio::task::spawn_blocking(move || DirectUpload::start(dest))
             .await
-            .map_err(|e| object_store::Error::Generic {
-                store: "FsStore",
-                source: Box::new(e),
-            })??;
+            .map_err(|e| store_error(format!("starting the upload: {e}")))??;
         Ok(Box::new(upload))
     }
 
@@ -179,30 +181,31 @@ impl DirectUpload {
     fn start(dest: PathBuf) -> object_store::Result<Self> {
         let (file, src, direct) = open_staging(&dest)?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(file, src, dest, direct)?;
-        std::thread::Builder::new()
-            .name("lakehouse-upload".to_string())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| io_error(FsPath::new("upload thread"), "spawning", e))?;
+        let started = Writer::new(file, src.clone(), dest, direct).and_then(|writer| {
+            std::thread::Builder::new()
+                .name("lakehouse-upload".to_string())
+                .spawn(move || writer.run(rx))
+                .map_err(|e| io_error(&src, "starting the writer for", e))
+        });
+        if let Err(e) = started {
+            let _ = std::fs::remove_file(&src);
+            return Err(e);
+        }
         Ok(Self { tx: Some(tx) })
     }
 
     fn send(&self, msg: Msg) -> object_store::Result<()> {
         match &self.tx {
             Some(tx) if tx.send(msg).is_ok() => Ok(()),
-            _ => Err(object_store::Error::Generic {
-                store: "FsStore",
-                source: "the upload was already completed or aborted".into(),
-            }),
+            _ => Err(store_error(
+                "the upload was already completed or aborted".to_string(),
+            )),
         }
     }
 }
 
 fn finished() -> object_store::Error {
-    object_store::Error::Generic {
-        store: "FsStore",
-        source: "the upload's writer stopped".into(),
-    }
+    store_error("the upload's writer stopped".to_string())
 }
 
 #[async_trait]
@@ -297,7 +300,7 @@ const WINDOWS: usize = 3;
 /// come); a second thread does the direct writes, so the copy and the device
 /// work overlap.
 struct Writer {
-    file: std::sync::Arc<File>,
+    file: Arc<File>,
     src: PathBuf,
     dest: PathBuf,
     /// Direct mode: the I/O thread's queue, and windows coming back from it.
@@ -315,7 +318,7 @@ struct Writer {
 
 impl Writer {
     fn new(file: File, src: PathBuf, dest: PathBuf, direct: bool) -> object_store::Result<Self> {
-        let file = std::sync::Arc::new(file);
+        let file = Arc::new(file);
         let io = if direct {
             let (job_tx, job_rx) = mpsc::channel::<Job>();
             let (done_tx, done_rx) = mpsc::channel();
@@ -387,10 +390,7 @@ impl Writer {
 
     fn check(&self) -> object_store::Result<()> {
         match &self.failed {
-            Some(e) => Err(object_store::Error::Generic {
-                store: "FsStore",
-                source: e.clone().into(),
-            }),
+            Some(e) => Err(store_error(e.clone())),
             None => Ok(()),
         }
     }
