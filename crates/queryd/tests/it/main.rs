@@ -18,6 +18,8 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tower::ServiceExt;
 
+mod hardening;
+
 struct Env {
     store: Arc<dyn ObjectStore>,
     catalog: Arc<dyn Catalog>,
