@@ -59,7 +59,7 @@ use crate::catalog::{
 };
 use crate::encode::{Encoder, Format};
 use crate::error::{Damage, DamagedObject, QueryError, classify, find, message};
-use crate::guard::{QueryPool, QueryStats, Registration, Running};
+use crate::guard::{CancelExec, QueryPool, QueryStats, Registration, Running};
 use crate::{idents, limits, sandbox, udf};
 
 /// An encoded result: chunks of the chosen format, in order. An `Err` item
@@ -561,13 +561,18 @@ impl Job {
             .create_physical_plan(&plan)
             .await
             .map_err(|e| self.classify(&e))?;
+        if is_explain {
+            return Ok(Some((physical, true)));
+        }
         // The plan's row count known to exceed the cap: 413 before running.
-        if !is_explain && exact_rows(physical.as_ref()).is_some_and(|n| n > self.max_rows) {
+        if exact_rows(physical.as_ref()).is_some_and(|n| n > self.max_rows) {
             return Err(QueryError::TooManyRows {
                 max_rows: self.max_rows,
             });
         }
-        Ok(Some((physical, is_explain)))
+        let physical = CancelExec::wrap_all(physical, &self.registration.cancel)
+            .map_err(|e| self.classify(&e))?;
+        Ok(Some((physical, false)))
     }
 
     /// Plans the statement; a column that only differs in case from the

@@ -8,6 +8,10 @@
 //! disconnected and the response body was dropped), which ends the query's
 //! task and drops its DataFusion stream, stopping every operator task.
 //!
+//! Cancelling drops the query's DataFusion stream, which aborts its operator
+//! tasks, and [`CancelExec`] makes each operator stop at its next batch even
+//! inside a task that does not yield.
+//!
 //! The guard ([`spawn_watchdog`]) is a thread that reads the process's
 //! resident memory (`VmRSS`, what the kernel's OOM killer counts) every
 //! 50 ms. Over `[queryd].process_memory_limit` it cancels the running query
@@ -23,6 +27,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
 use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
@@ -281,5 +294,90 @@ fn watch(weak: Weak<Running>, limit: u64) {
         }) {
             last_cancel = Some((Instant::now(), used));
         }
+    }
+}
+
+/// A pass-through node put above every operator of a query's physical plan:
+/// its stream ends the query with an error as soon as the query is
+/// cancelled. Operators that pull batches in a loop without yielding to the
+/// runtime (an aggregate over a cross join) would otherwise run on after
+/// their task was dropped, until their input ran dry; with this, each stops
+/// at its next batch, and the CPU is freed.
+#[derive(Debug)]
+pub(crate) struct CancelExec {
+    input: Arc<dyn ExecutionPlan>,
+    cancel: CancellationToken,
+}
+
+impl CancelExec {
+    /// Wraps every node of `plan`.
+    pub fn wrap_all(
+        plan: Arc<dyn ExecutionPlan>,
+        cancel: &CancellationToken,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            Ok(Transformed::yes(Arc::new(CancelExec {
+                input: node,
+                cancel: cancel.clone(),
+            }) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+}
+
+impl DisplayAs for CancelExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "CancelExec")
+    }
+}
+
+impl ExecutionPlan for CancelExec {
+    fn name(&self) -> &str {
+        "CancelExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(CancelExec {
+            input: children.swap_remove(0),
+            cancel: self.cancel.clone(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let cancel = self.cancel.clone();
+        let stream = input.map(move |batch| {
+            if cancel.is_cancelled() {
+                Err(DataFusionError::Execution(
+                    "the query was cancelled".to_string(),
+                ))
+            } else {
+                batch
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }

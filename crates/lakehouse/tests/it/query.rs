@@ -313,7 +313,9 @@ async fn a_disconnected_client_stops_its_query() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[], &[]);
     let http = reqwest::Client::new();
-    let heavy = "SELECT count(*) FROM generate_series(1, 100000) a(v), generate_series(1, 100000000) b(w) WHERE v + w = 7";
+    // A cross join feeding an aggregate: its operator loop never yields,
+    // so only the per-batch cancellation check stops it.
+    let heavy = "SELECT max(v * w) FROM generate_series(1, 1000000) a(v), generate_series(1, 1000000) b(w)";
     let quick = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(800))
         .build()
@@ -332,7 +334,7 @@ async fn a_disconnected_client_stops_its_query() {
             assert!(s["cancelled_disconnected"].as_u64().unwrap() >= 1, "{s}");
             break;
         }
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{s}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(3), "{s}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     health(&http, &server.url).await;
