@@ -129,7 +129,11 @@ impl DatasetSchema {
 
     /// The schemas of the datasets this query opened.
     pub(crate) fn opened_schemas(&self) -> Vec<SchemaRef> {
-        self.opened.lock().iter().map(|(_, s, _)| s.clone()).collect()
+        self.opened
+            .lock()
+            .iter()
+            .map(|(_, s, _)| s.clone())
+            .collect()
     }
 
     /// The dataset an object key belongs to, among those this query opened.

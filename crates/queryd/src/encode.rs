@@ -313,7 +313,9 @@ impl Encoder {
 
 /// An NDJSON line that is not a row: one reserved key, `$lakehouse`.
 fn ndjson_marker(v: serde_json::Value) -> Vec<u8> {
-    let mut line = serde_json::json!({ "$lakehouse": v }).to_string().into_bytes();
+    let mut line = serde_json::json!({ "$lakehouse": v })
+        .to_string()
+        .into_bytes();
     line.push(b'\n');
     line
 }

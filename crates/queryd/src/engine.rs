@@ -24,7 +24,6 @@
 //! result stream (or the future that waits for the first chunk) cancels it,
 //! so a client that disconnects stops its query.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -493,8 +492,8 @@ impl Job {
         let Some((physical, is_explain)) = physical else {
             return Ok(StreamEnd::Complete { rows: 0 });
         };
-        let stream = execute_stream(physical, self.state.task_ctx())
-            .map_err(|e| self.classify(&e))?;
+        let stream =
+            execute_stream(physical, self.state.task_ctx()).map_err(|e| self.classify(&e))?;
         self.stream_out(stream, is_explain, tx).await
     }
 
@@ -587,7 +586,9 @@ impl Job {
                 Err(e) => e,
             };
             match idents::resolve(&e) {
-                idents::Resolution::Rename { from, to } if idents::rename(&mut stmt, &from, &to) => {
+                idents::Resolution::Rename { from, to }
+                    if idents::rename(&mut stmt, &from, &to) =>
+                {
                     // Tables are resolved again on the next attempt.
                     self.schema.opened.lock().clear();
                     continue;

@@ -202,9 +202,9 @@ pub struct DamagedObject {
 fn damaged_message(dataset: &str, object: &str, damage: &Damage) -> String {
     let what = match damage {
         Damage::Missing => "is missing from the store".to_string(),
-        Damage::SizeMismatch { manifest, actual } => format!(
-            "is {actual} bytes in the store but {manifest} bytes in the manifest"
-        ),
+        Damage::SizeMismatch { manifest, actual } => {
+            format!("is {actual} bytes in the store but {manifest} bytes in the manifest")
+        }
         Damage::NotParquet { detail } => format!("is not a readable Parquet file ({detail})"),
     };
     format!(
@@ -268,9 +268,9 @@ impl QueryError {
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            QueryError::DatasetDamaged(_)
-            | QueryError::Catalog(_)
-            | QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::DatasetDamaged(_) | QueryError::Catalog(_) | QueryError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             QueryError::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }

@@ -30,15 +30,15 @@ use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
-use datafusion::execution::memory_pool::{
-    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
-};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -150,7 +150,10 @@ pub(crate) struct Registration {
 }
 
 impl Drop for Registration {
+    /// The query ended (finished, failed, timed out or was cancelled): any
+    /// operator still running stops at its next batch.
     fn drop(&mut self) {
+        self.cancel.cancel();
         self.running.entries.lock().remove(&self.id);
     }
 }

@@ -81,14 +81,11 @@ async fn sql(
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let format = choose_format(req.format.as_deref(), params.format.as_deref(), &headers)?;
-    let result = engine
-        .sql_result(&req.sql, format)
-        .await
-        .inspect_err(|e| {
-            if e.is_client_error() {
-                tracing::debug!(error = %e, "query rejected");
-            }
-        })?;
+    let result = engine.sql_result(&req.sql, format).await.inspect_err(|e| {
+        if e.is_client_error() {
+            tracing::debug!(error = %e, "query rejected");
+        }
+    })?;
     let data = result.bytes.map(|item| {
         item.map(Frame::data).inspect_err(
             |e| tracing::warn!(error = %e, "query failed while streaming; response aborted"),
@@ -145,6 +142,8 @@ fn trailer_fields(end: &StreamEnd) -> HeaderMap {
 async fn stats(State(engine): State<Arc<dyn Query>>) -> Result<Response, ApiError> {
     match engine.stats() {
         Some(s) => Ok(axum::Json(s).into_response()),
-        None => Err(ApiError::not_found("this query service keeps no statistics")),
+        None => Err(ApiError::not_found(
+            "this query service keeps no statistics",
+        )),
     }
 }

@@ -34,5 +34,5 @@ mod udf;
 pub use client::QueryClient;
 pub use encode::Format;
 pub use engine::{ByteStream, EngineConfig, Query, QueryEngine, ResultStream, StreamEnd};
-pub use guard::QueryStats;
 pub use error::QueryError;
+pub use guard::QueryStats;

@@ -363,8 +363,8 @@ mod tests {
     fn depth_limits() {
         let ok = parse(&format!("SELECT {}", chain("1", "+", 900)));
         check_statement(&ok, 1000).unwrap();
-        let deep = crate::sandbox::check(&format!("SELECT {}", chain("1", "+", 1100)), 5000)
-            .unwrap();
+        let deep =
+            crate::sandbox::check(&format!("SELECT {}", chain("1", "+", 1100)), 5000).unwrap();
         assert!(matches!(
             check_statement(&deep, 1000),
             Err(QueryError::TooComplex { limit: 1000, .. })

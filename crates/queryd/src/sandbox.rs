@@ -154,17 +154,43 @@ mod tests {
             other => panic!("{sql}: {other:?}"),
         };
         let e = syntax("SELECT * FORM t");
-        assert!(matches!(e, QueryError::Syntax { line: Some(1), column: Some(10), .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                QueryError::Syntax {
+                    line: Some(1),
+                    column: Some(10),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         let e = syntax("SELECT *\nFROM t WHERE");
-        assert!(matches!(e, QueryError::Syntax { line: Some(2), column: Some(13), .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                QueryError::Syntax {
+                    line: Some(2),
+                    column: Some(13),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert_eq!(
             syntax("selec 1").to_string(),
             "syntax error at line 1, column 1: expected a SQL statement, found \"selec\""
         );
         let m = syntax("SELECT 'abc").to_string();
         assert!(m.starts_with("syntax error at line 1, column 8: "), "{m}");
-        assert!(!m.contains("ParserError") && !m.contains("SQL error"), "{m}");
-        assert!(matches!(check("  ", 1000), Err(QueryError::InvalidRequest(_))));
+        assert!(
+            !m.contains("ParserError") && !m.contains("SQL error"),
+            "{m}"
+        );
+        assert!(matches!(
+            check("  ", 1000),
+            Err(QueryError::InvalidRequest(_))
+        ));
         assert!(matches!(
             check("SELECT 1; SELECT 2", 1000),
             Err(QueryError::InvalidRequest(_))
@@ -174,6 +200,9 @@ mod tests {
     #[test]
     fn parser_nesting_is_a_complexity_error() {
         let sql = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
-        assert!(matches!(check(&sql, 1000), Err(QueryError::TooComplex { .. })));
+        assert!(matches!(
+            check(&sql, 1000),
+            Err(QueryError::TooComplex { .. })
+        ));
     }
 }

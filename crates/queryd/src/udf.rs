@@ -188,7 +188,11 @@ fn output_bound(bound: Bound, args: &[ColumnarValue], rows: usize) -> Result<u12
         }
         Bound::Series => series_bound(args, rows)?,
         Bound::Replace => {
-            let (s, from, to) = (lens(arg(0), rows)?, lens(arg(1), rows)?, lens(arg(2), rows)?);
+            let (s, from, to) = (
+                lens(arg(0), rows)?,
+                lens(arg(1), rows)?,
+                lens(arg(2), rows)?,
+            );
             sum_rows(&|r| {
                 if to[r] <= from[r] {
                     s[r]
@@ -381,7 +385,11 @@ fn series_bound(args: &[ColumnarValue], rows: usize) -> Result<u128> {
             let t = datafusion::arrow::compute::cast(&t, &DataType::Int64)?;
             ints(Some(&ColumnarValue::Array(t)), rows)
         };
-        (ns(args.first())?, ns(args.get(1))?, step_nanos(args.get(2), rows)?)
+        (
+            ns(args.first())?,
+            ns(args.get(1))?,
+            step_nanos(args.get(2), rows)?,
+        )
     } else if args.len() == 1 {
         (vec![0; rows], ints(args.first(), rows)?, vec![1; rows])
     } else {
@@ -410,10 +418,9 @@ fn step_nanos(a: Option<&ColumnarValue>, rows: usize) -> Result<Vec<i64>> {
         return Ok(vec![23 * 3_600_000_000_000; rows]);
     };
     let arr = as_array(a)?;
-    let Ok(iv) = datafusion::arrow::compute::cast(
-        &arr,
-        &DataType::Interval(IntervalUnit::MonthDayNano),
-    ) else {
+    let Ok(iv) =
+        datafusion::arrow::compute::cast(&arr, &DataType::Interval(IntervalUnit::MonthDayNano))
+    else {
         return exec_err!("range step must be an interval");
     };
     let iv = iv.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>();
@@ -448,12 +455,29 @@ mod tests {
     fn bounds_follow_the_arguments() {
         let b = |bound, args: &[ColumnarValue], rows| output_bound(bound, args, rows).unwrap();
         assert_eq!(b(Bound::Repeat, &[scalar_s("ab"), scalar_i(10)], 3), 60);
-        assert_eq!(b(Bound::Pad, &[scalar_s("x"), scalar_i(2_000_000_000)], 1), 2_000_000_000);
+        assert_eq!(
+            b(Bound::Pad, &[scalar_s("x"), scalar_i(2_000_000_000)], 1),
+            2_000_000_000
+        );
         assert_eq!(b(Bound::Pad, &[scalar_s("é"), scalar_i(10)], 1), 40);
         assert_eq!(b(Bound::Series, &[scalar_i(1), scalar_i(10)], 1), 80);
         assert_eq!(b(Bound::Series, &[scalar_i(10), scalar_i(1)], 1), 0);
-        assert_eq!(b(Bound::Series, &[scalar_i(0), scalar_i(100), scalar_i(10)], 2), 176);
-        assert_eq!(b(Bound::Replace, &[scalar_s("aaaa"), scalar_s("a"), scalar_s("bb")], 1), 14);
+        assert_eq!(
+            b(
+                Bound::Series,
+                &[scalar_i(0), scalar_i(100), scalar_i(10)],
+                2
+            ),
+            176
+        );
+        assert_eq!(
+            b(
+                Bound::Replace,
+                &[scalar_s("aaaa"), scalar_s("a"), scalar_s("bb")],
+                1
+            ),
+            14
+        );
         assert_eq!(b(Bound::Concat, &[scalar_s("ab"), scalar_s("cde")], 4), 20);
         let negative = b(Bound::Repeat, &[scalar_s("ab"), scalar_i(-5)], 1);
         assert_eq!(negative, 0);

@@ -250,16 +250,56 @@ async fn hostile_queries_leave_the_server_up() {
     let http = reqwest::Client::new();
     let chain = |t: &str, op: &str, n: usize| vec![t; n].join(op);
     let cases = [
-        (format!("SELECT {}", chain("1", "+", 1000)), 400, "query_too_complex"),
-        (format!("SELECT {}", chain("1", "+", 5000)), 400, "query_too_complex"),
-        (format!("SELECT 1 WHERE {}", chain("1=1", " AND ", 1000)), 400, "query_too_complex"),
-        (format!("SELECT 1 WHERE {}", chain("1=0", " OR ", 1000)), 400, "query_too_complex"),
-        (format!("SELECT {}", chain("'a'", "||", 2000)), 400, "query_too_complex"),
-        (format!("SELECT {}", chain("1", "-", 5000)), 400, "query_too_complex"),
-        (chain("SELECT 1", " UNION ALL ", 1100), 400, "query_too_complex"),
-        (format!("SELECT {}1{}", "(".repeat(1000), ")".repeat(1000)), 400, "query_too_complex"),
-        ("SELECT lpad('x', 2000000000)".to_string(), 413, "value_too_large"),
-        ("SELECT array_repeat(1, 1000000000)".to_string(), 413, "value_too_large"),
+        (
+            format!("SELECT {}", chain("1", "+", 1000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT {}", chain("1", "+", 5000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT 1 WHERE {}", chain("1=1", " AND ", 1000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT 1 WHERE {}", chain("1=0", " OR ", 1000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT {}", chain("'a'", "||", 2000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT {}", chain("1", "-", 5000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            chain("SELECT 1", " UNION ALL ", 1100),
+            400,
+            "query_too_complex",
+        ),
+        (
+            format!("SELECT {}1{}", "(".repeat(1000), ")".repeat(1000)),
+            400,
+            "query_too_complex",
+        ),
+        (
+            "SELECT lpad('x', 2000000000)".to_string(),
+            413,
+            "value_too_large",
+        ),
+        (
+            "SELECT array_repeat(1, 1000000000)".to_string(),
+            413,
+            "value_too_large",
+        ),
         (
             "SELECT regexp_replace(repeat('a',1000000), '(((a{1,100}){1,100}){1,100})', 'b')"
                 .to_string(),
@@ -289,7 +329,10 @@ async fn hostile_queries_leave_the_server_up() {
     let (s, _, body) = post_sql(
         &http,
         &server.url,
-        &format!("SELECT count(*) AS n FROM ({})", chain("SELECT 1", " UNION ALL ", 500)),
+        &format!(
+            "SELECT count(*) AS n FROM ({})",
+            chain("SELECT 1", " UNION ALL ", 500)
+        ),
         "json",
     )
     .await;
@@ -315,7 +358,8 @@ async fn a_disconnected_client_stops_its_query() {
     let http = reqwest::Client::new();
     // A cross join feeding an aggregate: its operator loop never yields,
     // so only the per-batch cancellation check stops it.
-    let heavy = "SELECT max(v * w) FROM generate_series(1, 1000000) a(v), generate_series(1, 1000000) b(w)";
+    let heavy =
+        "SELECT max(v * w) FROM generate_series(1, 1000000) a(v), generate_series(1, 1000000) b(w)";
     let quick = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(800))
         .build()
@@ -326,7 +370,11 @@ async fn a_disconnected_client_stops_its_query() {
         .json(&serde_json::json!({"sql": heavy}))
         .send()
         .await;
-    assert!(r.is_err(), "the heavy query answered in {:?}", started.elapsed());
+    assert!(
+        r.is_err(),
+        "the heavy query answered in {:?}",
+        started.elapsed()
+    );
     let t = std::time::Instant::now();
     loop {
         let s = stats(&http, &server.url).await;
@@ -346,11 +394,7 @@ async fn a_disconnected_client_stops_its_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_past_max_rows_end_well_formed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[],
-        &[("LAKEHOUSE__QUERYD__MAX_ROWS", "20000")],
-    );
+    let server = Server::start(dir.path(), &[], &[("LAKEHOUSE__QUERYD__MAX_ROWS", "20000")]);
     let http = reqwest::Client::new();
     // A dataset whose row count is known exactly: 413 before the first
     // byte in every format.
@@ -379,8 +423,10 @@ async fn results_past_max_rows_end_well_formed() {
     let (s, _, body) = post_sql(&http, &server.url, sql, "ndjson").await;
     assert_eq!(s, StatusCode::OK);
     let text = std::str::from_utf8(&body).unwrap();
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 20001);
     assert_eq!(lines[20000]["$lakehouse"]["truncated"], true);
 
@@ -388,7 +434,12 @@ async fn results_past_max_rows_end_well_formed() {
     assert_eq!(s, StatusCode::OK);
     let text = std::str::from_utf8(&body).unwrap();
     assert_eq!(text.lines().count(), 20002);
-    assert!(text.lines().last().unwrap().starts_with("#lakehouse: truncated"));
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("#lakehouse: truncated")
+    );
 
     let (s, _, body) = post_sql(&http, &server.url, sql, "arrow").await;
     assert_eq!(s, StatusCode::OK);
@@ -439,12 +490,22 @@ async fn the_memory_guard_cancels_a_query_before_the_process_dies() {
     let sql = "SELECT count(*) FROM generate_series(1, 40000000) a(v) \
                JOIN generate_series(1, 40000000) b(w) ON v = w";
     let (s, _, body) = post_sql(&http, &server.url, sql, "json").await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let (code, message) = error_of(&body);
     assert_eq!(code, "memory_pressure");
     assert!(message.contains("process_memory_limit"), "{message}");
     health(&http, &server.url).await;
-    assert!(stats(&http, &server.url).await["cancelled_memory"].as_u64().unwrap() >= 1);
+    assert!(
+        stats(&http, &server.url).await["cancelled_memory"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 }
 
 /// `lakehouse sql` prints errors a person reads.
@@ -458,5 +519,8 @@ fn the_cli_prints_a_readable_syntax_error() {
         err.contains("syntax error at line 1, column 1: expected a SQL statement, found \"selec\""),
         "{err}"
     );
-    assert!(!err.contains("ParserError") && !err.contains("SQL error"), "{err}");
+    assert!(
+        !err.contains("ParserError") && !err.contains("SQL error"),
+        "{err}"
+    );
 }

@@ -89,13 +89,22 @@ async fn statements_just_under_the_limit_run() {
     assert_eq!(query_rows(&engine, &sum).await, table(&[&["990"]]));
     let minus = format!("SELECT {} AS s", chain("1", "-", 990));
     assert_eq!(query_rows(&engine, &minus).await, table(&[&["-988"]]));
-    let and = format!("SELECT count(*) FROM sales WHERE {}", chain("id > 0", " AND ", 990));
+    let and = format!(
+        "SELECT count(*) FROM sales WHERE {}",
+        chain("id > 0", " AND ", 990)
+    );
     assert_eq!(query_rows(&engine, &and).await, table(&[&["5"]]));
-    let or = format!("SELECT count(*) FROM sales WHERE {}", chain("id = 0", " OR ", 990));
+    let or = format!(
+        "SELECT count(*) FROM sales WHERE {}",
+        chain("id = 0", " OR ", 990)
+    );
     assert_eq!(query_rows(&engine, &or).await, table(&[&["0"]]));
     let concat = format!("SELECT length({}) AS n", chain("'a'", "||", 990));
     assert_eq!(query_rows(&engine, &concat).await, table(&[&["990"]]));
-    let unions = format!("SELECT count(*) FROM ({})", chain("SELECT 1", " UNION ALL ", 500));
+    let unions = format!(
+        "SELECT count(*) FROM ({})",
+        chain("SELECT 1", " UNION ALL ", 500)
+    );
     assert_eq!(query_rows(&engine, &unions).await, table(&[&["500"]]));
     let parens = format!("SELECT {}1{}", "(".repeat(60), ")".repeat(60));
     assert_eq!(query_rows(&engine, &parens).await, table(&[&["1"]]));
@@ -159,7 +168,10 @@ async fn a_regex_too_large_is_a_400() {
     assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     assert_err(
         engine
-            .sql("SELECT regexp_replace(region, '(', 'b') FROM sales", Format::Json)
+            .sql(
+                "SELECT regexp_replace(region, '(', 'b') FROM sales",
+                Format::Json,
+            )
             .await,
         "invalid_regex",
     );
@@ -170,14 +182,19 @@ async fn a_regex_too_large_is_a_400() {
 #[tokio::test]
 async fn damaged_datasets_name_the_dataset_and_object() {
     let env = Env::new().await;
-    let key = env.catalog.get("sales").await.unwrap().objects[0].key.clone();
+    let key = env.catalog.get("sales").await.unwrap().objects[0]
+        .key
+        .clone();
     let path = Path::from(key.as_str());
     let original = env.store.get(&path).await.unwrap().bytes().await.unwrap();
     let check = |e: QueryError, what: &str| {
         assert_eq!(e.code(), "dataset_damaged", "{e}");
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let m = e.to_string();
-        assert!(m.contains("\"sales\"") && m.contains(&key) && m.contains(what), "{m}");
+        assert!(
+            m.contains("\"sales\"") && m.contains(&key) && m.contains(what),
+            "{m}"
+        );
         let api: lakehouse_common::ApiError = e.into();
         assert_eq!(api.details["dataset"], "sales");
         assert_eq!(api.details["object"], key.as_str());
@@ -186,7 +203,11 @@ async fn damaged_datasets_name_the_dataset_and_object() {
     let shorter = original.slice(..original.len() - 10);
     env.store.put(&path, shorter.into()).await.unwrap();
     let engine = env.engine(EngineConfig::default());
-    let e = engine.sql("SELECT * FROM sales", Format::Json).await.err().unwrap();
+    let e = engine
+        .sql("SELECT * FROM sales", Format::Json)
+        .await
+        .err()
+        .unwrap();
     check(e, "bytes in the manifest");
     // Same size, not Parquet.
     env.store
@@ -194,26 +215,45 @@ async fn damaged_datasets_name_the_dataset_and_object() {
         .await
         .unwrap();
     let engine = env.engine(EngineConfig::default());
-    let e = engine.sql("SELECT * FROM sales", Format::Json).await.err().unwrap();
+    let e = engine
+        .sql("SELECT * FROM sales", Format::Json)
+        .await
+        .err()
+        .unwrap();
     check(e, "not a readable Parquet file");
     // Missing, found while planning.
     env.store.delete(&path).await.unwrap();
     let engine = env.engine(EngineConfig::default());
-    let e = engine.sql("SELECT * FROM sales", Format::Json).await.err().unwrap();
+    let e = engine
+        .sql("SELECT * FROM sales", Format::Json)
+        .await
+        .err()
+        .unwrap();
     check(e, "missing");
     // Missing, found while reading (the footer was cached before).
     env.store.put(&path, original.clone().into()).await.unwrap();
     let engine = env.engine(EngineConfig::default());
-    assert_eq!(query_rows(&engine, "SELECT count(*) FROM sales").await, table(&[&["5"]]));
+    assert_eq!(
+        query_rows(&engine, "SELECT count(*) FROM sales").await,
+        table(&[&["5"]])
+    );
     env.store.delete(&path).await.unwrap();
-    let e = engine.sql("SELECT * FROM sales", Format::Json).await.err().unwrap();
+    let e = engine
+        .sql("SELECT * FROM sales", Format::Json)
+        .await
+        .err()
+        .unwrap();
     check(e, "missing");
 }
 
 async fn wait_idle(engine: &QueryEngine) -> Duration {
     let t = Instant::now();
     while engine.query_stats().running > 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", engine.query_stats());
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            engine.query_stats()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     t.elapsed()
@@ -233,13 +273,19 @@ async fn dropping_the_request_cancels_the_query() {
     assert_eq!(engine.query_stats().cancelled_disconnected, 1);
     // Mid-stream.
     let mut s = engine
-        .sql("SELECT v FROM generate_series(1, 1000000000000) t(v)", Format::Csv)
+        .sql(
+            "SELECT v FROM generate_series(1, 1000000000000) t(v)",
+            Format::Csv,
+        )
         .await
         .unwrap();
     assert!(s.next().await.unwrap().is_ok());
     drop(s);
     wait_idle(&engine).await;
-    assert_eq!(query_rows(&engine, "SELECT count(*) FROM sales").await, table(&[&["5"]]));
+    assert_eq!(
+        query_rows(&engine, "SELECT count(*) FROM sales").await,
+        table(&[&["5"]])
+    );
 }
 
 /// The table function `generate_series` makes batches of 8192 rows: the
@@ -265,20 +311,26 @@ async fn row_cap_per_format() {
     for i in 0..30_000 {
         csv.push_str(&format!("{i}\n"));
     }
-    env.ingest("big", lakehouse_ingestd::Format::Csv, &csv).await;
+    env.ingest("big", lakehouse_ingestd::Format::Csv, &csv)
+        .await;
     let engine = env.engine(capped());
     // The dataset's row count is known exactly (Parquet statistics): a 413
     // before the first byte, in every format, although the first batch is
     // under the cap.
     for format in Format::ALL {
-        let e = assert_err(engine.sql("SELECT * FROM big", format).await, "too_many_rows");
+        let e = assert_err(
+            engine.sql("SELECT * FROM big", format).await,
+            "too_many_rows",
+        );
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
     assert_err(engine.sql(MANY, Format::Json).await, "too_many_rows");
 
     let text = String::from_utf8(body(&engine, MANY, Format::Ndjson).await.unwrap()).unwrap();
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 20_001);
     assert_eq!(lines[19_999]["v"], 20_000);
     assert_eq!(lines[20_000]["$lakehouse"]["truncated"], true);
@@ -288,7 +340,11 @@ async fn row_cap_per_format() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!((lines[0], lines[20_000]), ("v", "20000"));
     assert_eq!(lines.len(), 20_002);
-    assert!(lines[20_001].starts_with("#lakehouse: truncated: "), "{}", lines[20_001]);
+    assert!(
+        lines[20_001].starts_with("#lakehouse: truncated: "),
+        "{}",
+        lines[20_001]
+    );
 
     let arrow = body(&engine, MANY, Format::Arrow).await.unwrap();
     let rows: usize = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow), None)
@@ -308,8 +364,16 @@ async fn row_cap_per_format() {
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(pq))
             .unwrap();
-    let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
-    assert!(kv.iter().any(|k| k.key == "lakehouse.truncated" && k.value.as_deref() == Some("true")));
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .clone();
+    assert!(
+        kv.iter()
+            .any(|k| k.key == "lakehouse.truncated" && k.value.as_deref() == Some("true"))
+    );
     assert_eq!(reader.metadata().file_metadata().num_rows(), 100_000);
 
     // Exactly max_rows is a whole result, in every format.
@@ -339,12 +403,22 @@ async fn errors_after_the_first_byte_per_format() {
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["$lakehouse"]["error"]["code"], "execution_error");
     let text = String::from_utf8(body(&engine, failing, Format::Csv).await.unwrap()).unwrap();
-    assert!(text.lines().last().unwrap().starts_with("#lakehouse: error execution_error: "));
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("#lakehouse: error execution_error: ")
+    );
     let pq = body(&engine, failing, Format::Parquet).await.unwrap();
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(pq))
             .unwrap();
-    let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .clone();
     assert!(kv.iter().any(|k| k.key == "lakehouse.error.code"));
     assert!(body(&engine, failing, Format::Arrow).await.is_err());
 }
@@ -363,11 +437,18 @@ async fn http_trailers_say_how_the_result_ended() {
     ] {
         let req = http::Request::post("/query/sql?format=arrow")
             .header("content-type", "application/json")
-            .body(axum::body::Body::from(serde_json::json!({"sql": sql}).to_string()))
+            .body(axum::body::Body::from(
+                serde_json::json!({"sql": sql}).to_string(),
+            ))
             .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        assert!(resp.headers()["trailer"].to_str().unwrap().contains("lakehouse-result"));
+        assert!(
+            resp.headers()["trailer"]
+                .to_str()
+                .unwrap()
+                .contains("lakehouse-result")
+        );
         let collected = resp.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().unwrap();
         assert_eq!(trailers["lakehouse-result"], result, "{sql}");
@@ -384,7 +465,8 @@ async fn identifiers_match_columns_in_any_case() {
         "Country,City\nNorway,Oslo\nPeru,Lima\n",
     )
     .await;
-    env.ingest("pairs", lakehouse_ingestd::Format::Csv, "a,A\n1,2\n").await;
+    env.ingest("pairs", lakehouse_ingestd::Format::Csv, "a,A\n1,2\n")
+        .await;
     let engine = env.engine(EngineConfig::default());
     for sql in [
         "SELECT Country FROM places ORDER BY Country",
@@ -410,7 +492,9 @@ async fn identifiers_match_columns_in_any_case() {
     );
     // Quoted names stay exact.
     assert_err(
-        engine.sql("SELECT \"country\" FROM places", Format::Json).await,
+        engine
+            .sql("SELECT \"country\" FROM places", Format::Json)
+            .await,
         "plan_error",
     );
     // Two columns differing only in case: an unquoted name is ambiguous.
@@ -436,9 +520,19 @@ async fn messages_have_no_debug_wrappers() {
         "syntax error at line 1, column 1: expected a SQL statement, found \"selec\""
     );
     let api: lakehouse_common::ApiError = e.into();
-    assert_eq!((api.details["line"].clone(), api.details["column"].clone()), (1.into(), 1.into()));
-    let e = assert_err(engine.sql("SELECT * FROM sales WHERE", Format::Json).await, "syntax_error");
-    assert!(e.to_string().starts_with("syntax error at line 1, column 26: "), "{e}");
+    assert_eq!(
+        (api.details["line"].clone(), api.details["column"].clone()),
+        (1.into(), 1.into())
+    );
+    let e = assert_err(
+        engine.sql("SELECT * FROM sales WHERE", Format::Json).await,
+        "syntax_error",
+    );
+    assert!(
+        e.to_string()
+            .starts_with("syntax error at line 1, column 26: "),
+        "{e}"
+    );
     for sql in [
         "SELECT nope FROM sales",
         "SELECT CAST(region AS INT) FROM sales",
