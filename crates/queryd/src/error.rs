@@ -322,7 +322,7 @@ impl QueryError {
 /// The first error of type `T` in `e`'s `source()` chain (DataFusion's
 /// `source()` walks every wrapping variant, Arrow's and Parquet's external
 /// errors included).
-pub(crate) fn find<'a, T: StdError + 'static>(e: &'a DataFusionError) -> Option<&'a T> {
+pub(crate) fn find<T: StdError + 'static>(e: &DataFusionError) -> Option<&T> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<T>() {

@@ -336,12 +336,12 @@ fn lens(a: Option<&ColumnarValue>, rows: usize) -> Result<Vec<u128>> {
 fn ascii(a: Option<&ColumnarValue>, _rows: usize) -> Result<bool> {
     Ok(match a {
         None => true,
-        Some(ColumnarValue::Scalar(s)) => match s {
+        Some(ColumnarValue::Scalar(
             ScalarValue::Utf8(Some(v))
             | ScalarValue::LargeUtf8(Some(v))
-            | ScalarValue::Utf8View(Some(v)) => v.is_ascii(),
-            _ => true,
-        },
+            | ScalarValue::Utf8View(Some(v)),
+        )) => v.is_ascii(),
+        Some(ColumnarValue::Scalar(_)) => true,
         Some(ColumnarValue::Array(arr)) => match arr.data_type() {
             DataType::Utf8 => arr.as_string::<i32>().value_data().is_ascii(),
             DataType::LargeUtf8 => arr.as_string::<i64>().value_data().is_ascii(),
