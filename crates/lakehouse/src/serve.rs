@@ -239,6 +239,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 target_partitions: q.target_partitions,
                 batch_size: q.batch_size,
                 pushdown_filters: q.pushdown_filters,
+                max_expr_depth: q.max_expr_depth,
+                function_output_limit: q.function_output_limit.map(|b| b.0),
+                process_memory_limit: q.process_memory_limit.map(|b| b.0),
             },
         )
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
