@@ -515,13 +515,21 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     auth_malformed(ctx, &mut t);
     keys(&mut t);
     keys_read_and_list(&mut t);
+    list_params(&mut t);
     headers(&mut t);
+    conditionals(&mut t);
+    big_headers(&mut t);
     framing(&mut t);
     methods(&mut t);
     register(ctx, &mut t);
+    register_odd(ctx, &mut t);
+    register_bodies(&mut t);
     register_names(&mut t);
     ownership(ctx, &mut t);
+    ownership_rc0(ctx, &mut t);
     ingest_csv(&mut t);
+    ingest_options(&mut t);
+    ingest_bad_bodies(&mut t);
     ingest_binary(ctx, &mut t);
     ingest_names(&mut t);
     sql_deep(&mut t);
@@ -531,6 +539,7 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     vectors_create(&mut t);
     vectors_search(&mut t);
     vectors_add(&mut t);
+    vectors_paths(&mut t);
     upstream(&mut t);
     t.sort_by_key(|c| c.family);
     t
@@ -913,6 +922,10 @@ fn keys_read_and_list(t: &mut Vec<Case>) {
         .body(&b"overwritten"[..])
         .done(),
     );
+}
+
+fn list_params(t: &mut Vec<Case>) {
+    use Role::*;
     let l = |name: &str, q: &str| {
         case(
             Family::Keys,
@@ -997,7 +1010,6 @@ fn blob_get(name: &str, range: &[u8]) -> B {
 }
 
 fn headers(t: &mut Vec<Case>) {
-    use Role::*;
     let full: Arc<[u8]> = Arc::from(blob());
     // RFC 9110 §14.2: a Range the server does not understand is ignored.
     for (name, r) in [
@@ -1042,6 +1054,10 @@ fn headers(t: &mut Vec<Case>) {
             .one_of(&[200, 400])
             .done(),
     );
+}
+
+fn conditionals(t: &mut Vec<Case>) {
+    use Role::*;
     let put = |name: &str| {
         case(
             Family::Headers,
@@ -1099,6 +1115,10 @@ fn headers(t: &mut Vec<Case>) {
         ))
         .done(),
     );
+}
+
+fn big_headers(t: &mut Vec<Case>) {
+    use Role::*;
     let get_small = |name: &str| {
         case(
             Family::Headers,
@@ -1303,128 +1323,69 @@ fn obj(key: &str, size: u64, rows: u64) -> Value {
 /// Registers that must be refused: keys the dataset does not own, internal
 /// keys, missing objects, wrong sizes, broken bodies (issue 12).
 fn register(ctx: &Ctx, t: &mut Vec<Case>) {
-    use Role::*;
     let fp = ctx.fingerprint.as_str();
-    let refused = |name: &str, ds: &str, objects: Value| {
-        reg(
-            name,
-            Write,
-            json!({"name": ds, "schema_fingerprint": fp, "objects": objects}),
-        )
-        .client()
-    };
-    t.push(
-        refused(
-            "another dataset's object",
-            "atk_foreign",
-            json!([obj(&ctx.rows_key, ctx.rows_size, ctx.rows_count)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+    let trav = format!("datasets/atk_trav/../{FX_ROWS}/x.parquet");
+    let long = format!("datasets/atk_long/{}", "k".repeat(1010));
+    let rows = obj(&ctx.rows_key, ctx.rows_size, ctx.rows_count);
+    let attacks: Vec<(&str, &str, Value)> = vec![
+        ("another dataset's object", "atk_foreign", rows),
+        (
             "the catalog's manifest",
             "atk_cat",
-            json!([obj(&ctx.manifest_key, ctx.manifest_size, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
-            "a vector WAL entry",
-            "atk_wal",
-            json!([obj(&ctx.wal_key, 10, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
-            "a vector snapshot",
-            "atk_lhv1",
-            json!([obj(&ctx.lhv1_key, 10, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj(&ctx.manifest_key, ctx.manifest_size, 1),
+        ),
+        ("a vector WAL entry", "atk_wal", obj(&ctx.wal_key, 10, 1)),
+        ("a vector snapshot", "atk_lhv1", obj(&ctx.lhv1_key, 10, 1)),
+        (
             "../../etc/passwd",
             "atk_passwd",
-            json!([obj("../../etc/passwd", 10, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
-            "a ../ inside its prefix",
-            "atk_trav",
-            json!([obj(
-                &format!("datasets/atk_trav/../{FX_ROWS}/x.parquet"),
-                10,
-                1
-            )]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj("../../etc/passwd", 10, 1),
+        ),
+        ("a ../ inside its prefix", "atk_trav", obj(&trav, 10, 1)),
+        (
             "a missing object",
             "atk_missing",
-            json!([obj("datasets/atk_missing/none.parquet", 10, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj("datasets/atk_missing/none.parquet", 10, 1),
+        ),
+        (
             "its own object, wrong size",
             ATK_OWN,
-            json!([obj(&ctx.own_key, ctx.own_size + 1, 10)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
-            "its own object, size 0",
-            ATK_OWN,
-            json!([obj(&ctx.own_key, 0, 10)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj(&ctx.own_key, ctx.own_size + 1, 10),
+        ),
+        ("its own object, size 0", ATK_OWN, obj(&ctx.own_key, 0, 10)),
+        (
             "an object of another attacker's dataset",
             "atk_other",
-            json!([obj(&ctx.own_key, ctx.own_size, 10)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj(&ctx.own_key, ctx.own_size, 10),
+        ),
+        (
             "a key with a NUL",
             "atk_nul",
-            json!([obj("datasets/atk_nul/a\u{0}b", 1, 1)]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
-            "a 1025-byte key",
-            "atk_long",
-            json!([obj(
-                &format!("datasets/atk_long/{}", "k".repeat(1010)),
-                1,
-                1
-            )]),
-        )
-        .done(),
-    );
-    t.push(
-        refused(
+            obj("datasets/atk_nul/a\u{0}b", 1, 1),
+        ),
+        ("a 1025-byte key", "atk_long", obj(&long, 1, 1)),
+        (
             "a raw fixture object",
             "atk_raw",
-            json!([obj(BLOB_KEY, BLOB_LEN as u64, 1)]),
-        )
-        .done(),
-    );
+            obj(BLOB_KEY, BLOB_LEN as u64, 1),
+        ),
+    ];
+    for (name, ds, object) in attacks {
+        t.push(
+            reg(
+                name,
+                Role::Write,
+                json!({"name": ds, "schema_fingerprint": fp, "objects": [object]}),
+            )
+            .client()
+            .done(),
+        );
+    }
+}
+
+fn register_odd(ctx: &Ctx, t: &mut Vec<Case>) {
+    use Role::*;
+    let fp = ctx.fingerprint.as_str();
     // A non-Parquet object in its own prefix: refused now, or every query
     // on it fails with JSON naming the dataset.
     t.push(reg("a non-Parquet object", Write, json!({"name": "atk_np", "schema_fingerprint": fp, "objects": [obj(NP_KEY, NP_BODY.len() as u64, 1)]})).one_of(&[200, 400, 409, 422]).done());
@@ -1452,6 +1413,10 @@ fn register(ctx: &Ctx, t: &mut Vec<Case>) {
         .done(),
     );
     t.push(reg("stale expected_version on a fixture", Write, json!({"name": FX_ROWS, "schema_fingerprint": fp, "objects": [obj(&ctx.rows_key, ctx.rows_size, ctx.rows_count)], "expected_version": 999})).one_of(&[400, 403, 409, 412]).done());
+}
+
+fn register_bodies(t: &mut Vec<Case>) {
+    use Role::*;
     let b = bodies();
     t.push(
         reg("a 5 MiB body", Write, json!(null))
@@ -1656,6 +1621,11 @@ fn ownership(ctx: &Ctx, t: &mut Vec<Case>) {
             .done(),
         );
     }
+}
+
+fn ownership_rc0(ctx: &Ctx, t: &mut Vec<Case>) {
+    use Role::*;
+    let fp = ctx.fingerprint.as_str();
     // Issue 20 item 7: row_count 0 on someone else's object, then an append.
     t.push(
         case(Family::Ownership, "register atk_rc0 with a foreign row_count:0 object", "POST", "/catalog/register", Write)
@@ -1832,6 +1802,9 @@ fn ingest_csv(t: &mut Vec<Case>) {
             .done(),
         );
     }
+}
+
+fn ingest_options(t: &mut Vec<Case>) {
     // A delimiter or quote that cannot work is refused, not a dropped row.
     for (i, (label, q)) in [
         ("delimiter=\\n", "delimiter=%0A"),
@@ -1870,6 +1843,9 @@ fn ingest_csv(t: &mut Vec<Case>) {
                 .done(),
         );
     }
+}
+
+fn ingest_bad_bodies(t: &mut Vec<Case>) {
     t.push(
         ingest("empty body", "adv_empty", "format=csv", &b""[..])
             .status(400)
@@ -2562,6 +2538,9 @@ fn vectors_add(t: &mut Vec<Case>) {
         .status(404)
         .done(),
     );
+}
+
+fn vectors_paths(t: &mut Vec<Case>) {
     let admin =
         |label: &str, m: &str, target: String| case(Family::Vectors, label, m, target, Role::Admin);
     t.push(
@@ -2613,100 +2592,86 @@ fn vectors_add(t: &mut Vec<Case>) {
 /// as from the gateway.
 fn upstream(t: &mut Vec<Case>) {
     use Role::*;
-    let u = |name: &str, down: &'static str, m: &str, target: String, role: Role| {
-        case(Family::Upstream, name, m, target, role)
-            .status(503)
-            .code("upstream_unavailable")
-            .names(down)
-            .down(down)
-    };
-    let csv = &b"id,name\n1,a\n"[..];
-    t.push(
-        u(
+    let csv = Request::new("POST", "").body(&b"id,name\n1,a\n"[..]);
+    let js = |v: Value| Request::new("POST", "").json(&v);
+    let search = json!({"vector": fx_vec(3), "k": 1});
+    let count = json!({"sql": format!("SELECT count(*) AS n FROM {FX_ROWS}")});
+    let rows: Vec<(&str, &'static str, &str, String, Role, Request)> = vec![
+        (
             "ingest, storaged down",
             "storaged",
             "POST",
             "/ingest/adv_down?format=csv".into(),
             Write,
-        )
-        .body(csv)
-        .done(),
-    );
-    t.push(
-        u(
+            csv.clone(),
+        ),
+        (
             "vector add, storaged down",
             "storaged",
             "POST",
             format!("/vectors/indexes/{FX_IDX}/add"),
             Write,
-        )
-        .json(json!({"items": [{"id": "down", "vector": fx_vec(7000)}]}))
-        .done(),
-    );
-    t.push(
-        u(
+            js(json!({"items": [{"id": "down", "vector": fx_vec(7000)}]})),
+        ),
+        (
             "register, storaged down",
             "storaged",
             "POST",
             "/catalog/register".into(),
             Write,
-        )
-        .json(json!({"name": "adv_down_reg", "schema_fingerprint": "f", "objects": []}))
-        .done(),
-    );
-    t.push(
-        u(
+            js(json!({"name": "adv_down_reg", "schema_fingerprint": "f", "objects": []})),
+        ),
+        (
             "object GET, storaged down",
             "storaged",
             "GET",
             format!("{OBJ}{SMALL_KEY}"),
             Read,
-        )
-        .done(),
-    );
-    t.push(
-        u(
+            Request::default(),
+        ),
+        (
             "SELECT, catalogd down",
             "catalogd",
             "POST",
             "/query/sql".into(),
             Read,
-        )
-        .json(json!({"sql": format!("SELECT count(*) AS n FROM {FX_ROWS}")}))
-        .done(),
-    );
-    t.push(
-        u(
+            js(count),
+        ),
+        (
             "ingest, catalogd down",
             "catalogd",
             "POST",
             "/ingest/adv_down2?format=csv".into(),
             Write,
-        )
-        .body(csv)
-        .done(),
-    );
-    t.push(
-        u(
+            csv,
+        ),
+        (
             "catalog list, catalogd down",
             "catalogd",
             "GET",
             "/catalog/list".into(),
             Read,
-        )
-        .done(),
-    );
-    t.push(
-        u(
+            Request::default(),
+        ),
+        (
             "search, vectord down",
             "vectord",
             "POST",
             format!("/vectors/indexes/{FX_IDX}/search"),
             Read,
-        )
-        .json(json!({"vector": fx_vec(3), "k": 1}))
-        .done(),
-    );
+            js(search),
+        ),
+    ];
+    for (name, down, m, target, role, with) in rows {
+        let mut b = case(Family::Upstream, name, m, target, role)
+            .status(503)
+            .code("upstream_unavailable")
+            .names(down)
+            .down(down);
+        b.0.req.headers = with.headers;
+        b.0.req.body = with.body;
+        t.push(b.done());
+    }
 }
 
 // ------------------------------------------------------------- big bodies
