@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::cases::{self, Case, Ctx, DIM, Role, vector};
 use super::fixtures::{self, Api, Baseline};
-use super::http::Request;
+use super::http::{HttpError, Request};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -326,6 +326,11 @@ fn hostile(run: &Run, rows: &[Case], seed: u64) {
         x ^= x << 17;
         let c = &rows[(x % rows.len() as u64) as usize];
         let mut resp = run.cfg.api.send(c.role, &c.req);
+        if matches!(resp, Err(HttpError::Connect(_))) {
+            // The server is down: the sampler ends the run and says so.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         // Repeated, an ingest that created its dataset appends to it: 200.
         if let Ok(r) = &mut resp
             && r.status == 200
