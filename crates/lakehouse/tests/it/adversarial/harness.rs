@@ -198,7 +198,7 @@ impl Deployment {
     fn settle(&mut self, timed_out: bool) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut health = Vec::new();
-        while !timed_out {
+        while Instant::now() <= deadline && !timed_out {
             let dead = self.dead();
             if !dead.is_empty() {
                 self.revive();
@@ -207,9 +207,6 @@ impl Deployment {
             health = self.health();
             if health.is_empty() {
                 return None;
-            }
-            if Instant::now() > deadline {
-                break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
