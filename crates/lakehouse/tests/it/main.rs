@@ -2,6 +2,7 @@
 //! the crate, because linking is the slow part).
 
 mod acceptance;
+mod adversarial;
 mod catalog;
 mod ingest;
 mod query;
