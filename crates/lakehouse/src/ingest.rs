@@ -24,8 +24,9 @@ pub struct IngestArgs {
     /// append | replace.
     #[arg(long, default_value = "append")]
     pub mode: String,
-    /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape,
-    /// null=NA (repeatable), infer_rows=N, schema=a:int64,b:utf8.
+    /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape
+    /// (CSV: detected when not given), null=NA (repeatable), infer_rows=N,
+    /// schema=a:int64,b:utf8.
     #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Makes a retry of this ingest safe: the server applies it once.
