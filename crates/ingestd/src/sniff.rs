@@ -314,6 +314,12 @@ fn reading(sample: &[u8], p: Punct, complete: bool, max_records: usize) -> Optio
     })
 }
 
+/// Ranks quote / escape candidates of one delimiter: consistent, quote used,
+/// score, columns.
+type QuoteKey = (bool, bool, usize, usize);
+/// Ranks delimiters: consistent, score, columns, quote used.
+type DelimKey = (bool, usize, usize, bool);
+
 /// Picks the punctuation for `sample` (see the module docs). For each
 /// delimiter, a quote the data uses beats one it does not (`"a,b"` read with
 /// `'` as the quote has more columns, but wrongly); then the delimiter whose
@@ -327,9 +333,9 @@ pub fn punctuation(o: &CsvOptions, sample: &[u8], complete: bool, max_records: u
         Some(q) => vec![q],
         None => vec![b'"', b'\''],
     };
-    let mut best: Option<((bool, usize, usize, bool), Punct)> = None;
+    let mut best: Option<(DelimKey, Punct)> = None;
     for &delimiter in &delims {
-        let mut per_delim: Option<((bool, bool, usize, usize), Reading, Punct)> = None;
+        let mut per_delim: Option<(QuoteKey, Reading, Punct)> = None;
         for &quote in quotes.iter().filter(|q| **q != delimiter) {
             let escapes: Vec<Option<u8>> = match o.escape {
                 Some(e) if e == quote => vec![None],

@@ -279,10 +279,13 @@ fn bad() -> IngestError {
     IngestError::BadData(String::new())
 }
 
+/// Body, then what is expected: header, delimiter, quote, rows, column names.
+type Sniffed<'a> = (&'a [u8], bool, &'a str, &'a str, u64, Vec<&'a str>);
+
 #[tokio::test]
 async fn the_dialect_and_header_are_detected_and_reported() {
     let env = env().await;
-    let cases: Vec<(&[u8], bool, &str, &str, u64, Vec<&str>)> = vec![
+    let cases: Vec<Sniffed> = vec![
         (b"a;b;c\n1;2,5;x\n", true, ";", "\"", 1, vec!["a", "b", "c"]),
         (b"a|b\n1|2\n", true, "|", "\"", 1, vec!["a", "b"]),
         (b"a\tb\n1\t2\n", true, "\t", "\"", 1, vec!["a", "b"]),
