@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Result, VectorError};
 use crate::service::{PREFIX, blocking, path, snapshot_key};
-use crate::state::IndexState;
+use crate::state::{IndexState, MAX_COUNTER};
 use crate::wal::{self, WalFormat, WalOp};
 
 /// One log entry's key, sequence number and format.
@@ -56,6 +56,7 @@ async fn list(store: &Arc<dyn ObjectStore>) -> Result<Listing> {
                 continue;
             };
             let (seq, format) = wal::parse_name(file)
+                .filter(|(seq, _)| *seq <= MAX_COUNTER)
                 .ok_or_else(|| corrupt(&key, "not a write-ahead-log entry name"))?;
             out.logs.entry(name.to_string()).or_default().push(Entry {
                 key: key.clone(),
@@ -131,9 +132,7 @@ async fn replay(
         last = e.seq;
         replayed += 1;
     }
-    state.writer.lock().await.next_seq = last
-        .checked_add(1)
-        .ok_or_else(|| corrupt(&snapshot_key(&state.spec.name), "sequence numbers exhausted"))?;
+    state.writer.lock().await.next_seq = last + 1;
     Ok(replayed)
 }
 

@@ -14,6 +14,11 @@ use crate::error::{Result, VectorError};
 use crate::lhv1::{self, Envelope, EnvelopeMetadata, ItemRecord};
 use crate::service::{Hit, IndexInfo, IndexSpec};
 
+/// Largest item key and log sequence number: no index gets near 2^62
+/// writes, so counters below it never overflow, and a stored value above it
+/// is damage.
+pub(crate) const MAX_COUNTER: u64 = 1 << 62;
+
 #[derive(Default)]
 pub(crate) struct Meta {
     pub by_id: HashMap<String, u64>,
@@ -77,6 +82,9 @@ impl IndexState {
         let mut batch: Vec<(u64, &[f32])> = Vec::with_capacity(ids.len());
         {
             let mut meta = self.meta.write();
+            if meta.next_key.saturating_add(ids.len() as u64) > MAX_COUNTER {
+                return Err(VectorError::Internal("the index ran out of keys".into()));
+            }
             for (i, (id, md)) in ids.into_iter().zip(metadata).enumerate() {
                 if !keep[i] {
                     continue;
@@ -204,6 +212,12 @@ impl IndexState {
                 "envelope parameters do not match the graph".to_string(),
             ));
         }
+        if env.metadata.next_key > MAX_COUNTER || env.version > MAX_COUNTER {
+            return Err(corrupt(format!(
+                "next_key {} or version {} out of range",
+                env.metadata.next_key, env.version
+            )));
+        }
         let mut meta = Meta {
             next_key: env.metadata.next_key,
             ..Default::default()
@@ -237,9 +251,6 @@ impl IndexState {
             )));
         }
         let version = env.version;
-        let next_seq = version
-            .checked_add(1)
-            .ok_or_else(|| corrupt("version out of range".to_string()))?;
-        Ok((Self::with_index(env.params, index, meta, next_seq), version))
+        Ok((Self::with_index(env.params, index, meta, version + 1), version))
     }
 }

@@ -5,6 +5,7 @@
 //! without panicking. Time-boxed by `LAKEHOUSE_FUZZ_SECS` (default 2 s per
 //! target); found crashers are kept below as regression tests.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lakehouse_hnsw::{Index, Metric, Params};
@@ -44,7 +45,10 @@ where
             break;
         }
     }
-    eprintln!("{name}: {cases} cases");
+    eprintln!(
+        "{name}: {cases} cases, {} decoded (all targets so far)",
+        DECODED.load(Ordering::Relaxed)
+    );
 }
 
 /// One edit of a byte string.
@@ -150,8 +154,12 @@ fn exercise(ix: &Index, data: &[Vec<f32>]) {
     let _ = ix.compact().search(&data[2], 5, 16);
 }
 
+/// How many mutated inputs decoded (and were exercised), for the report.
+static DECODED: AtomicUsize = AtomicUsize::new(0);
+
 fn decode_and_exercise(bytes: &[u8], data: &[Vec<f32>]) -> Result<(), TestCaseError> {
     if let Ok(ix) = Index::from_bytes(bytes) {
+        DECODED.fetch_add(1, Ordering::Relaxed);
         exercise(&ix, data);
     }
     Ok(())
@@ -196,4 +204,20 @@ fn fuzz_snapshot_structure() {
         };
         decode_and_exercise(&reseal(b), &data)
     });
+}
+
+/// Crasher found by `fuzz_snapshot_decoder`: a cosine snapshot whose stored
+/// vector was zeroed (checksum rewritten) decoded, and `compact` then met a
+/// vector that no insert accepts and hit `unreachable!`.
+#[test]
+fn regression_zero_vector_under_cosine() {
+    let (bytes, data) = base(Metric::Cosine);
+    let mut b = bytes.clone();
+    let at = 42 + 10 * 4 * 4; // slot 10's vector
+    b[at..at + 16].fill(0);
+    match Index::from_bytes(&reseal(b)) {
+        Err(lakehouse_hnsw::DecodeError::Invalid(msg)) => assert!(msg.contains("slot 10"), "{msg}"),
+        Err(e) => panic!("{e}"),
+        Ok(ix) => exercise(&ix, &data),
+    }
 }

@@ -223,19 +223,26 @@ fn open_with(
                 prop_assert!(!reason.is_empty());
             }
             Err(other) => prop_assert!(false, "not a Corrupt error: {other:?}"),
-            Ok(svc) => exercise(&svc).await,
+            Ok(svc) => exercise(&svc).await?,
         }
         Ok(())
     })
 }
 
 /// Whatever loaded must answer searches, adds and deletes without panicking
-/// (errors are fine: a mutated envelope may declare another dimension).
-async fn exercise(svc: &VectorService) {
+/// (a panic on a blocking thread comes back as `Internal`); other errors are
+/// fine: a mutated envelope may declare another dimension.
+async fn exercise(svc: &VectorService) -> Result<(), TestCaseError> {
+    fn no_bug<T>(r: Result<T, VectorError>) -> Result<(), TestCaseError> {
+        if let Err(VectorError::Internal(e)) = r {
+            return Err(TestCaseError::fail(format!("internal error: {e}")));
+        }
+        Ok(())
+    }
     for info in svc.list() {
         let q: Vec<f32> = (0..info.dim).map(|d| d as f32 + 0.5).collect();
-        let _ = svc
-            .search(
+        no_bug(
+            svc.search(
                 &info.name,
                 SearchRequest {
                     vector: q.clone(),
@@ -244,14 +251,15 @@ async fn exercise(svc: &VectorService) {
                     filter: Some(json!({"g": 1}).as_object().cloned().unwrap()),
                 },
             )
-            .await;
+            .await,
+        )?;
         let mut b = Batch::new();
         b.push("new".into(), &q, None);
         b.push("id-5".into(), &q, None);
-        let _ = svc.add_batch(&info.name, b).await;
-        let _ = svc.delete_item(&info.name, "id-7").await;
-        let _ = svc
-            .search(
+        no_bug(svc.add_batch(&info.name, b).await)?;
+        no_bug(svc.delete_item(&info.name, "id-7").await)?;
+        no_bug(
+            svc.search(
                 &info.name,
                 SearchRequest {
                     vector: q,
@@ -260,8 +268,11 @@ async fn exercise(svc: &VectorService) {
                     filter: None,
                 },
             )
-            .await;
+            .await,
+        )?;
+        no_bug(svc.snapshot_now(&info.name).await)?;
     }
+    Ok(())
 }
 
 const SNAP: &str = "_vectors/fz.lhv1";
@@ -475,4 +486,36 @@ fn regression_arrow_bodies_declaring_huge_lengths() {
         seen += 1;
     }
     assert!(seen >= 3);
+}
+
+/// Crashers found by `fuzz_snapshot_envelope`: counters at the top of u64
+/// loaded, then the first add overflowed `next_key` (or the log's sequence
+/// number) and panicked. They are damage and refuse the load.
+#[test]
+fn regression_envelope_counters_at_the_top_of_u64() {
+    let rt = runtime();
+    let blob = base_snapshot(&rt);
+    let env_len = u32::from_be_bytes(blob[4..8].try_into().unwrap()) as usize;
+    let env: Value = serde_json::from_slice(&blob[8..8 + env_len]).unwrap();
+    for edit in [EnvEdit::NextKey(u64::MAX), EnvEdit::Version(u64::MAX - 1)] {
+        let mut e = env.clone();
+        edit_envelope(&mut e, &edit);
+        let text = serde_json::to_vec(&e).unwrap();
+        let mut b = b"LHV1".to_vec();
+        b.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        b.extend_from_slice(&text);
+        b.extend_from_slice(&blob[8 + env_len..]);
+        let err = rt
+            .block_on(async {
+                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+                store.put(&Path::from(SNAP), PutPayload::from(b)).await.unwrap();
+                VectorService::open(store, VectorConfig::default()).await
+            })
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&err, VectorError::Corrupt { key, reason } if key == SNAP && reason.contains("out of range")),
+            "{edit:?}: {err}"
+        );
+    }
 }
