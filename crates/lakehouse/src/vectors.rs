@@ -321,5 +321,8 @@ fn normalise(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
         }
         None => {}
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

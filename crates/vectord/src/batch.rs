@@ -226,7 +226,10 @@ impl<'de> Deserialize<'de> for JsonAddBody {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object {\"items\": [...]}")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<JsonAddBody, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<JsonAddBody, A::Error> {
                 let mut body: Option<JsonAddBody> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     if key != "items" {
@@ -266,7 +269,10 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
                 if seq.next_element::<IgnoredAny>()?.is_none() {
                     return Ok(());
                 }
-            } else if seq.next_element_seed(ItemSeed(&mut self.0.batch))?.is_none() {
+            } else if seq
+                .next_element_seed(ItemSeed(&mut self.0.batch))?
+                .is_none()
+            {
                 return Ok(());
             }
             self.0.items += 1;
@@ -374,7 +380,10 @@ mod tests {
         assert_eq!(b.items, 3);
         let b = b.batch;
         assert_eq!(b.len(), 3);
-        assert_eq!(b.values(), &[1.0, 2.5, -300.0, 0.5, 0.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            b.values(),
+            &[1.0, 2.5, -300.0, 0.5, 0.0, 1.0, 1.0, 1.0, 1.0]
+        );
         assert_eq!((b.id(0), b.vector(1)), ("a", &[0.5, 0.0, 1.0][..]));
         assert_eq!(b.metadata(1).unwrap()["lang"], "en");
         assert!(b.metadata(2).is_none());
@@ -387,10 +396,16 @@ mod tests {
         for (body, want) in [
             (json!({"items": [{"id": "a"}]}), "missing field `vector`"),
             (json!({"items": [{"vector": [1]}]}), "missing field `id`"),
-            (json!({"items": [{"id": "a", "vector": [1], "x": 1}]}), "unknown field `x`"),
+            (
+                json!({"items": [{"id": "a", "vector": [1], "x": 1}]}),
+                "unknown field `x`",
+            ),
             (json!({"items": [], "more": 1}), "unknown field `more`"),
             (json!({}), "missing field `items`"),
-            (json!({"items": [{"id": "a", "vector": ["1"]}]}), "invalid type"),
+            (
+                json!({"items": [{"id": "a", "vector": ["1"]}]}),
+                "invalid type",
+            ),
             (json!({"items": [{"id": 1, "vector": [1]}]}), "invalid type"),
         ] {
             let e = serde_json::from_value::<JsonAddBody>(body).unwrap_err();
@@ -410,7 +425,10 @@ mod tests {
         b.push("b".into(), &[1.0], None);
         b.push("".into(), &[1.0, 0.0], None);
         let e = b.validate(&spec(2)).unwrap_err();
-        assert!(matches!(e, VectorError::InvalidItem { position: 1, .. }), "{e}");
+        assert!(
+            matches!(e, VectorError::InvalidItem { position: 1, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("dimension 1"), "{e}");
         assert_eq!(b.uniform_dim(), None);
         let items = b.clone().into_items();

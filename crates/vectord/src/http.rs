@@ -119,7 +119,12 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence == "application/json" || essence.ends_with("+json") {
         Ok(BodyKind::Json)
     } else if essence == ipc::CONTENT_TYPE {
@@ -244,7 +249,12 @@ async fn search(
     let body = body_bytes(body)?;
     let name = name(n)?;
     let req = match kind {
-        BodyKind::Json => decode_json(body, |b| serde_json::from_slice::<SearchJson>(b).map_err(json_error)).await?,
+        BodyKind::Json => {
+            decode_json(body, |b| {
+                serde_json::from_slice::<SearchJson>(b).map_err(json_error)
+            })
+            .await?
+        }
         BodyKind::Arrow => {
             let Query(p) = Query::<SearchParams>::try_from_uri(&uri)
                 .map_err(|e| ApiError::bad_request("invalid_search", e.body_text()))?;
@@ -252,7 +262,9 @@ async fn search(
                 .filter
                 .map(|f| serde_json::from_str::<Map<String, Value>>(&f))
                 .transpose()
-                .map_err(|e| VectorError::InvalidSearch(format!("filter must be a JSON object: {e}")))?;
+                .map_err(|e| {
+                    VectorError::InvalidSearch(format!("filter must be a JSON object: {e}"))
+                })?;
             let vectors = blocking(move || ipc::decode_queries(body)).await?;
             SearchJson {
                 vector: None,

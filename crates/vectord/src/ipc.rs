@@ -24,8 +24,8 @@ use arrow::array::{
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema};
 use arrow::ipc::reader::StreamDecoder;
-use bytes::Bytes;
 use arrow::ipc::writer::StreamWriter;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::batch::Batch;
@@ -147,7 +147,9 @@ fn strings(c: &ArrayRef, name: &str) -> Result<StringArray> {
                 .map_err(|e| invalid(format!("column {name:?}: {e}")))?;
             Ok(s.as_string::<i32>().clone())
         }
-        other => Err(invalid(format!("column {name:?} must be utf8, not {other}"))),
+        other => Err(invalid(format!(
+            "column {name:?} must be utf8, not {other}"
+        ))),
     }
 }
 
@@ -224,7 +226,9 @@ impl<'a> Vectors<'a> {
         }
         scratch.clear();
         match v.data_type() {
-            DataType::Float32 => scratch.extend_from_slice(v.as_primitive::<Float32Type>().values()),
+            DataType::Float32 => {
+                scratch.extend_from_slice(v.as_primitive::<Float32Type>().values())
+            }
             _ => scratch.extend(
                 v.as_primitive::<Float64Type>()
                     .values()
@@ -284,12 +288,17 @@ fn metadata_rows(c: &ArrayRef) -> Result<MetadataRows> {
 /// length, else `list<float32>`.
 fn vector_column(values: &[f32], offsets: &[usize]) -> Result<ArrayRef> {
     let lens: Vec<usize> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
-    let uniform = lens.first().copied().filter(|d| lens.iter().all(|l| l == d));
+    let uniform = lens
+        .first()
+        .copied()
+        .filter(|d| lens.iter().all(|l| l == d));
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let vals = Arc::new(Float32Array::from(values.to_vec()));
     let internal = |e: arrow::error::ArrowError| VectorError::Internal(e.to_string());
     Ok(match uniform {
-        Some(d) => Arc::new(FixedSizeListArray::try_new(item, d as i32, vals, None).map_err(internal)?),
+        Some(d) => {
+            Arc::new(FixedSizeListArray::try_new(item, d as i32, vals, None).map_err(internal)?)
+        }
         None => Arc::new(
             ListArray::try_new(item, OffsetBuffer::from_lengths(lens), vals, None)
                 .map_err(internal)?,
@@ -327,7 +336,11 @@ pub fn encode_add(batch: &Batch) -> Result<Vec<u8>> {
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ids), vectors];
     if (0..n).any(|i| batch.metadata(i).is_some()) {
         let md: StringArray = (0..n)
-            .map(|i| batch.metadata(i).map(|m| Value::Object(m.clone()).to_string()))
+            .map(|i| {
+                batch
+                    .metadata(i)
+                    .map(|m| Value::Object(m.clone()).to_string())
+            })
             .collect();
         fields.push(Field::new("metadata", DataType::Utf8, true));
         columns.push(Arc::new(md));
@@ -355,9 +368,9 @@ pub fn decode_queries(body: Bytes) -> Result<Vec<Vec<f32>>> {
             .map_err(|_| invalid("the body has no `vector` column"))?;
         let vectors = Vectors::new(c)?;
         for row in 0..b.num_rows() {
-            let v = vectors.row(row, &mut scratch).map_err(|e| {
-                VectorError::InvalidSearch(format!("query {}: {e}", out.len()))
-            })?;
+            let v = vectors
+                .row(row, &mut scratch)
+                .map_err(|e| VectorError::InvalidSearch(format!("query {}: {e}", out.len())))?;
             out.push(v.to_vec());
         }
     }
@@ -388,7 +401,11 @@ mod tests {
     fn sample() -> Batch {
         let mut b = Batch::new();
         b.push("a".into(), &[1.0, 2.0], None);
-        b.push("b".into(), &[3.0, -4.5], json!({"lang": "en"}).as_object().cloned());
+        b.push(
+            "b".into(),
+            &[3.0, -4.5],
+            json!({"lang": "en"}).as_object().cloned(),
+        );
         b
     }
 
@@ -398,9 +415,15 @@ mod tests {
         assert_eq!(decode_add(encode_add(&b).unwrap().into()).unwrap(), b);
         let mut ragged = sample();
         ragged.push("c".into(), &[1.0], None);
-        assert_eq!(decode_add(encode_add(&ragged).unwrap().into()).unwrap(), ragged);
+        assert_eq!(
+            decode_add(encode_add(&ragged).unwrap().into()).unwrap(),
+            ragged
+        );
         let q = vec![vec![1.0, 2.0], vec![0.5, 0.25]];
-        assert_eq!(decode_queries(encode_queries(&q).unwrap().into()).unwrap(), q);
+        assert_eq!(
+            decode_queries(encode_queries(&q).unwrap().into()).unwrap(),
+            q
+        );
     }
 
     fn stream(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
@@ -425,14 +448,23 @@ mod tests {
             ),
         ]);
         let body = stream(vec![
-            ("id", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+            (
+                "id",
+                Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+            ),
             ("vector", Arc::new(lists)),
             ("metadata", Arc::new(md)),
         ]);
         let b = decode_add(body.into()).unwrap();
         assert_eq!(b.values(), &[1.0, 2.0, 0.5, 0.0]);
-        assert_eq!(Value::Object(b.metadata(0).unwrap().clone()), json!({"n": 1, "x": 0.5}));
-        assert_eq!(Value::Object(b.metadata(1).unwrap().clone()), json!({"x": 2.0}));
+        assert_eq!(
+            Value::Object(b.metadata(0).unwrap().clone()),
+            json!({"n": 1, "x": 0.5})
+        );
+        assert_eq!(
+            Value::Object(b.metadata(1).unwrap().clone()),
+            json!({"x": 2.0})
+        );
     }
 
     #[test]
@@ -448,10 +480,19 @@ mod tests {
             (b"garbage".to_vec(), "not a valid Arrow IPC stream"),
             (b"ARROW1\0\0".to_vec(), "file format"),
             (stream(vec![("vector", v())]), "no `id` column"),
-            (stream(vec![("id", ids()), ("vector", v()), ("x", ids())]), "unexpected column \"x\""),
+            (
+                stream(vec![("id", ids()), ("vector", v()), ("x", ids())]),
+                "unexpected column \"x\"",
+            ),
             (stream(vec![("id", v()), ("vector", v())]), "must be utf8"),
-            (stream(vec![("id", ids()), ("vector", ids())]), "must be a list of float32"),
-            (stream(vec![("id", ids()), ("vector", v()), ("metadata", v())]), "must be utf8 (JSON objects) or a struct"),
+            (
+                stream(vec![("id", ids()), ("vector", ids())]),
+                "must be a list of float32",
+            ),
+            (
+                stream(vec![("id", ids()), ("vector", v()), ("metadata", v())]),
+                "must be utf8 (JSON objects) or a struct",
+            ),
         ];
         for (body, want) in cases {
             let e = decode_add(body.into()).unwrap_err();
@@ -460,10 +501,16 @@ mod tests {
         }
         let ok_ids: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
         let e = decode_add(stream(vec![("id", ok_ids), ("vector", v())]).into()).unwrap_err();
-        assert!(matches!(e, VectorError::InvalidItem { position: 1, .. }), "{e}");
+        assert!(
+            matches!(e, VectorError::InvalidItem { position: 1, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("vector[0] is null"), "{e}");
         let e = decode_add(stream(vec![("id", ids()), ("vector", v())]).into()).unwrap_err();
-        assert!(matches!(e, VectorError::InvalidItem { position: 1, .. }), "{e}");
+        assert!(
+            matches!(e, VectorError::InvalidItem { position: 1, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("the id is null"), "{e}");
         let md: ArrayRef = Arc::new(StringArray::from(vec!["{\"a\":1}", "[1]"]));
         let ok_ids: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
@@ -471,7 +518,11 @@ mod tests {
             Some(vec![Some(1.0)]),
             Some(vec![Some(2.0)]),
         ]));
-        let e = decode_add(stream(vec![("id", ok_ids), ("vector", fine), ("metadata", md)]).into()).unwrap_err();
-        assert!(matches!(e, VectorError::InvalidItem { position: 1, .. }), "{e}");
+        let e = decode_add(stream(vec![("id", ok_ids), ("vector", fine), ("metadata", md)]).into())
+            .unwrap_err();
+        assert!(
+            matches!(e, VectorError::InvalidItem { position: 1, .. }),
+            "{e}"
+        );
     }
 }

@@ -227,7 +227,12 @@ mod tests {
         let wide: Map<String, Value> = (0..=MAX_FILTER_FIELDS)
             .map(|i| (i.to_string(), json!(i)))
             .collect();
-        assert!(check_filter(&wide).unwrap_err().to_string().contains("65 fields"));
+        assert!(
+            check_filter(&wide)
+                .unwrap_err()
+                .to_string()
+                .contains("65 fields")
+        );
         assert!(check_filter(&big).is_err());
     }
 }

@@ -125,7 +125,8 @@ async fn replay(
         let st = state.clone();
         let key = e.key.clone();
         blocking(move || {
-            let op = wal::decode(&body, e.format, e.seq).map_err(|err| corrupt(&key, err.to_string()))?;
+            let op = wal::decode(&body, e.format, e.seq)
+                .map_err(|err| corrupt(&key, err.to_string()))?;
             apply(&st, op).map_err(|err| corrupt(&key, err.to_string()))
         })
         .await?;

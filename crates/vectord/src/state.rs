@@ -47,10 +47,15 @@ impl IndexState {
             .with_m(spec.m)
             .with_ef_construction(spec.ef_construction);
         let index = Index::new(params).map_err(|e| VectorError::InvalidParams(e.to_string()))?;
-        Ok(Self::with_index(spec, index, Meta {
-            next_key: 1,
-            ..Default::default()
-        }, 1))
+        Ok(Self::with_index(
+            spec,
+            index,
+            Meta {
+                next_key: 1,
+                ..Default::default()
+            },
+            1,
+        ))
     }
 
     fn with_index(spec: IndexSpec, index: Index, meta: Meta, next_seq: u64) -> Self {
@@ -251,6 +256,9 @@ impl IndexState {
             )));
         }
         let version = env.version;
-        Ok((Self::with_index(env.params, index, meta, version + 1), version))
+        Ok((
+            Self::with_index(env.params, index, meta, version + 1),
+            version,
+        ))
     }
 }

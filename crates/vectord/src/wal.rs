@@ -191,7 +191,10 @@ fn decode_add(r: &mut Reader<'_>) -> Result<Batch, WalError> {
         .checked_mul(4)
         .and_then(|v| v.checked_add(8))
         .ok_or_else(|| WalError::Invalid("dimension overflows".into()))?;
-    if count.checked_mul(per_item).is_none_or(|n| n > r.remaining()) {
+    if count
+        .checked_mul(per_item)
+        .is_none_or(|n| n > r.remaining())
+    {
         return Err(WalError::Truncated {
             offset: r.pos,
             needed: count.saturating_mul(per_item),
@@ -323,7 +326,11 @@ mod tests {
         let mut b = Batch::new();
         b.push("a".into(), &[1.0, -2.5, 3.0], None);
         let md = json!({"lang": "en", "n": [1, 2]});
-        b.push("é/ü".into(), &[0.0, 1e-30, f32::MAX], md.as_object().cloned());
+        b.push(
+            "é/ü".into(),
+            &[0.0, 1e-30, f32::MAX],
+            md.as_object().cloned(),
+        );
         b
     }
 
@@ -353,7 +360,8 @@ mod tests {
 
     #[test]
     fn legacy_json_entries_still_read() {
-        let old = br#"{"seq":3,"op":"add","items":[{"id":"a","vector":[1.0,2.0],"metadata":{"k":1}}]}"#;
+        let old =
+            br#"{"seq":3,"op":"add","items":[{"id":"a","vector":[1.0,2.0],"metadata":{"k":1}}]}"#;
         let WalOp::Add(b) = decode(old, WalFormat::Json, 3).unwrap() else {
             panic!("an add");
         };
@@ -375,7 +383,10 @@ mod tests {
     fn every_truncation_and_flip_is_an_error() {
         let bytes = encode_add(7, &sample(), 3);
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n], WalFormat::Binary, 7).is_err(), "cut at {n}");
+            assert!(
+                decode(&bytes[..n], WalFormat::Binary, 7).is_err(),
+                "cut at {n}"
+            );
         }
         for i in 0..bytes.len() {
             for bit in 0..8 {
@@ -388,10 +399,26 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(key("_vectors/", "d", 12), "_vectors/d.wal/00000000000000000012.bin");
-        assert_eq!(parse_name("00000000000000000012.bin"), Some((12, WalFormat::Binary)));
-        assert_eq!(parse_name("00000000000000000003.json"), Some((3, WalFormat::Json)));
-        for bad in ["x.bin", ".json", "12", "-1.bin", "99999999999999999999999.bin", "1.bin.tmp"] {
+        assert_eq!(
+            key("_vectors/", "d", 12),
+            "_vectors/d.wal/00000000000000000012.bin"
+        );
+        assert_eq!(
+            parse_name("00000000000000000012.bin"),
+            Some((12, WalFormat::Binary))
+        );
+        assert_eq!(
+            parse_name("00000000000000000003.json"),
+            Some((3, WalFormat::Json))
+        );
+        for bad in [
+            "x.bin",
+            ".json",
+            "12",
+            "-1.bin",
+            "99999999999999999999999.bin",
+            "1.bin.tmp",
+        ] {
             assert_eq!(parse_name(bad), None, "{bad}");
         }
     }

@@ -25,8 +25,11 @@ fn budget() -> Duration {
 
 /// Runs `test` on generated cases, in rounds of 64, until the budget is
 /// spent (at least one round). A failure panics with proptest's minimal case.
-fn fuzz_for<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn fuzz_for<S: Strategy>(
+    name: &str,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
     let deadline = Instant::now() + budget();

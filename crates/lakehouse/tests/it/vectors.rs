@@ -170,8 +170,12 @@ fn write_parquet(path: &std::path::Path, n: usize, dim: usize) {
     let lang: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..n).map(|i| if i % 2 == 0 { "en" } else { "fr" }),
     ));
-    let rb = arrow::array::RecordBatch::try_from_iter([("id", ids), ("vector", vectors), ("lang", lang)])
-        .unwrap();
+    let rb = arrow::array::RecordBatch::try_from_iter([
+        ("id", ids),
+        ("vector", vectors),
+        ("lang", lang),
+    ])
+    .unwrap();
     let f = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, rb.schema(), None).unwrap();
     w.write(&rb).unwrap();
@@ -189,16 +193,33 @@ async fn cli_adds_parquet_and_arrow_files() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[], &[]);
     let url = server.url.as_str();
-    let (s, out, err) = run_cli(&["vectors", "create", "pq", "--dim", "8", "--metric", "l2", "--url", url], &[]);
+    let (s, out, err) = run_cli(
+        &[
+            "vectors", "create", "pq", "--dim", "8", "--metric", "l2", "--url", url,
+        ],
+        &[],
+    );
     assert!(s.success(), "{out}{err}");
     let file = dir.path().join("emb.parquet");
     write_parquet(&file, 2500, 8);
     let (s, out, err) = run_cli(
-        &["vectors", "add", "pq", file.to_str().unwrap(), "--batch", "1000", "--url", url],
+        &[
+            "vectors",
+            "add",
+            "pq",
+            file.to_str().unwrap(),
+            "--batch",
+            "1000",
+            "--url",
+            url,
+        ],
         &[],
     );
     assert!(s.success(), "{out}{err}");
-    assert!(out.contains("added 2500 items to pq; it now has 2500"), "{out}");
+    assert!(
+        out.contains("added 2500 items to pq; it now has 2500"),
+        "{out}"
+    );
     let wal = dir.path().join("objects/_vectors/pq.wal");
     let mut entries: Vec<String> = std::fs::read_dir(&wal)
         .unwrap()
@@ -209,12 +230,18 @@ async fn cli_adds_parquet_and_arrow_files() {
     assert!(entries.iter().all(|e| e.ends_with(".bin")), "{entries:?}");
     let q = serde_json::to_string(&vector(1001, 8)).unwrap();
     let (s, out, err) = run_cli(
-        &["vectors", "search", "pq", "--vector", &q, "-k", "1", "--filter", "lang=fr", "--url", url],
+        &[
+            "vectors", "search", "pq", "--vector", &q, "-k", "1", "--filter", "lang=fr", "--url",
+            url,
+        ],
         &[],
     );
     assert!(s.success(), "{out}{err}");
     let hit = out.lines().nth(1).unwrap();
-    assert!(hit.starts_with("1001 ") && hit.contains("\"lang\":\"fr\""), "{out}");
+    assert!(
+        hit.starts_with("1001 ") && hit.contains("\"lang\":\"fr\""),
+        "{out}"
+    );
 
     // An Arrow IPC stream file with a JSON metadata column and ragged lists.
     let ids: ArrayRef = Arc::new(StringArray::from(vec!["x", "y"]));
@@ -223,8 +250,12 @@ async fn cli_adds_parquet_and_arrow_files() {
         Some(vector(9008, 8).into_iter().map(Some).collect()),
     ]));
     let md: ArrayRef = Arc::new(StringArray::from(vec![Some("{\"tag\": 1}"), None]));
-    let rb = arrow::array::RecordBatch::try_from_iter([("id", ids), ("vector", vectors), ("metadata", md)])
-        .unwrap();
+    let rb = arrow::array::RecordBatch::try_from_iter([
+        ("id", ids),
+        ("vector", vectors),
+        ("metadata", md),
+    ])
+    .unwrap();
     let arrow_file = dir.path().join("more.arrows");
     {
         let f = std::fs::File::create(&arrow_file).unwrap();
@@ -232,13 +263,31 @@ async fn cli_adds_parquet_and_arrow_files() {
         w.write(&rb).unwrap();
         w.finish().unwrap();
     }
-    let (s, out, err) = run_cli(&["vectors", "add", "pq", arrow_file.to_str().unwrap(), "--url", url], &[]);
+    let (s, out, err) = run_cli(
+        &[
+            "vectors",
+            "add",
+            "pq",
+            arrow_file.to_str().unwrap(),
+            "--url",
+            url,
+        ],
+        &[],
+    );
     assert!(s.success(), "{out}{err}");
     assert!(out.contains("it now has 2502"), "{out}");
     let q = serde_json::to_string(&vector(9007, 8)).unwrap();
-    let (s, out, _) = run_cli(&["vectors", "search", "pq", "--vector", &q, "-k", "1", "--url", url], &[]);
+    let (s, out, _) = run_cli(
+        &[
+            "vectors", "search", "pq", "--vector", &q, "-k", "1", "--url", url,
+        ],
+        &[],
+    );
     assert!(s.success());
-    assert!(out.lines().nth(1).unwrap().starts_with("x ") && out.contains("\"tag\":1"), "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("x ") && out.contains("\"tag\":1"),
+        "{out}"
+    );
 }
 
 /// A damaged log entry refuses the start, naming the object: skipping it
@@ -249,9 +298,16 @@ async fn a_corrupt_log_entry_refuses_the_start_naming_it() {
     let mut server = Server::start(dir.path(), &[], &[]);
     let http = reqwest::Client::new();
     let base = format!("{}/vectors/indexes", server.url);
-    let (s, _) = post(&http, base.clone(), json!({"name": "emb", "dim": 4, "metric": "l2"})).await;
+    let (s, _) = post(
+        &http,
+        base.clone(),
+        json!({"name": "emb", "dim": 4, "metric": "l2"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
-    let items: Vec<Value> = (0..10).map(|i| json!({"id": format!("d{i}"), "vector": vector(i, 4)})).collect();
+    let items: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("d{i}"), "vector": vector(i, 4)}))
+        .collect();
     let (s, v) = post(&http, format!("{base}/emb/add"), json!({ "items": items })).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     server.kill9();

@@ -158,7 +158,11 @@ fn sample_batch(from: usize, n: usize) -> Batch {
     let mut b = Batch::new();
     for i in from..from + n {
         let md = (i % 3 != 0).then(|| json!({"g": i % 5, "t": format!("x{i}")}));
-        b.push(format!("id-{i}"), &vector(i), md.and_then(|m| m.as_object().cloned()));
+        b.push(
+            format!("id-{i}"),
+            &vector(i),
+            md.and_then(|m| m.as_object().cloned()),
+        );
     }
     b
 }
@@ -334,11 +338,17 @@ fn env_edit() -> impl Strategy<Value = EnvEdit> {
         (any::<At>(), num.clone()).prop_map(|(a, k)| EnvEdit::ItemKey(a, k)),
         (any::<At>(), any::<At>()).prop_map(|(a, b)| EnvEdit::SameKey(a, b)),
         (any::<At>(), any::<At>()).prop_map(|(a, b)| EnvEdit::SameId(a, b)),
-        (prop::sample::select(vec!["dim", "m", "ef_construction"]), num)
+        (
+            prop::sample::select(vec!["dim", "m", "ef_construction"]),
+            num
+        )
             .prop_map(|(p, v)| EnvEdit::Param(p, v)),
         prop::sample::select(vec!["l2", "dot", "cosine", "hamming"]).prop_map(EnvEdit::Metric),
         "[a-z./]{0,6}".prop_map(EnvEdit::Name),
-        (any::<At>(), prop_oneof![Just(Value::Null), Just(json!([1])), Just(json!({"g": 1}))])
+        (
+            any::<At>(),
+            prop_oneof![Just(Value::Null), Just(json!([1])), Just(json!({"g": 1}))]
+        )
             .prop_map(|(a, v)| EnvEdit::Metadata(a, v)),
     ]
 }
@@ -508,7 +518,10 @@ fn regression_envelope_counters_at_the_top_of_u64() {
         let err = rt
             .block_on(async {
                 let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-                store.put(&Path::from(SNAP), PutPayload::from(b)).await.unwrap();
+                store
+                    .put(&Path::from(SNAP), PutPayload::from(b))
+                    .await
+                    .unwrap();
                 VectorService::open(store, VectorConfig::default()).await
             })
             .err()
