@@ -92,9 +92,17 @@ pub fn redact(mut config: Value) -> Value {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["token", "secret", "password", "passwd", "credential", "private", "access_key"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "private",
+        "access_key",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
         || k.ends_with("_key")
         || k == "key"
 }
@@ -204,7 +212,11 @@ mod tests {
         let c = &body["config"];
         assert_eq!(c["storaged"]["secret_access_key"], HIDDEN);
         assert_eq!(c["storaged"]["access_key_id"], HIDDEN);
-        assert_eq!(c["storaged"]["session_token"], Value::Null, "unset stays unset");
+        assert_eq!(
+            c["storaged"]["session_token"],
+            Value::Null,
+            "unset stays unset"
+        );
         assert_eq!(c["storaged"]["endpoint"], "http://minio:9000");
         assert_eq!(c["server"]["data_dir"], "/srv/lake");
         assert_eq!(c["auth"]["service_token"], HIDDEN);
@@ -227,8 +239,12 @@ mod tests {
 
     #[test]
     fn secret_keys_hide_whole_values() {
-        let v = redact(json!({"credentials": {"user": "u", "pass": "p"}, "x": [{"private_key": 7}]}));
-        assert_eq!(v, json!({"credentials": HIDDEN, "x": [{"private_key": HIDDEN}]}));
+        let v =
+            redact(json!({"credentials": {"user": "u", "pass": "p"}, "x": [{"private_key": 7}]}));
+        assert_eq!(
+            v,
+            json!({"credentials": HIDDEN, "x": [{"private_key": HIDDEN}]})
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ fn send(a: &'static Asset, req: &HeaderMap, cache: &'static str) -> Response {
                 gz,
             )
                 .into_response(),
-            None => ([(header::CONTENT_TYPE, HeaderValue::from_static(a.mime))], a.raw)
+            None => (
+                [(header::CONTENT_TYPE, HeaderValue::from_static(a.mime))],
+                a.raw,
+            )
                 .into_response(),
         }
     };
@@ -202,8 +205,14 @@ mod tests {
 
     #[test]
     fn gzip_negotiation() {
-        assert!(accepts_gzip(&hm(&[("accept-encoding", "gzip, deflate, br")])));
-        assert!(accepts_gzip(&hm(&[("accept-encoding", "br;q=1.0, GZIP;q=0.5")])));
+        assert!(accepts_gzip(&hm(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&hm(&[(
+            "accept-encoding",
+            "br;q=1.0, GZIP;q=0.5"
+        )])));
         assert!(accepts_gzip(&hm(&[("accept-encoding", "*")])));
         assert!(!accepts_gzip(&hm(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&hm(&[("accept-encoding", "identity")])));

@@ -20,7 +20,10 @@ async fn get(path: &str, headers: &[(&str, &str)]) -> axum::response::Response {
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    app().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    app()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn body(resp: axum::response::Response) -> Vec<u8> {

@@ -39,9 +39,16 @@ async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
 /// The page, one of its files and the info route: what every console needs.
 async fn check_served(base: &str, token: Option<&str>) -> Value {
     let page = get(&format!("{base}/ui/"), None).await;
-    assert_eq!(page.status(), StatusCode::OK, "the page loads without a token");
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the page loads without a token"
+    );
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let html = page.text().await.unwrap();
     let app = html
@@ -50,7 +57,12 @@ async fn check_served(base: &str, token: Option<&str>) -> Value {
         .expect("the page names its script");
     let script = get(&format!("{base}/ui/{app}"), None).await;
     assert_eq!(script.status(), StatusCode::OK);
-    assert!(script.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(
+        script.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
     let info = get(&format!("{base}/ui/api/info"), token).await;
     assert_eq!(info.status(), StatusCode::OK);
     info.json().await.unwrap()
@@ -75,7 +87,11 @@ async fn console_files_are_open_and_its_api_needs_a_role() {
     let r = get(&format!("{}/ui/api/info", s.url), None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = get(&format!("{}/ui/elsewhere", s.url), None).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "only the files are open");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "only the files are open"
+    );
     // A 403 names the role it needs, for the console to show.
     let r = reqwest::Client::new()
         .post(format!("{}/ingest/t?format=csv", s.url))
@@ -142,7 +158,9 @@ fn browser_suite() {
         if std::env::var("LAKEHOUSE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") {
             panic!("the browser suite cannot run: {why} (LAKEHOUSE_TEST_REQUIRE_BROWSER=1)");
         }
-        eprintln!("SKIPPED browser_suite: {why}; set LAKEHOUSE_TEST_REQUIRE_BROWSER=1 to fail instead");
+        eprintln!(
+            "SKIPPED browser_suite: {why}; set LAKEHOUSE_TEST_REQUIRE_BROWSER=1 to fail instead"
+        );
         return;
     }
     let open_dir = tempfile::tempdir().unwrap();
@@ -179,6 +197,9 @@ fn browser_suite() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    eprintln!("console screenshots and measurements: {}", artifacts.display());
+    eprintln!(
+        "console screenshots and measurements: {}",
+        artifacts.display()
+    );
     assert!(status.success(), "the browser suite failed ({status})");
 }
