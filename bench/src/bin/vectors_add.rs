@@ -188,7 +188,7 @@ fn engine_build(a: &Args, d: &Data) -> anyhow::Result<f64> {
 }
 
 /// Seconds for hnswlib's `add_items` on every core (as `peers_ann.py`).
-fn hnswlib_build(a: &Args, d: &Data) -> anyhow::Result<f64> {
+fn hnswlib_build(a: &Args) -> anyhow::Result<f64> {
     let script = r#"
 import json, os, sys, time
 import numpy as np, hnswlib
@@ -225,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let (mut hnswlib, mut engine, mut json, mut arrow) = (vec![], vec![], vec![], vec![]);
     for round in 1..=a.rounds.max(1) {
-        hnswlib.push(hnswlib_build(&a, &d)?);
+        hnswlib.push(hnswlib_build(&a)?);
         engine.push(engine_build(&a, &d)?);
         json.push(add_all(&a, &d, Wire::Json).await?);
         arrow.push(add_all(&a, &d, Wire::Arrow).await?);

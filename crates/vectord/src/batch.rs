@@ -16,6 +16,9 @@ use crate::error::{Result, VectorError};
 use crate::limits;
 use crate::service::{IndexSpec, Item};
 
+/// One item's metadata, as added.
+pub(crate) type ItemMetadata = Option<Map<String, Value>>;
+
 /// The items of one batch add. Item `i` is `(id(i), vector(i), metadata(i))`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -139,7 +142,7 @@ impl Batch {
 
     /// Splits into ids, values and metadata (valid only after [`Batch::validate`],
     /// when item `i`'s values are `values[i * dim..(i + 1) * dim]`).
-    pub(crate) fn into_parts(self) -> (Vec<String>, Vec<f32>, Vec<Option<Map<String, Value>>>) {
+    pub(crate) fn into_parts(self) -> (Vec<String>, Vec<f32>, Vec<ItemMetadata>) {
         (self.ids, self.values, self.metadata)
     }
 
