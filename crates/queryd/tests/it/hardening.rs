@@ -271,6 +271,18 @@ async fn dropping_the_request_cancels_the_query() {
     let waited = wait_idle(&engine).await;
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert_eq!(engine.query_stats().cancelled_disconnected, 1);
+    // A nested-loop join evaluates a probe batch against every left row in
+    // one poll: its probe side is sliced, so it stops promptly too.
+    let nlj = "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b \
+               WHERE a.value + b.value = 7";
+    let pending = tokio::time::timeout(Duration::from_millis(1500), engine.sql(nlj, Format::Json));
+    assert!(pending.await.is_err(), "the nested-loop join answered?");
+    let waited = wait_idle(&engine).await;
+    assert!(
+        waited < Duration::from_secs(2),
+        "nested-loop join: {waited:?}"
+    );
+    assert_eq!(engine.query_stats().cancelled_disconnected, 2);
     // Mid-stream.
     let mut s = engine
         .sql(

@@ -1810,7 +1810,7 @@ fn ingest_options(t: &mut Vec<Case>) {
         ("delimiter=\\n", "delimiter=%0A"),
         ("delimiter=\\r", "delimiter=%0D"),
         ("quote=\\n", "quote=%0A"),
-        ("delimiter = quote", "delimiter=%22"),
+        ("delimiter = quote", "delimiter=%22&quote=%22"),
         ("two-byte delimiter", "delimiter=ab"),
         ("empty delimiter", "delimiter="),
     ]
@@ -1829,6 +1829,21 @@ fn ingest_options(t: &mut Vec<Case>) {
             .done(),
         );
     }
+    // A `"` delimiter alone works: the quote becomes `'` (README), every row read.
+    t.push(
+        ingest(
+            "delimiter=\" alone reads with ' as the quote",
+            "adv_delim_dq",
+            "format=csv&delimiter=%22",
+            &b"a\"b\n1\"2\n3\"4"[..],
+        )
+        .status(201)
+        .then(Then::SqlCount {
+            sql: "SELECT count(*) AS n FROM adv_delim_dq WHERE b IS NOT NULL".into(),
+            n: 2,
+        })
+        .done(),
+    );
     for (label, q) in [
         ("format=xml", "format=xml"),
         ("mode=upsert", "format=csv&mode=upsert"),
