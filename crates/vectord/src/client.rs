@@ -29,6 +29,9 @@ pub trait Vectors: Send + Sync {
     /// Many queries at once; one list of hits per query, in order (over
     /// HTTP: the queries as an Arrow IPC body).
     async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>>;
+    /// One item: its vector (as stored: unit length in a cosine index) and
+    /// metadata.
+    async fn get_item(&self, name: &str, id: &str) -> Result<Item>;
     async fn delete_item(&self, name: &str, id: &str) -> Result<()>;
 }
 
@@ -57,6 +60,9 @@ impl Vectors for VectorService {
     }
     async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
         VectorService::search_batch(self, name, req).await
+    }
+    async fn get_item(&self, name: &str, id: &str) -> Result<Item> {
+        VectorService::get_item(self, name, id)
     }
     async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
         VectorService::delete_item(self, name, id).await
@@ -130,6 +136,10 @@ impl VectorClient {
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => VectorError::Denied {
                 forbidden: status == StatusCode::FORBIDDEN,
                 message: msg,
+            },
+            (StatusCode::NOT_FOUND, "item_not_found") => VectorError::ItemNotFound {
+                index: what.to_string(),
+                id: v["error"]["id"].as_str().unwrap_or_default().to_string(),
             },
             (StatusCode::NOT_FOUND, _) => VectorError::IndexNotFound(format!("{what}: {msg}")),
             (StatusCode::CONFLICT, _) => VectorError::ParamsConflict {
@@ -257,23 +267,29 @@ impl Vectors for VectorClient {
             .unwrap_or_default())
     }
 
+    async fn get_item(&self, name: &str, id: &str) -> Result<Item> {
+        let url = self.url(&format!("/{name}/items/{}", item_path(id)));
+        self.send(self.http.get(url), name)
+            .await?
+            .ok_or_else(|| VectorError::Internal("vectord answered an item with no body".into()))
+    }
+
     async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
-        let id: String = id
-            .split('/')
-            .map(|s| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        let _: Option<serde_json::Value> = self
-            .send(
-                self.http.delete(self.url(&format!("/{name}/items/{id}"))),
-                name,
-            )
-            .await?;
+        let url = self.url(&format!("/{name}/items/{}", item_path(id)));
+        let _: Option<serde_json::Value> = self.send(self.http.delete(url), name).await?;
         Ok(())
     }
+}
+
+/// An item id as URL path segments (a `/` in the id stays a separator, as
+/// the route's `{*id}` reads it back).
+fn item_path(id: &str) -> String {
+    id.split('/')
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn detail_usize(v: &serde_json::Value, key: &str) -> usize {

@@ -8,7 +8,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use lakehouse_common::{ApiError, ApiJson};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -27,7 +27,10 @@ pub fn router(svc: Arc<VectorService>) -> Router {
         .route("/vectors/indexes/{name}", get(info).delete(drop_index))
         .route("/vectors/indexes/{name}/add", post(add))
         .route("/vectors/indexes/{name}/search", post(search))
-        .route("/vectors/indexes/{name}/items/{*id}", delete(delete_item))
+        .route(
+            "/vectors/indexes/{name}/items/{*id}",
+            get(get_item).delete(delete_item),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc)
 }
@@ -59,8 +62,9 @@ impl From<VectorError> for ApiError {
                 .with_detail("got", got)
                 .with_detail("limit", limit),
             VectorError::ParamsConflict { .. } => ApiError::conflict("params_conflict", msg),
-            VectorError::IndexNotFound(_) | VectorError::ItemNotFound { .. } => {
-                ApiError::not_found(msg)
+            VectorError::IndexNotFound(_) => ApiError::not_found(msg),
+            VectorError::ItemNotFound { id, .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "item_not_found", msg).with_detail("id", id)
             }
             VectorError::Storage(_) | VectorError::Corrupt { .. } | VectorError::Internal(_) => {
                 ApiError::internal(&e)
@@ -300,6 +304,14 @@ async fn search(
         )
         .into()),
     }
+}
+
+async fn get_item(
+    State(svc): State<Arc<VectorService>>,
+    p: Result<UrlPath<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let UrlPath((n, id)) = p.map_err(|r| ApiError::bad_request("invalid_name", r.body_text()))?;
+    Ok(axum::Json(svc.get_item(&n, &id)?).into_response())
 }
 
 async fn delete_item(

@@ -343,6 +343,15 @@ impl VectorService {
         Ok(())
     }
 
+    /// One item with its vector and metadata.
+    pub fn get_item(&self, name: &str, id: &str) -> Result<Item> {
+        let state = self.get_state(name)?;
+        state.item(id).ok_or_else(|| VectorError::ItemNotFound {
+            index: name.to_string(),
+            id: id.to_string(),
+        })
+    }
+
     pub async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
         let state = self.get_state(name)?;
         let mut writer = state.writer.lock().await;

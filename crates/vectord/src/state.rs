@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::batch::Batch;
 use crate::error::{Result, VectorError};
 use crate::lhv1::{self, Envelope, EnvelopeMetadata, ItemRecord};
-use crate::service::{Hit, IndexInfo, IndexSpec};
+use crate::service::{Hit, IndexInfo, IndexSpec, Item};
 
 /// Largest item key and log sequence number: no index gets near 2^62
 /// writes, so counters below it never overflow, and a stored value above it
@@ -120,6 +120,20 @@ impl IndexState {
             }
             None => false,
         }
+    }
+
+    /// One item as stored: its vector (unit length in a cosine index) and
+    /// metadata.
+    pub fn item(&self, id: &str) -> Option<Item> {
+        let meta = self.meta.read();
+        let key = *meta.by_id.get(id)?;
+        let vector = self.index.get(key)?;
+        let metadata = meta.items.get(&key).and_then(|(_, md)| md.clone());
+        Some(Item {
+            id: id.to_string(),
+            vector,
+            metadata,
+        })
     }
 
     pub fn count(&self) -> usize {

@@ -333,6 +333,25 @@ def test_vector_search_with_a_filter(page, api, open_url, artifacts):
     page.fill("[data-testid=vector-input]", "[1, 0]")
     page.click("[data-testid=vector-search]")
     assert "has 4 dimensions" in page.inner_text("[data-testid=vector-results] .error-box")
+
+    # Neighbours of an item: the server returns its vector, the page searches with it.
+    code, item = api.json("GET", "/vectors/indexes/docs/items/c")
+    assert code == 200 and item["metadata"]["title"] == "gamma", item
+    _, want = api.json("POST", "/vectors/indexes/docs/search", {"vector": item["vector"], "k": 4})
+    page.click("text=Neighbours of an id")
+    page.fill("input[aria-label='Item id']", "c")
+    page.fill("input[aria-label=k]", "4")
+    page.click("text=remove")
+    page.click("[data-testid=vector-search]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=vector-results] tbody tr td:nth-child(2)')?.innerText === 'c'")
+    got = page.locator("[data-testid=vector-results] tbody tr td:nth-child(2)").all_inner_texts()
+    assert got == [w["id"] for w in want], (got, want)
+    # An unknown id is explained.
+    page.fill("input[aria-label='Item id']", "nope")
+    page.click("[data-testid=vector-search]")
+    page.wait_for_selector("[data-testid=vector-results] .error-box")
+    assert "nope" in page.inner_text("[data-testid=vector-results] .error-box")
     no_injection(page)
 
 

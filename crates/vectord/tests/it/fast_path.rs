@@ -575,6 +575,43 @@ async fn client_sends_arrow_and_gets_typed_errors() {
         .unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h[0].id.as_str()).collect();
     assert_eq!(ids, ["item-0", "item-1", "item-2", "item-3", "item-4"]);
+    // One item back (an id with a `/` and a space), and typed not-found errors.
+    let mut odd = Batch::new();
+    odd.push(
+        "a/b c".into(),
+        &data[0],
+        json!({"k": 1}).as_object().cloned(),
+    );
+    client.add_batch("c", odd).await.unwrap();
+    let item = client.get_item("c", "a/b c").await.unwrap();
+    assert_eq!(
+        (item.id.as_str(), item.metadata),
+        ("a/b c", json!({"k": 1}).as_object().cloned())
+    );
+    let hit = client
+        .search(
+            "c",
+            SearchRequest {
+                vector: item.vector,
+                k: 1,
+                ef: None,
+                filter: json!({"k": 1}).as_object().cloned(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (hit[0].id.as_str(), hit[0].distance.abs() < 1e-5),
+        ("a/b c", true)
+    );
+    match client.get_item("c", "missing").await {
+        Err(VectorError::ItemNotFound { id, .. }) => assert_eq!(id, "missing"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.get_item("nope", "x").await,
+        Err(VectorError::IndexNotFound(_))
+    ));
     let filtered = client
         .search_batch(
             "c",
@@ -610,5 +647,5 @@ async fn client_sends_arrow_and_gets_typed_errors() {
             .await,
         Err(VectorError::InvalidSearch(_))
     ));
-    assert_eq!(client.get("c").await.unwrap().count, 300);
+    assert_eq!(client.get("c").await.unwrap().count, 301);
 }

@@ -570,6 +570,24 @@ mod router {
             (StatusCode::OK, Some(2), Some(2))
         );
         assert!(v["memory_bytes"].as_u64().unwrap() > 0);
+        // One item, with its (unit, cosine) vector and metadata.
+        let (s, v) = call(&app, "GET", "/vectors/indexes/docs/items/a", Value::Null).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["vector"], json!([1.0, 0.0]));
+        assert_eq!(v["metadata"]["lang"], "en");
+        let (s, v) = call(&app, "GET", "/vectors/indexes/docs/items/b", Value::Null).await;
+        assert_eq!((s, v.get("metadata")), (StatusCode::OK, None), "{v}");
+        let (s, v) = call(&app, "GET", "/vectors/indexes/docs/items/zz", Value::Null).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str(), v["error"]["id"].as_str()),
+            (StatusCode::NOT_FOUND, Some("item_not_found"), Some("zz"))
+        );
+        let (s, v) = call(&app, "GET", "/vectors/indexes/nope/items/a", Value::Null).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
         assert_eq!(
             call(&app, "DELETE", "/vectors/indexes/docs/items/a", Value::Null)
                 .await

@@ -1259,7 +1259,8 @@ fn methods(t: &mut Vec<Case>) {
         ("PATCH", format!("/vectors/indexes/{FX_IDX}")),
         ("GET", format!("/vectors/indexes/{FX_IDX}/add")),
         ("GET", format!("/vectors/indexes/{FX_IDX}/search")),
-        ("GET", format!("/vectors/indexes/{FX_IDX}/items/f1")),
+        ("PUT", format!("/vectors/indexes/{FX_IDX}/items/f1")),
+        ("POST", format!("/vectors/indexes/{FX_IDX}/items/f1")),
         ("POST", "/health".into()),
         ("DELETE", "/ready".into()),
     ];
@@ -2558,6 +2559,56 @@ fn vectors_add(t: &mut Vec<Case>) {
 fn vectors_paths(t: &mut Vec<Case>) {
     let admin =
         |label: &str, m: &str, target: String| case(Family::Vectors, label, m, target, Role::Admin);
+    // One item: a read token may look, the answer is exactly the item.
+    t.push(
+        case(
+            Family::Vectors,
+            "GET an item as read",
+            "GET",
+            format!("/vectors/indexes/{FX_IDX}/items/f3"),
+            Role::Read,
+        )
+        .status(200)
+        .done(),
+    );
+    for (label, id, code) in [
+        ("GET a missing item", "nope".to_string(), "item_not_found"),
+        (
+            "GET a 5000-byte item id",
+            "i".repeat(5000),
+            "item_not_found",
+        ),
+        (
+            "GET item ..%2f..%2fx",
+            "..%2f..%2fx".to_string(),
+            "item_not_found",
+        ),
+    ] {
+        t.push(
+            case(
+                Family::Vectors,
+                label,
+                "GET",
+                format!("/vectors/indexes/{FX_IDX}/items/{id}"),
+                Role::Read,
+            )
+            .status(404)
+            .code(code)
+            .done(),
+        );
+    }
+    t.push(
+        case(
+            Family::Vectors,
+            "GET an item of a missing index",
+            "GET",
+            "/vectors/indexes/nope_idx/items/f1",
+            Role::Read,
+        )
+        .status(404)
+        .code("not_found")
+        .done(),
+    );
     t.push(
         admin(
             "delete a 5000-byte item id",
