@@ -8,7 +8,8 @@
 //! concurrency). Every figure is the median of the runs; each register run
 //! starts from an empty catalog on a fresh directory whose objects were
 //! written beforehand (a register checks that each object exists, has its
-//! size and ends like Parquet: a HEAD and an 8-byte GET per new object).
+//! size and starts and ends like Parquet: a HEAD and ranged GETs of its
+//! first 4 and last 8 bytes per new object).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +29,8 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The smallest file that ends like Parquet: magic, footer length 0, magic.
+/// The smallest file that starts and ends like Parquet: magic, footer
+/// length 0, magic.
 const OBJECT: &[u8] = b"PAR1\0\0\0\0PAR1";
 
 /// A register like ingest makes: a few objects per dataset.

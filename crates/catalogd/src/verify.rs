@@ -1,10 +1,10 @@
 //! Register-time checks of the objects a manifest is about to reference:
-//! each exists, has the stated size and ends like a Parquet file (its last
-//! 8 bytes are a footer length that fits and the magic `PAR1`).
+//! each exists, has the stated size and starts and ends like a Parquet file
+//! (the magic `PAR1` first; last, a footer length that fits and `PAR1`).
 //!
 //! Checks run concurrently, at most [`VERIFY_CONCURRENCY`] at a time, and
 //! report the first bad object in request order, so the answer does not
-//! depend on timing. Each costs a `HEAD` and an 8-byte ranged `GET`.
+//! depend on timing. Each costs a `HEAD` and ranged `GET`s of its first 4 and last 8 bytes.
 
 use std::sync::Arc;
 
@@ -85,17 +85,35 @@ async fn verify_one(store: &dyn ObjectStore, index: usize, o: &ObjectRef) -> Res
         }
         .at(index, &o.key));
     }
-    let tail = match store
-        .get_range(&path, o.size.saturating_sub(8)..o.size)
-        .await
-    {
+    if o.size < MIN_PARQUET_LEN {
+        let why = format!(
+            "it is {} bytes, shorter than the smallest Parquet file ({MIN_PARQUET_LEN} bytes)",
+            o.size
+        );
+        return Err(ObjectError::NotParquet(why).at(index, &o.key));
+    }
+    let ends = match store.get_ranges(&path, &[0..4, o.size - 8..o.size]).await {
         Ok(b) => b,
         Err(object_store::Error::NotFound { .. }) => {
             return Err(ObjectError::Missing.at(index, &o.key));
         }
         Err(e) => return Err(storage(e)),
     };
-    parquet_tail(o.size, &tail).map_err(|why| ObjectError::NotParquet(why).at(index, &o.key))
+    let (head, tail) = match ends.as_slice() {
+        [head, tail] => (head.as_ref(), tail.as_ref()),
+        _ => (&[][..], &[][..]),
+    };
+    parquet_head(head)
+        .and_then(|()| parquet_tail(o.size, tail))
+        .map_err(|why| ObjectError::NotParquet(why).at(index, &o.key))
+}
+
+/// Checks the first 4 bytes of a file: the magic `PAR1`.
+fn parquet_head(head: &[u8]) -> Result<(), String> {
+    if head != PARQUET_MAGIC {
+        return Err("it does not start with the Parquet magic \"PAR1\"".to_string());
+    }
+    Ok(())
 }
 
 /// Checks the last 8 bytes of a `size`-byte file: a footer length that fits,
@@ -153,5 +171,8 @@ mod tests {
                 .contains("11 bytes")
         );
         assert!(parquet_tail(100, b"PAR1").is_err());
+        assert_eq!(parquet_head(b"PAR1"), Ok(()));
+        assert!(parquet_head(b"PARX").unwrap_err().contains("start"));
+        assert!(parquet_head(b"").is_err());
     }
 }

@@ -84,6 +84,18 @@ async fn register_refuses_missing_resized_and_non_parquet_objects() {
         )
         .await
         .unwrap();
+    for (key, bytes) in [
+        // Ends like Parquet, but the head is not the magic.
+        ("datasets/d/headless", b"JUNKPAR1\0\0\0\0PAR1".to_vec()),
+        // Starts like Parquet, but the tail is not.
+        ("datasets/d/tailless", b"PAR1 then no footer".to_vec()),
+    ] {
+        store
+            .inner
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+            .unwrap();
+    }
     let mut lying_footer = b"PAR1".repeat(4);
     lying_footer[8..12].copy_from_slice(&1000u32.to_le_bytes());
     store
@@ -100,6 +112,14 @@ async fn register_refuses_missing_resized_and_non_parquet_objects() {
         (obj(&good.key, good.size + 1, 3), &resized),
         (
             obj("datasets/d/notes.json", 35, 1),
+            "does not start with the Parquet magic",
+        ),
+        (
+            obj("datasets/d/headless", 16, 1),
+            "does not start with the Parquet magic",
+        ),
+        (
+            obj("datasets/d/tailless", 19, 1),
             "does not end in the Parquet magic",
         ),
         (
