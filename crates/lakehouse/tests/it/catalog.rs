@@ -8,13 +8,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Server, run_cli};
+use crate::support::{Server, parquet_file, run_cli};
 
 async fn register(http: &reqwest::Client, url: &str, body: Value) -> (StatusCode, Value) {
     let resp = http
@@ -38,37 +37,6 @@ fn dataset(name: &str, fp: &str, parts: u64) -> Value {
         .map(|i| json!({"key": format!("datasets/{name}/part-{i}.parquet"), "size": 1000 + i, "row_count": 10 * (i + 1)}))
         .collect();
     json!({"name": name, "schema_fingerprint": fp, "objects": objects})
-}
-
-/// A Parquet file of `rows` rows of one u64 column, padded with footer
-/// metadata to exactly `size` bytes.
-fn parquet_file(rows: u64, size: usize) -> Vec<u8> {
-    use arrow::array::{RecordBatch, UInt64Array};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use parquet::file::metadata::KeyValue;
-    use parquet::file::properties::WriterProperties;
-    let write = |pad: usize| -> Vec<u8> {
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
-        let column = Arc::new(UInt64Array::from_iter_values(0..rows));
-        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
-        let props = WriterProperties::builder()
-            .set_key_value_metadata(Some(vec![KeyValue::new("pad".into(), "p".repeat(pad))]))
-            .build();
-        let mut buf = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        buf
-    };
-    let mut pad = size.saturating_sub(write(0).len());
-    for _ in 0..8 {
-        let b = write(pad);
-        if b.len() == size {
-            return b;
-        }
-        pad = (pad + size).checked_sub(b.len()).expect("size too small");
-    }
-    panic!("cannot pad a Parquet file to {size} bytes");
 }
 
 /// Stores the objects a register body lists (real Parquet files of the
@@ -674,4 +642,68 @@ async fn overlong_segments_and_names_are_400() {
     );
     let (s, v) = send_json(http.get(format!("{url}/storage/list"))).await;
     assert_eq!((s, v["objects"].clone()), (StatusCode::OK, json!([])));
+}
+
+/// Damage after register (an object deleted, truncated or overwritten
+/// behind the catalog's back) is a JSON error naming the dataset and the
+/// object on every SELECT, never an opaque id; the server stays up.
+#[tokio::test]
+async fn damage_after_register_names_the_dataset_and_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    let (s, v) = send_json(
+        http.post(format!("{url}/ingest/hurt?format=csv"))
+            .body(csv_rows(50)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["objects"][0]["key"].as_str().unwrap().to_string();
+    let object = format!("{url}/storage/objects/{key}");
+    let original = http
+        .get(&object)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let select = || async {
+        let (s, v) = send_json(
+            http.post(format!("{url}/query/sql"))
+                .json(&json!({"sql": "SELECT count(*) AS n, sum(v) AS s FROM hurt"})),
+        )
+        .await;
+        (s, v)
+    };
+    let damages: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("truncated", Some(original[..original.len() - 7].to_vec())),
+        ("overwritten", Some(vec![b'x'; original.len()])),
+        ("deleted", None),
+    ];
+    for (what, bytes) in damages {
+        let r = match bytes {
+            Some(b) => http.put(&object).body(b).send().await.unwrap(),
+            None => http.delete(&object).send().await.unwrap(),
+        };
+        assert!(r.status().is_success(), "{what}: {}", r.status());
+        let (s, v) = select().await;
+        assert_eq!(
+            (s, v["error"]["code"].clone()),
+            (StatusCode::INTERNAL_SERVER_ERROR, json!("dataset_damaged")),
+            "{what}: {v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"hurt\"") && message.contains(&key),
+            "{what}: {message}"
+        );
+    }
+    // Restoring the object heals the dataset.
+    let r = http.put(&object).body(original).send().await.unwrap();
+    assert!(r.status().is_success());
+    let (s, v) = select().await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["n"], 50, "{v}");
 }
