@@ -508,9 +508,11 @@ mod tests {
         }
     }
 
-    /// Bytes that end like a Parquet file (the register checks only the tail).
+    /// Bytes that start and end like a Parquet file (the register checks
+    /// only the ends).
     fn parquet_like(size: usize) -> PutPayload {
-        let mut b = vec![0u8; size - 8];
+        let mut b = b"PAR1".to_vec();
+        b.resize(size - 8, 0);
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(b"PAR1");
         PutPayload::from(b)
