@@ -6,7 +6,10 @@
 //! Knobs (env): `CATALOG_BENCH_RUNS` (5), `CATALOG_BENCH_REGISTERS` (2000),
 //! `CATALOG_BENCH_MANIFESTS` (10000), `CATALOG_BENCH_CLIENTS` (16, HTTP
 //! concurrency). Every figure is the median of the runs; each register run
-//! starts from an empty catalog on a fresh directory.
+//! starts from an empty catalog on a fresh directory whose objects were
+//! written beforehand (a register checks that each object exists, has its
+//! size and starts and ends like Parquet: a HEAD and ranged GETs of its
+//! first 4 and last 8 bytes per new object).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use lakehouse_catalogd::{Catalog, CatalogClient, ObjectRef, RegisterRequest, Reg
 use lakehouse_common::Metrics;
 use lakehouse_common::server::{self, ServerOptions};
 use lakehouse_storaged::Backend;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -26,17 +29,45 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The smallest file that starts and ends like Parquet: magic, footer
+/// length 0, magic.
+const OBJECT: &[u8] = b"PAR1\0\0\0\0PAR1";
+
 /// A register like ingest makes: a few objects per dataset.
 fn request(i: usize) -> RegisterRequest {
     let name = format!("bench/ds-{i:06}");
     let objects = (0..4)
         .map(|p| ObjectRef {
             key: format!("datasets/{name}/part-{p}.parquet"),
-            size: 64 << 20,
+            size: OBJECT.len() as u64,
             row_count: 1_000_000,
         })
         .collect();
     RegisterRequest::new(name, "sha256:0123456789abcdef", objects)
+}
+
+/// Writes the objects of the first `n` requests.
+async fn put_objects(store: &Arc<dyn ObjectStore>, n: usize) -> anyhow::Result<()> {
+    let keys: Vec<String> = (0..n)
+        .flat_map(|i| request(i).objects.into_iter().map(|o| o.key))
+        .collect();
+    let mut puts = futures::stream::iter(keys)
+        .map(|k| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(
+                        &object_store::path::Path::from(k.as_str()),
+                        PutPayload::from_static(OBJECT),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(32);
+    while let Some(r) = puts.next().await {
+        r.context("writing an object")?;
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,7 +127,9 @@ async fn main() -> anyhow::Result<()> {
     let mut inproc = Vec::new();
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
-        let registry = Registry::empty(fs_store(dir.path()).await?);
+        let store = fs_store(dir.path()).await?;
+        put_objects(&store, registers).await?;
+        let registry = Registry::empty(store);
         inproc.push(run_registers(Arc::new(registry), registers, 1).await?);
     }
     println!("catalog register (in-process): {:.0}/s", median(inproc));
@@ -106,7 +139,9 @@ async fn main() -> anyhow::Result<()> {
         let mut rates = Vec::new();
         for _ in 0..runs {
             let dir = tempfile::tempdir()?;
-            let registry = Registry::empty(fs_store(dir.path()).await?);
+            let store = fs_store(dir.path()).await?;
+            put_objects(&store, registers).await?;
+            let registry = Registry::empty(store);
             let (url, task) = serve(registry).await?;
             let client: Arc<dyn Catalog> = Arc::new(CatalogClient::new(&url));
             rates.push(run_registers(client, registers, conc).await?);
@@ -123,7 +158,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let setup = Instant::now();
     {
-        let registry = Registry::empty(fs_store(dir.path()).await?);
+        let store = fs_store(dir.path()).await?;
+        put_objects(&store, manifests).await?;
+        let registry = Registry::empty(store);
         run_registers(Arc::new(registry), manifests, 1).await?;
     }
     println!(

@@ -124,6 +124,8 @@ pub fn kind_from(status: StatusCode, code: &str) -> ErrorKind {
         "invalid_request" | "invalid_json" | "invalid_body" | "unsupported_media_type" => {
             ErrorKind::InvalidRequest
         }
+        "invalid_object" => ErrorKind::InvalidObject,
+        "quarantined" => ErrorKind::Quarantined,
         "too_large" => ErrorKind::TooLarge,
         "fingerprint_conflict" => ErrorKind::FingerprintConflict,
         "version_mismatch" => ErrorKind::VersionMismatch,
@@ -190,10 +192,12 @@ mod tests {
             InvalidName,
             EmptyFingerprint,
             InvalidRequest,
+            InvalidObject,
             TooLarge,
             FingerprintConflict,
             VersionMismatch,
             NotFound,
+            Quarantined,
             Internal,
             Unavailable,
         ] {

@@ -8,6 +8,8 @@
 
 use crate::manifest::CodecError;
 use crate::name::NameError;
+use crate::owner::OwnershipError;
+use crate::verify::ObjectError;
 
 /// What went wrong, independent of where the catalog runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +18,11 @@ pub enum ErrorKind {
     InvalidName,
     /// 400: `schema_fingerprint` is empty.
     EmptyFingerprint,
-    /// 400: any other bad input (malformed JSON, bad object entry, …).
+    /// 400: any other bad input (malformed JSON, an object listed twice, …).
     InvalidRequest,
+    /// 400: an object the dataset may not reference: not its own, internal,
+    /// missing, of another size, or not Parquet.
+    InvalidObject,
     /// 413: the request body is over the limit.
     TooLarge,
     /// 409: the dataset exists with another schema fingerprint.
@@ -26,6 +31,9 @@ pub enum ErrorKind {
     VersionMismatch,
     /// 404: no such dataset.
     NotFound,
+    /// 409: the dataset's stored manifest references objects it does not
+    /// own; it is refused until an admin deletes it or it is registered again.
+    Quarantined,
     /// 500: a stored manifest cannot be decoded.
     CorruptManifest,
     /// 500: the object store failed.
@@ -64,8 +72,26 @@ pub enum CatalogError {
         expected: u64,
         actual: u64,
     },
+    #[error("objects[{index}] {key:?} cannot be registered: {source}")]
+    InvalidObject {
+        index: usize,
+        key: String,
+        #[source]
+        source: ObjectError,
+    },
     #[error("no dataset named {name:?}")]
     NotFound { name: String },
+    #[error(
+        "dataset {name:?} is quarantined: its stored manifest lists {object:?}, which it may not \
+         reference ({source}); an admin can delete it (DELETE /catalog/manifest/{name}), or it \
+         can be registered again with objects it owns"
+    )]
+    Quarantined {
+        name: String,
+        object: String,
+        #[source]
+        source: OwnershipError,
+    },
     #[error("corrupt manifest at {key}: {source}")]
     CorruptManifest {
         key: String,
@@ -108,6 +134,8 @@ impl CatalogError {
             CatalogError::InvalidName { .. } => ErrorKind::InvalidName,
             CatalogError::EmptyFingerprint => ErrorKind::EmptyFingerprint,
             CatalogError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            CatalogError::InvalidObject { .. } => ErrorKind::InvalidObject,
+            CatalogError::Quarantined { .. } => ErrorKind::Quarantined,
             CatalogError::FingerprintConflict { .. } => ErrorKind::FingerprintConflict,
             CatalogError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             CatalogError::NotFound { .. } => ErrorKind::NotFound,
@@ -127,8 +155,9 @@ impl CatalogError {
     }
 }
 
-/// Names can be kilobytes of junk; messages quote at most 128 characters.
-fn truncate_for_message(s: &str) -> String {
+/// Names and keys can be kilobytes of junk; messages quote at most 128
+/// characters.
+pub(crate) fn truncate_for_message(s: &str) -> String {
     if s.chars().count() <= 128 {
         s.to_string()
     } else {

@@ -56,10 +56,12 @@ pub fn status_and_code(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::InvalidName => (StatusCode::BAD_REQUEST, "invalid_name"),
         ErrorKind::EmptyFingerprint => (StatusCode::BAD_REQUEST, "empty_fingerprint"),
         ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+        ErrorKind::InvalidObject => (StatusCode::BAD_REQUEST, "invalid_object"),
         ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         ErrorKind::FingerprintConflict => (StatusCode::CONFLICT, "fingerprint_conflict"),
         ErrorKind::VersionMismatch => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ErrorKind::Quarantined => (StatusCode::CONFLICT, "quarantined"),
         ErrorKind::CorruptManifest | ErrorKind::Storage | ErrorKind::Internal => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
@@ -75,6 +77,8 @@ impl From<CatalogError> for ApiError {
             CatalogError::InvalidName { .. }
             | CatalogError::EmptyFingerprint
             | CatalogError::InvalidRequest(_)
+            | CatalogError::InvalidObject { .. }
+            | CatalogError::Quarantined { .. }
             | CatalogError::FingerprintConflict { .. }
             | CatalogError::VersionMismatch { .. }
             | CatalogError::NotFound { .. }

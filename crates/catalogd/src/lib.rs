@@ -6,13 +6,19 @@
 //! HTTP; [`http::router`] is the HTTP edge and [`CatalogClient`] implements the
 //! same [`Catalog`] trait over that HTTP API, so other services use a remote
 //! catalog exactly like an in-process one (`Arc<dyn Catalog>`).
+//!
+//! [`owns`] is the one rule for which objects a dataset may reference and
+//! delete; [`validate_name`] the one gate for dataset names. Every service
+//! calls these rather than re-deriving them.
 
 pub mod client;
 pub mod error;
 pub mod http;
 pub mod manifest;
 pub mod name;
+pub mod owner;
 pub mod registry;
+pub mod verify;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -20,8 +26,10 @@ use serde::{Deserialize, Serialize};
 pub use client::CatalogClient;
 pub use error::{CatalogError, ErrorKind, Result};
 pub use manifest::{DATASET_NAMESPACE, MANIFEST_PREFIX, Manifest, ObjectRef, dataset_id_for};
-pub use name::{NameError, manifest_key, validate_name};
-pub use registry::Registry;
+pub use name::{MAX_NAME_LEN, MAX_NAME_SEGMENT_LEN, NameError, manifest_key, validate_name};
+pub use owner::{DATASETS_PREFIX, OwnershipError, check_owned, dataset_prefix, owner_of, owns};
+pub use registry::{Quarantine, Registry};
+pub use verify::ObjectError;
 
 /// `POST /catalog/register`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +37,9 @@ pub use registry::Registry;
 pub struct RegisterRequest {
     pub name: String,
     pub schema_fingerprint: String,
-    /// The dataset's objects; they replace the previous list entirely.
+    /// The dataset's objects; they replace the previous list entirely. Each
+    /// must be owned by the dataset ([`owns`]) and exist with its `size` as
+    /// a Parquet file, else the register is refused (`InvalidObject`).
     #[serde(default)]
     pub objects: Vec<ObjectRef>,
     /// The dataset's row count. When omitted it is the sum of the objects'

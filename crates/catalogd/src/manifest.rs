@@ -27,7 +27,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::name::validate_name;
+use crate::error::CatalogError;
+use crate::name::{name_from_key, validate_name};
 
 /// Where manifests live in the object store.
 pub const MANIFEST_PREFIX: &str = "_catalog/manifests/";
@@ -85,6 +86,10 @@ pub enum CodecError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("{0}")]
     Invalid(String),
+    /// The Parquet or Arrow decoder panicked on malformed bytes (it does on
+    /// some; found by fuzzing, see `tests/it/fuzz.rs`).
+    #[error("the Parquet decoder failed on malformed bytes: {0}")]
+    Malformed(String),
 }
 
 fn invalid(msg: impl Into<String>) -> CodecError {
@@ -168,10 +173,42 @@ impl Manifest {
         Ok(Bytes::from(buf))
     }
 
+    /// Decodes the manifest stored at `key` (untrusted bytes): like
+    /// [`Manifest::decode`], and the manifest must be for the dataset its key
+    /// names. Every error is `CorruptManifest` naming `key`.
+    pub fn decode_stored(key: &str, bytes: Bytes) -> Result<Manifest, CatalogError> {
+        let corrupt = |source| CatalogError::CorruptManifest {
+            key: key.to_string(),
+            source,
+        };
+        let m = Manifest::decode(bytes).map_err(corrupt)?;
+        match name_from_key(key) {
+            Some(n) if n == m.name => Ok(m),
+            Some(n) => Err(corrupt(invalid(format!(
+                "the manifest is for dataset {:?}, but its key is for {n:?}",
+                m.name
+            )))),
+            None => Err(corrupt(invalid("the key is not a manifest key"))),
+        }
+    }
+
     /// Decodes and checks a manifest file: exactly one row, every column of
     /// the expected type and non-null, a valid name whose UUIDv5 is the
-    /// stored id.
+    /// stored id. Never panics: the Parquet and Arrow IPC decoders panic on
+    /// some malformed inputs, and such a panic is a `Malformed` error.
     pub fn decode(bytes: Bytes) -> Result<Manifest, CodecError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::decode_inner(bytes)))
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_string());
+                Err(CodecError::Malformed(msg))
+            })
+    }
+
+    fn decode_inner(bytes: Bytes) -> Result<Manifest, CodecError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
         match builder.schema().metadata().get(FORMAT_KEY) {
             Some(v) if v == FORMAT_VERSION => {}

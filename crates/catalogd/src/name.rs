@@ -3,17 +3,43 @@
 //!
 //! Grammar: 1..=256 bytes of lowercase ASCII letters, digits, `_`, `-`, `.`
 //! and `/`; no `..` anywhere; no leading or trailing `/`, no `//`, no `.`
-//! segment. A name becomes part of object keys (`_catalog/manifests/<name>.parquet`,
-//! `datasets/<name>/…`), so the rules guarantee it is a valid storaged key
-//! with no path tricks. One extra rule keeps names from colliding on
+//! segment; no segment longer than [`MAX_NAME_SEGMENT_LEN`] bytes. A name
+//! becomes part of object keys (`_catalog/manifests/<name>.parquet`,
+//! `datasets/<name>/<ingest-id>-NNNNN.parquet`), so the rules guarantee that
+//! every key built from it is a valid storaged key with no path tricks: each
+//! segment leaves room for the `.parquet` of the manifest file name within
+//! storaged's per-segment limit, and the longest name leaves room for the
+//! longest prefix and file name within its key limit (checked at compile
+//! time below). [`validate_name`] is the one function every service calls
+//! before it builds a key from a name. One extra rule keeps names from colliding on
 //! filesystem backends: a segment other than the last may not end in
 //! `.parquet`, because dataset `a` owns the file `a.parquet` and dataset
 //! `a.parquet/b` would need a directory of that same name.
 
+use lakehouse_storaged::key::{MAX_KEY_LEN, MAX_SEGMENT_LEN};
+
 use crate::manifest::MANIFEST_PREFIX;
+use crate::owner::DATASETS_PREFIX;
 
 /// Longest dataset name, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
+
+/// Longest segment of a dataset name, in bytes: the last segment becomes the
+/// manifest's file name `<segment>.parquet`, which must fit storaged's
+/// per-segment limit.
+pub const MAX_NAME_SEGMENT_LEN: usize = MAX_SEGMENT_LEN - MANIFEST_SUFFIX.len();
+
+const MANIFEST_SUFFIX: &str = ".parquet";
+
+/// Longest file name ingest gives an object: `<ingest-id>-NNNNN.parquet`,
+/// with room to spare.
+const MAX_OBJECT_FILE_LEN: usize = 64;
+
+// The longest name still makes valid keys.
+const _: () = assert!(MANIFEST_PREFIX.len() + MAX_NAME_LEN + MANIFEST_SUFFIX.len() <= MAX_KEY_LEN);
+const _: () =
+    assert!(DATASETS_PREFIX.len() + MAX_NAME_LEN + 1 + MAX_OBJECT_FILE_LEN <= MAX_KEY_LEN);
+const _: () = assert!(MAX_OBJECT_FILE_LEN <= MAX_SEGMENT_LEN);
 
 /// Why a dataset name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +62,11 @@ pub enum NameError {
     DotSegment,
     #[error("the segment {segment:?} ends in '.parquet', which only the last segment may")]
     ParquetSegment { segment: String },
+    #[error(
+        "a segment is {len} bytes long; the limit is {MAX_NAME_SEGMENT_LEN} bytes per segment \
+         (object keys built from the name must fit the storage's {MAX_SEGMENT_LEN}-byte segments)"
+    )]
+    SegmentTooLong { len: usize },
 }
 
 /// Checks `name` against the grammar above.
@@ -64,6 +95,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     let segments: Vec<&str> = name.split('/').collect();
     if segments.contains(&".") {
         return Err(NameError::DotSegment);
+    }
+    if let Some(seg) = segments.iter().find(|s| s.len() > MAX_NAME_SEGMENT_LEN) {
+        return Err(NameError::SegmentTooLong { len: seg.len() });
     }
     if let Some(seg) = segments[..segments.len() - 1]
         .iter()
@@ -100,7 +134,8 @@ mod tests {
             "x_y/z-1/.hidden",
             "a.parquet",
             "dir/a.parquet",
-            &"a".repeat(MAX_NAME_LEN),
+            &"a".repeat(MAX_NAME_SEGMENT_LEN),
+            &format!("{}/{}", "a".repeat(MAX_NAME_SEGMENT_LEN), "b".repeat(23)),
         ] {
             assert_eq!(validate_name(n), Ok(()), "{n:?}");
         }
@@ -113,6 +148,19 @@ mod tests {
             (
                 &"a".repeat(MAX_NAME_LEN + 1),
                 NameError::TooLong { len: 257 },
+            ),
+            // Was a 500 at ingest: `<name>.parquet` is past NAME_MAX.
+            (
+                &"a".repeat(MAX_NAME_LEN),
+                NameError::SegmentTooLong { len: 256 },
+            ),
+            (
+                &format!("x/{}", "a".repeat(MAX_NAME_SEGMENT_LEN + 1)),
+                NameError::SegmentTooLong { len: 233 },
+            ),
+            (
+                &format!("{}/x", "a".repeat(MAX_NAME_SEGMENT_LEN + 1)),
+                NameError::SegmentTooLong { len: 233 },
             ),
             ("Orders", NameError::InvalidChar { ch: 'O', pos: 0 }),
             ("a b", NameError::InvalidChar { ch: ' ', pos: 1 }),
@@ -146,5 +194,24 @@ mod tests {
         assert_eq!(name_from_key(&k), Some("tpch/lineitem"));
         assert_eq!(name_from_key("_catalog/manifests/x.json"), None);
         assert_eq!(name_from_key("datasets/x.parquet"), None);
+    }
+
+    /// Every key built from a valid name is a valid storaged key, for the
+    /// longest names the grammar allows.
+    #[test]
+    fn keys_built_from_the_longest_names_are_valid() {
+        use lakehouse_storaged::ObjectKey;
+        let seg = "a".repeat(MAX_NAME_SEGMENT_LEN);
+        let long_total = format!(
+            "{seg}/{}",
+            "b".repeat(MAX_NAME_LEN - MAX_NAME_SEGMENT_LEN - 1)
+        );
+        for name in [seg.as_str(), long_total.as_str()] {
+            assert_eq!(validate_name(name), Ok(()));
+            ObjectKey::parse(&manifest_key(name)).unwrap();
+            let object =
+                format!("{DATASETS_PREFIX}{name}/0000000000000-0123456789ab-00000.parquet");
+            ObjectKey::parse(&object).unwrap();
+        }
     }
 }

@@ -13,6 +13,20 @@
 //! failed write leaves the previous manifest in force, on disk and in memory.
 //! Mutations run on a spawned task so a caller that goes away mid-write (a
 //! dropped HTTP request) cannot leave the object written but memory stale.
+//!
+//! A register references only objects the dataset owns
+//! ([`crate::owner`]) that exist with the stated size and end like Parquet
+//! ([`crate::verify`]). Objects the dataset's current manifest already lists
+//! with the same size were checked when they were registered and are not
+//! fetched again, so an append costs checks for its new objects only. The
+//! checks run before the write lock is taken; only objects that a register
+//! committed in between made necessary are checked under it.
+//!
+//! Stored manifests are untrusted at start-up: one that decodes but lists a
+//! key its dataset does not own (another dataset's file, an internal key,
+//! `../../etc/passwd`) is loaded *quarantined*: it is listed, but `get`
+//! refuses it ([`CatalogError::Quarantined`]), so no service reads or
+//! deletes through it, until an admin deletes it or it is registered again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -23,16 +37,22 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::RwLock;
 
-use crate::error::{CatalogError, Result};
-use crate::manifest::{CodecError, MANIFEST_PREFIX, Manifest, dataset_id_for, now_micros};
+use crate::error::{CatalogError, Result, truncate_for_message};
+use crate::manifest::{
+    CodecError, MANIFEST_PREFIX, Manifest, ObjectRef, dataset_id_for, now_micros,
+};
 use crate::name::{manifest_key, name_from_key, validate_name};
+use crate::owner::{OwnershipError, check_owned};
+use crate::verify::{ObjectError, verify_objects};
 use crate::{Catalog, RegisterRequest, RegisterResponse};
 
 /// Manifests fetched and decoded at once during rehydrate.
 const REHYDRATE_CONCURRENCY: usize = 32;
 
-/// Longest object key a manifest may reference (storaged's key limit).
-const MAX_OBJECT_KEY_LEN: usize = 1024;
+/// Largest stored manifest read at start-up. A register body is capped at
+/// 4 MiB of JSON, whose manifest is smaller; anything far larger is not one
+/// of ours and is not read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// The in-process catalog. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
@@ -44,7 +64,46 @@ pub struct Registry {
 struct Inner {
     store: Arc<dyn ObjectStore>,
     write: tokio::sync::Mutex<()>,
-    map: RwLock<BTreeMap<String, Arc<Manifest>>>,
+    map: RwLock<BTreeMap<String, Arc<Entry>>>,
+}
+
+/// One dataset in the index.
+#[derive(Debug)]
+struct Entry {
+    manifest: Manifest,
+    /// Set when a stored manifest lists an object its dataset does not own.
+    quarantine: Option<Quarantine>,
+}
+
+/// Why a stored manifest is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The first listed key the dataset does not own.
+    pub object: String,
+    pub reason: OwnershipError,
+}
+
+impl Entry {
+    fn trusted(manifest: Manifest) -> Arc<Self> {
+        Arc::new(Self {
+            manifest,
+            quarantine: None,
+        })
+    }
+
+    /// The objects whose checks a register may skip: those of a manifest
+    /// that is not quarantined, by key and size.
+    fn verified(&self) -> HashSet<(&str, u64)> {
+        match self.quarantine {
+            Some(_) => HashSet::new(),
+            None => self
+                .manifest
+                .objects
+                .iter()
+                .map(|o| (o.key.as_str(), o.size))
+                .collect(),
+        }
+    }
 }
 
 impl Registry {
@@ -67,7 +126,7 @@ impl Registry {
         Self::with_map(store, BTreeMap::new())
     }
 
-    fn with_map(store: Arc<dyn ObjectStore>, map: BTreeMap<String, Arc<Manifest>>) -> Self {
+    fn with_map(store: Arc<dyn ObjectStore>, map: BTreeMap<String, Arc<Entry>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -91,30 +150,55 @@ impl Registry {
         self.inner.store.clone()
     }
 
-    /// See [`Catalog::register`]. Input is validated before any lock is
-    /// taken; bad input changes nothing.
+    /// See [`Catalog::register`]. Input is validated, and the objects not
+    /// already in the dataset's manifest are checked in the store, before
+    /// any lock is taken; bad input changes nothing.
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
         let req = validate_request(req)?;
+        let prior = self.inner.map.read().get(&req.name).cloned();
+        let checked = unverified(&req.objects, prior.as_deref());
+        let keys: HashSet<(String, u64)> = checked
+            .iter()
+            .map(|(_, o)| (o.key.clone(), o.size))
+            .collect();
+        verify_objects(&self.inner.store, checked).await?;
         let inner = self.inner.clone();
-        detached(async move { inner.register(req).await }).await
+        detached(async move { inner.register(req, keys).await }).await
     }
 
-    /// A copy of `name`'s manifest (callers can never alias registry state).
+    /// A copy of `name`'s manifest (callers can never alias registry state);
+    /// `Quarantined` for a stored manifest that lists objects it does not own.
     pub fn get(&self, name: &str) -> Result<Manifest> {
         validate_name(name).map_err(|e| CatalogError::invalid_name(name, e))?;
         let found = self.inner.map.read().get(name).cloned();
-        found
-            .map(|m| (*m).clone())
-            .ok_or_else(|| CatalogError::NotFound {
+        let entry = found.ok_or_else(|| CatalogError::NotFound {
+            name: name.to_string(),
+        })?;
+        match &entry.quarantine {
+            None => Ok(entry.manifest.clone()),
+            Some(q) => Err(CatalogError::Quarantined {
                 name: name.to_string(),
-            })
+                object: truncate_for_message(&q.object),
+                source: q.reason.clone(),
+            }),
+        }
     }
 
-    /// Copies of every manifest, sorted by name.
+    /// Copies of every manifest, sorted by name, quarantined ones included
+    /// (so every stored dataset is accounted for, and so the keys they list
+    /// count as referenced).
     pub fn list(&self) -> Vec<Manifest> {
         // Copy the pointers under the lock, the manifests outside it.
-        let arcs: Vec<Arc<Manifest>> = self.inner.map.read().values().cloned().collect();
-        arcs.iter().map(|m| (**m).clone()).collect()
+        let arcs: Vec<Arc<Entry>> = self.inner.map.read().values().cloned().collect();
+        arcs.iter().map(|e| e.manifest.clone()).collect()
+    }
+
+    /// The quarantined datasets and why, sorted by name.
+    pub fn quarantined(&self) -> Vec<(String, Quarantine)> {
+        let map = self.inner.map.read();
+        map.iter()
+            .filter_map(|(n, e)| e.quarantine.clone().map(|q| (n.clone(), q)))
+            .collect()
     }
 
     /// Deletes `name`'s manifest object, then forgets it; `Ok(false)` if it
@@ -142,10 +226,36 @@ async fn detached<T: Send + 'static>(
     }
 }
 
+/// The objects of a request that must be checked in the store: all but
+/// those `prior` lists with the same size (and all of them if `prior` is
+/// quarantined).
+fn unverified(objects: &[ObjectRef], prior: Option<&Entry>) -> Vec<(usize, ObjectRef)> {
+    let known = prior.map(Entry::verified).unwrap_or_default();
+    objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !known.contains(&(o.key.as_str(), o.size)))
+        .map(|(i, o)| (i, o.clone()))
+        .collect()
+}
+
 impl Inner {
-    async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
+    /// `checked`: the objects verified before the lock was taken.
+    async fn register(
+        &self,
+        req: RegisterRequest,
+        checked: HashSet<(String, u64)>,
+    ) -> Result<RegisterResponse> {
         let _serial = self.write.lock().await;
-        let prior = self.map.read().get(&req.name).cloned();
+        let prior_entry = self.map.read().get(&req.name).cloned();
+        // Another register may have changed the manifest since the checks:
+        // whatever it made necessary is checked now (rarely anything).
+        let late: Vec<(usize, ObjectRef)> = unverified(&req.objects, prior_entry.as_deref())
+            .into_iter()
+            .filter(|(_, o)| !checked.contains(&(o.key.clone(), o.size)))
+            .collect();
+        verify_objects(&self.store, late).await?;
+        let prior = prior_entry.map(|e| e.manifest.clone());
 
         // Preconditions first (as HTTP evaluates them), then the ADR-020 check.
         if let Some(expected) = req.expected_version {
@@ -213,12 +323,14 @@ impl Inner {
             .await
             .map_err(|source| CatalogError::Storage { key, source })?;
 
-        let shared = Arc::new(candidate);
-        self.map.write().insert(shared.name.clone(), shared.clone());
-        Ok(RegisterResponse {
-            manifest: (*shared).clone(),
+        let response = RegisterResponse {
+            manifest: candidate.clone(),
             existing,
-        })
+        };
+        self.map
+            .write()
+            .insert(candidate.name.clone(), Entry::trusted(candidate));
+        Ok(response)
     }
 
     async fn delete(&self, name: &str) -> Result<bool> {
@@ -237,7 +349,8 @@ impl Inner {
     }
 }
 
-/// Checks a register request before any lock is taken.
+/// Checks a register request before any lock is taken: the name, the
+/// fingerprint, and that the dataset owns every key, once.
 fn validate_request(req: RegisterRequest) -> Result<RegisterRequest> {
     validate_name(&req.name).map_err(|e| CatalogError::invalid_name(&req.name, e))?;
     if req.schema_fingerprint.trim().is_empty() {
@@ -245,22 +358,7 @@ fn validate_request(req: RegisterRequest) -> Result<RegisterRequest> {
     }
     let mut seen = HashSet::with_capacity(req.objects.len());
     for (i, o) in req.objects.iter().enumerate() {
-        if o.key.is_empty() {
-            return Err(CatalogError::InvalidRequest(format!(
-                "objects[{i}].key is empty"
-            )));
-        }
-        if o.key.len() > MAX_OBJECT_KEY_LEN {
-            return Err(CatalogError::InvalidRequest(format!(
-                "objects[{i}].key is {} bytes long; the limit is {MAX_OBJECT_KEY_LEN}",
-                o.key.len()
-            )));
-        }
-        if o.key.chars().any(char::is_control) {
-            return Err(CatalogError::InvalidRequest(format!(
-                "objects[{i}].key contains a control character"
-            )));
-        }
+        check_owned(&req.name, &o.key).map_err(|e| ObjectError::from(e).at(i, &o.key))?;
         if !seen.insert(o.key.as_str()) {
             return Err(CatalogError::InvalidRequest(format!(
                 "objects[{i}].key {:?} is listed twice",
@@ -280,43 +378,78 @@ fn validate_request(req: RegisterRequest) -> Result<RegisterRequest> {
 }
 
 /// Lists, fetches and decodes every manifest concurrently, with no lock.
-async fn load_all(store: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, Arc<Manifest>>> {
+async fn load_all(store: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, Arc<Entry>>> {
     let storage_err = |source| CatalogError::Storage {
         key: MANIFEST_PREFIX.to_string(),
         source,
     };
     let prefix = Path::from(MANIFEST_PREFIX.trim_end_matches('/'));
-    let keys: Vec<String> = store
+    let keys: Vec<(String, u64)> = store
         .list(Some(&prefix))
-        .map_ok(|meta| meta.location.to_string())
+        .map_ok(|meta| (meta.location.to_string(), meta.size))
         .try_collect()
         .await
         .map_err(storage_err)?;
 
     // Fetches overlap (I/O); decodes run on the blocking pool (CPU).
     let mut loads = futures::stream::iter(keys)
-        .map(|key| load_one(store.clone(), key))
+        .map(|(key, size)| load_one(store.clone(), key, size))
         .buffer_unordered(REHYDRATE_CONCURRENCY);
 
     let mut map = BTreeMap::new();
     while let Some(loaded) = loads.next().await {
         if let Some(m) = loaded? {
-            map.insert(m.name.clone(), Arc::new(m));
+            let quarantine = quarantine_of(&m);
+            if let Some(q) = &quarantine {
+                tracing::warn!(
+                    dataset = %m.name,
+                    object = %q.object,
+                    reason = %q.reason,
+                    "quarantined a stored manifest that lists an object its dataset does not own"
+                );
+            }
+            map.insert(
+                m.name.clone(),
+                Arc::new(Entry {
+                    manifest: m,
+                    quarantine,
+                }),
+            );
         }
     }
     Ok(map)
 }
 
+/// The first object a stored manifest lists that its dataset does not own.
+fn quarantine_of(m: &Manifest) -> Option<Quarantine> {
+    m.objects.iter().find_map(|o| {
+        check_owned(&m.name, &o.key).err().map(|reason| Quarantine {
+            object: o.key.clone(),
+            reason,
+        })
+    })
+}
+
 /// Loads one listed key; `None` for keys that are not manifests (or that
 /// vanished between list and get).
-async fn load_one(store: Arc<dyn ObjectStore>, key: String) -> Result<Option<Manifest>> {
+async fn load_one(store: Arc<dyn ObjectStore>, key: String, size: u64) -> Result<Option<Manifest>> {
     let Some(expected_name) = name_from_key(&key) else {
         tracing::debug!(%key, "ignoring a non-manifest object under the manifest prefix");
         return Ok(None);
     };
     let expected_name = expected_name.to_string();
+    let too_large = |size: u64| CatalogError::CorruptManifest {
+        key: key.clone(),
+        source: CodecError::Invalid(format!(
+            "the object is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"
+        )),
+    };
+    if size > MAX_MANIFEST_BYTES {
+        return Err(too_large(size));
+    }
     let path = Path::from(key.as_str());
     let bytes = match store.get(&path).await {
+        Ok(r) if r.meta.size > MAX_MANIFEST_BYTES => return Err(too_large(r.meta.size)),
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),
     };
@@ -328,29 +461,17 @@ async fn load_one(store: Arc<dyn ObjectStore>, key: String) -> Result<Option<Man
         }
         Err(source) => return Err(CatalogError::Storage { key, source }),
     };
-    let decoded = tokio::task::spawn_blocking(move || Manifest::decode(bytes)).await;
-    let m = match decoded {
-        Ok(r) => r.map_err(|source| CatalogError::CorruptManifest {
-            key: key.clone(),
-            source,
-        })?,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => {
-            return Err(CatalogError::Unavailable {
+    let m = tokio::task::spawn_blocking(move || Manifest::decode_stored(&key, bytes))
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only happens when the runtime itself is shutting down.
+            Err(e) => CatalogError::Unavailable {
                 url: "in-process".to_string(),
                 source: Box::new(e),
-            });
-        }
-    };
-    if m.name != expected_name {
-        return Err(CatalogError::CorruptManifest {
-            key,
-            source: CodecError::Invalid(format!(
-                "the manifest is for dataset {:?}, but its key is for {expected_name:?}",
-                m.name
-            )),
-        });
-    }
+            },
+        })??;
+    debug_assert_eq!(m.name, expected_name, "decode_stored checks the name");
     Ok(Some(m))
 }
 
@@ -381,15 +502,32 @@ mod tests {
 
     fn obj(key: &str, rows: u64) -> ObjectRef {
         ObjectRef {
-            key: key.to_string(),
+            key: format!("datasets/d/{key}"),
             size: 100,
             row_count: rows,
         }
     }
 
+    /// Bytes that start and end like a Parquet file (the register checks
+    /// only the ends).
+    fn parquet_like(size: usize) -> PutPayload {
+        let mut b = b"PAR1".to_vec();
+        b.resize(size - 8, 0);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(b"PAR1");
+        PutPayload::from(b)
+    }
+
     #[tokio::test]
     async fn row_count_defaults_to_the_sum() {
-        let r = Registry::empty(Arc::new(InMemory::new()));
+        let store = Arc::new(InMemory::new());
+        for k in ["a", "b"] {
+            store
+                .put(&Path::from(format!("datasets/d/{k}")), parquet_like(100))
+                .await
+                .unwrap();
+        }
+        let r = Registry::empty(store);
         let resp = r
             .register(RegisterRequest::new(
                 "d",
@@ -416,12 +554,17 @@ mod tests {
             EmptyFingerprint
         );
         assert_eq!(
-            bad(RegisterRequest::new("a", "fp", vec![obj("", 1)])),
-            InvalidRequest
+            bad(RegisterRequest::new("d", "fp", vec![obj("", 1)])),
+            InvalidObject
+        );
+        // Owned by dataset d, not a.
+        assert_eq!(
+            bad(RegisterRequest::new("a", "fp", vec![obj("k", 1)])),
+            InvalidObject
         );
         assert_eq!(
             bad(RegisterRequest::new(
-                "a",
+                "d",
                 "fp",
                 vec![obj("k", 1), obj("k", 1)]
             )),
@@ -429,13 +572,13 @@ mod tests {
         );
         assert_eq!(
             bad(RegisterRequest::new(
-                "a",
+                "d",
                 "fp",
                 vec![obj("k", u64::MAX), obj("j", 1)]
             )),
             InvalidRequest
         );
-        let mut explicit = RegisterRequest::new("a", "fp", vec![obj("k", u64::MAX), obj("j", 1)]);
+        let mut explicit = RegisterRequest::new("d", "fp", vec![obj("k", u64::MAX), obj("j", 1)]);
         explicit.row_count = Some(1);
         assert!(validate_request(explicit).is_ok());
     }

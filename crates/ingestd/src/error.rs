@@ -29,6 +29,10 @@ pub enum IngestError {
     Storage(#[from] object_store::Error),
     #[error("catalog error: {0}")]
     Catalog(String),
+    /// The dataset's stored manifest lists objects it does not own; the
+    /// catalog refuses it until an admin deletes it or it is registered again.
+    #[error("{0}")]
+    Quarantined(String),
     /// The registration may or may not have taken effect (the catalog went
     /// away mid-request and has not come back to say). The objects and the
     /// in-flight journal are kept; the next start settles it either way.

@@ -36,6 +36,7 @@ impl From<IngestError> for ApiError {
             IngestError::SchemaMismatch { .. } => ApiError::conflict("schema_mismatch", msg),
             IngestError::Contended(_) => ApiError::conflict("contended", msg),
             IngestError::NotFound(_) => ApiError::not_found(msg),
+            IngestError::Quarantined(_) => ApiError::conflict("quarantined", msg),
             IngestError::Unconfirmed { .. } => {
                 tracing::warn!(error = %msg, "ingest registration unconfirmed");
                 ApiError::unavailable(msg)

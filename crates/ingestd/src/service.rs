@@ -7,6 +7,15 @@
 //! prefix while the ingest runs, so objects of an ingest killed mid-way are
 //! deleted at the next start ([`Ingestor::recover`]).
 //!
+//! What may be deleted, and by whom: an append deletes nothing but its own
+//! uploads that it did not register; a replace deletes the old objects only
+//! after the new manifest is registered, and only those the dataset owns
+//! ([`lakehouse_catalogd::owns`]) that no manifest — its own new one or any
+//! other, quarantined ones included — lists; recovery deletes the objects of
+//! an unregistered ingest under the same two rules. So no request can delete
+//! another dataset's data, a manifest, a vector log or snapshot, whatever
+//! the manifests it starts from say.
+//!
 //! Appends read-modify-write the manifest with `expected_version`
 //! (compare-and-swap), retrying when another writer got there first, so
 //! concurrent appends all land. `Idempotency-Key`s are recorded in the store
@@ -14,6 +23,7 @@
 //! the registration, so a retry returns the first result and never adds the
 //! data twice, across restarts too.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +33,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use lakehouse_catalogd::{Catalog, CatalogError, ErrorKind, Manifest, ObjectRef, RegisterRequest};
+use lakehouse_catalogd::{
+    Catalog, CatalogError, ErrorKind, Manifest, ObjectRef, RegisterRequest, dataset_prefix, owns,
+};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -91,12 +103,17 @@ pub struct Ingestor {
     idem_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
-fn dataset_prefix(dataset: &str) -> String {
-    format!("datasets/{dataset}/")
+/// What the writer names an ingest's objects after: `<prefix>-NNNNN.parquet`.
+fn object_prefix(dataset: &str, ingest_id: &str) -> String {
+    format!("{}{ingest_id}", dataset_prefix(dataset))
 }
 
-fn object_prefix(dataset: &str, ingest_id: &str) -> String {
-    format!("datasets/{dataset}/{ingest_id}")
+/// Whether `key` is one of the objects of ingest `ingest_id` into `dataset`.
+fn is_ingest_object(dataset: &str, ingest_id: &str, key: &str) -> bool {
+    owns(dataset, key)
+        && key
+            .strip_prefix(&object_prefix(dataset, ingest_id))
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 fn path(key: &str) -> Result<Path, IngestError> {
@@ -106,6 +123,7 @@ fn path(key: &str) -> Result<Path, IngestError> {
 fn catalog_err(e: CatalogError) -> IngestError {
     match e.kind() {
         ErrorKind::InvalidName => IngestError::InvalidName(e.to_string()),
+        ErrorKind::Quarantined => IngestError::Quarantined(e.to_string()),
         _ => IngestError::Catalog(e.to_string()),
     }
 }
@@ -137,18 +155,27 @@ impl Ingestor {
                 tracing::warn!(key = %loc, "ignoring an unreadable ingest journal");
                 continue;
             };
-            let prefix = object_prefix(&j.dataset, &j.ingest_id);
             let registered = match self.catalog.get(&j.dataset).await {
-                Ok(m) => m.objects.iter().any(|o| o.key.starts_with(&prefix)),
+                Ok(m) => m
+                    .objects
+                    .iter()
+                    .any(|o| is_ingest_object(&j.dataset, &j.ingest_id, &o.key)),
                 Err(e) if e.kind() == ErrorKind::NotFound => false,
+                Err(e) if e.kind() == ErrorKind::Quarantined => {
+                    // Cannot tell; keep the objects and the journal for an
+                    // admin (or a later start) to settle.
+                    tracing::warn!(key = %loc, error = %e, "keeping the journal of an ingest into a quarantined dataset");
+                    continue;
+                }
                 Err(e) => return Err(catalog_err(e)),
             };
             if !registered {
-                let keys = self
-                    .keys_with_prefix(&dataset_prefix(&j.dataset), &prefix)
-                    .await?;
+                let keys = self.ingest_objects(&j.dataset, &j.ingest_id).await?;
                 tracing::info!(dataset = %j.dataset, ingest = %j.ingest_id, objects = keys.len(), "removing the objects of an interrupted ingest");
-                self.delete_keys(&keys).await;
+                if !self.delete_unreferenced(&j.dataset, keys).await {
+                    // Not known to be safe yet: keep the journal to retry.
+                    continue;
+                }
                 cleaned += 1;
             }
             self.store.delete(&loc).await?;
@@ -156,20 +183,33 @@ impl Ingestor {
         Ok(cleaned)
     }
 
-    async fn keys_with_prefix(&self, dir: &str, prefix: &str) -> Result<Vec<String>, IngestError> {
+    /// The stored objects of ingest `ingest_id` into `dataset` (by name:
+    /// they may or may not be registered).
+    async fn ingest_objects(
+        &self,
+        dataset: &str,
+        ingest_id: &str,
+    ) -> Result<Vec<String>, IngestError> {
+        let dir = dataset_prefix(dataset);
         let mut s = self.store.list(Some(&path(dir.trim_end_matches('/'))?));
         let mut keys = Vec::new();
         while let Some(m) = s.next().await {
             let k = m?.location.as_ref().to_string();
-            if k.starts_with(prefix) {
+            if is_ingest_object(dataset, ingest_id, &k) {
                 keys.push(k);
             }
         }
         Ok(keys)
     }
 
-    async fn delete_keys(&self, keys: &[String]) {
+    /// Deletes this request's own uploads into `dataset` (never registered).
+    /// Keys the dataset does not own are never deleted, whoever asks.
+    async fn delete_own_uploads(&self, dataset: &str, keys: &[String]) {
         for k in keys {
+            if !owns(dataset, k) {
+                tracing::error!(%dataset, key = %k, "refusing to delete an object the dataset does not own");
+                continue;
+            }
             if let Ok(p) = path(k)
                 && let Err(e) = self.store.delete(&p).await
                 && !matches!(e, object_store::Error::NotFound { .. })
@@ -177,6 +217,32 @@ impl Ingestor {
                 tracing::warn!(key = %k, error = %e, "could not delete an object; it is unreferenced");
             }
         }
+    }
+
+    /// Deletes those of `keys` that `dataset` owns and that no manifest
+    /// lists (every manifest is read: defence in depth against manifests
+    /// that list other datasets' objects). Returns false, deleting nothing,
+    /// when the catalog cannot say what is referenced.
+    async fn delete_unreferenced(&self, dataset: &str, keys: Vec<String>) -> bool {
+        let manifests = match self.catalog.list().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%dataset, error = %e, objects = keys.len(), "not deleting: the catalog cannot say which objects are referenced");
+                return false;
+            }
+        };
+        let referenced: HashSet<&str> = manifests
+            .iter()
+            .flat_map(|m| m.objects.iter().map(|o| o.key.as_str()))
+            .collect();
+        let (kept, doomed): (Vec<String>, Vec<String>) = keys
+            .into_iter()
+            .partition(|k| referenced.contains(k.as_str()) || !owns(dataset, k));
+        if !kept.is_empty() {
+            tracing::warn!(%dataset, kept = ?kept, "not deleting objects that a manifest lists or that the dataset does not own");
+        }
+        self.delete_own_uploads(dataset, &doomed).await;
+        true
     }
 
     /// The schema of the dataset's data, from one object's Parquet footer.
@@ -249,11 +315,10 @@ impl Ingestor {
             }) => {
                 // The first attempt stopped part-way. Did it register?
                 if let Some(m) = self.current(&d).await? {
-                    let prefix = object_prefix(&d, &ingest_id);
                     let objects: Vec<ObjectRef> = m
                         .objects
                         .iter()
-                        .filter(|o| o.key.starts_with(&prefix))
+                        .filter(|o| is_ingest_object(&d, &ingest_id, &o.key))
                         .cloned()
                         .collect();
                     if !objects.is_empty() {
@@ -277,9 +342,8 @@ impl Ingestor {
                     }
                 }
                 // It did not: its objects (if any) are orphans; try again.
-                let prefix = object_prefix(&d, &ingest_id);
-                let keys = self.keys_with_prefix(&dataset_prefix(&d), &prefix).await?;
-                self.delete_keys(&keys).await;
+                let keys = self.ingest_objects(&d, &ingest_id).await?;
+                self.delete_unreferenced(&d, keys).await;
             }
             None => {}
         }
@@ -363,14 +427,14 @@ impl Ingestor {
                     Err(IngestError::Unconfirmed { .. }) => return registered,
                     Err(_) => {
                         let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-                        self.delete_keys(&keys).await;
+                        self.delete_own_uploads(dataset, &keys).await;
                     }
                     Ok(_) => {}
                 }
                 registered
             }
             Err((e, keys)) => {
-                self.delete_keys(&keys).await;
+                self.delete_own_uploads(dataset, &keys).await;
                 Err(e)
             }
         };
@@ -455,7 +519,6 @@ impl Ingestor {
                 row_count: o.row_count,
             })
             .collect();
-        let rows = new.iter().map(|o| o.row_count).sum();
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let prior = self.current(dataset).await?;
             if let Some(p) = &prior
@@ -472,24 +535,17 @@ impl Ingestor {
                 });
             }
             let (all, old): (Vec<ObjectRef>, Vec<ObjectRef>) = match (opts.mode, &prior) {
-                (Mode::Append, Some(p)) => {
+                // An append adds its objects and never drops (or deletes)
+                // one the manifest lists, whatever its stated row count. A
+                // new object without rows only records the schema, which the
+                // dataset already has, so it is not added.
+                (Mode::Append, Some(p)) if !p.objects.is_empty() => {
                     let mut all = p.objects.clone();
-                    // An empty placeholder object only records the schema.
-                    all.retain(|o| o.row_count > 0);
                     all.extend(new.iter().filter(|o| o.row_count > 0).cloned());
-                    if all.is_empty() {
-                        all = new.clone();
-                    }
-                    let old = p
-                        .objects
-                        .iter()
-                        .filter(|o| !all.iter().any(|a| a.key == o.key))
-                        .cloned()
-                        .collect();
-                    (all, old)
+                    (all, vec![])
                 }
                 (Mode::Replace, Some(p)) => (new.clone(), p.objects.clone()),
-                (_, None) => (new.clone(), vec![]),
+                _ => (new.clone(), vec![]),
             };
             let req = RegisterRequest {
                 name: dataset.to_string(),
@@ -519,14 +575,28 @@ impl Ingestor {
             };
             match outcome {
                 Ok(manifest) => {
-                    // Only now is the old data unreferenced.
-                    let old_keys: Vec<String> = old.into_iter().map(|o| o.key).collect();
-                    self.delete_keys(&old_keys).await;
+                    let sent: HashSet<&str> = sent.iter().map(String::as_str).collect();
+                    let (added, unused): (Vec<ObjectRef>, Vec<ObjectRef>) = new
+                        .iter()
+                        .cloned()
+                        .partition(|o| sent.contains(o.key.as_str()));
+                    // Only now are the old data (replace) and the unused new
+                    // objects unreferenced — unless a manifest still lists
+                    // them, which `delete_unreferenced` checks.
+                    let doomed: Vec<String> = old
+                        .into_iter()
+                        .chain(unused)
+                        .map(|o| o.key)
+                        .filter(|k| !sent.contains(k.as_str()))
+                        .collect();
+                    if !doomed.is_empty() {
+                        self.delete_unreferenced(dataset, doomed).await;
+                    }
                     return Ok(IngestResult {
                         dataset: dataset.to_string(),
                         mode: opts.mode,
-                        rows,
-                        objects: new,
+                        rows: added.iter().map(|o| o.row_count).sum(),
+                        objects: added,
                         manifest,
                         replayed: false,
                         csv: None,

@@ -1,9 +1,13 @@
 //! Object keys: the one gate every key passes before reaching a backend.
 //!
 //! Grammar: UTF-8, 1..=1024 bytes, `/`-separated segments, none empty, `.` or
-//! `..`, no leading `/`, no control characters, and the last segment may not
-//! end in `#<digits>` (the local backend stages in-progress uploads under
-//! that suffix). A valid key maps to an `object_store` path verbatim (no
+//! `..` or longer than [`MAX_SEGMENT_LEN`] bytes, no leading `/`, no control
+//! characters, and the last segment may not end in `#<digits>` (the local
+//! backend stages in-progress uploads under that suffix). The segment limit
+//! is the filesystem's `NAME_MAX` (255 bytes) less room for that staging
+//! suffix, so a key the grammar accepts can always be written on the local
+//! backend; it applies to every backend alike, so a key valid on one is
+//! valid on all. A valid key maps to an `object_store` path verbatim (no
 //! re-encoding), so `%2F`, spaces and unicode round-trip byte for byte, and no
 //! key can name anything outside the store's root.
 
@@ -11,6 +15,11 @@ use object_store::path::Path;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// Longest segment, in bytes: `NAME_MAX` (255) less 15 bytes for the
+/// `#<n>` suffix of the staging file an upload is written to on the local
+/// backend (`<segment>#1`, `<segment>#2`, …).
+pub const MAX_SEGMENT_LEN: usize = 240;
 
 /// A validated object key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +38,11 @@ pub enum KeyError {
     EmptySegment,
     #[error("the key has a '{0}' segment")]
     DotSegment(&'static str),
+    #[error(
+        "the key has a segment of {len} bytes; the limit is {MAX_SEGMENT_LEN} bytes per segment \
+         (the filesystem's NAME_MAX of 255, less room for the upload staging suffix)"
+    )]
+    SegmentTooLong { len: usize },
     #[error("the key contains the control character U+{0:04X}")]
     ControlCharacter(u32),
     #[error("the key ends in '#' and digits, which is reserved for in-progress uploads")]
@@ -54,6 +68,9 @@ impl ObjectKey {
                 "" => return Err(KeyError::EmptySegment),
                 "." => return Err(KeyError::DotSegment(".")),
                 ".." => return Err(KeyError::DotSegment("..")),
+                s if s.len() > MAX_SEGMENT_LEN => {
+                    return Err(KeyError::SegmentTooLong { len: s.len() });
+                }
                 _ => {}
             }
         }
@@ -106,6 +123,13 @@ mod tests {
             ("a\u{7f}", KeyError::ControlCharacter(0x7f)),
             ("a\u{85}", KeyError::ControlCharacter(0x85)),
             (&long, KeyError::TooLong { len: 2048 }),
+            (&"s".repeat(256), KeyError::SegmentTooLong { len: 256 }),
+            (
+                &format!("a/{}/b", "s".repeat(MAX_SEGMENT_LEN + 1)),
+                KeyError::SegmentTooLong { len: 241 },
+            ),
+            // Bytes, not characters: 121 two-byte characters are 242 bytes.
+            (&"é".repeat(121), KeyError::SegmentTooLong { len: 242 }),
             ("dir/file#12", KeyError::ReservedSuffix),
         ];
         for (key, want) in cases {
@@ -124,7 +148,13 @@ mod tests {
             "dots.../..a/a..",
             "hash#tag/x#1a",
             "back\\slash",
-            &"k".repeat(1024),
+            // The longest key: 1024 bytes in segments of at most 240.
+            &format!(
+                "{}/{}",
+                vec!["k".repeat(MAX_SEGMENT_LEN); 4].join("/"),
+                "k".repeat(60)
+            ),
+            &"é".repeat(MAX_SEGMENT_LEN / 2),
         ] {
             let k = ObjectKey::parse(key).unwrap();
             assert_eq!(k.as_str(), key);

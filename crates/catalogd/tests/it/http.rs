@@ -15,7 +15,7 @@ use lakehouse_catalogd::{
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{TestStore, obj, req};
+use crate::support::{TestStore, put_parquet, req};
 
 fn app() -> (Router, Arc<TestStore>, Registry) {
     let store = TestStore::new();
@@ -61,13 +61,14 @@ async fn register(app: &Router, body: Value) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn register_get_list_delete_happy_path() {
-    let (app, _, _) = app();
+    let (app, store, _) = app();
+    let objects = vec![
+        put_parquet(&store, "datasets/tpch/lineitem/0.parquet", 7).await,
+        put_parquet(&store, "datasets/tpch/lineitem/1.parquet", 8).await,
+    ];
     let (s, v) = register(
         &app,
-        json!({"name": "tpch/lineitem", "schema_fingerprint": "fp", "objects": [
-            {"key": "datasets/tpch/lineitem/0.parquet", "size": 100, "row_count": 7},
-            {"key": "datasets/tpch/lineitem/1.parquet", "size": 200, "row_count": 8}
-        ]}),
+        json!({"name": "tpch/lineitem", "schema_fingerprint": "fp", "objects": objects}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -148,7 +149,17 @@ async fn every_error_status_with_its_code_and_no_side_effects() {
         (
             json!({"name": "x", "schema_fingerprint": "fp", "objects": [{"key": "", "size": 1, "row_count": 1}]}),
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "invalid_object",
+        ),
+        (
+            json!({"name": "x", "schema_fingerprint": "fp", "objects": [{"key": "datasets/d/a", "size": 1, "row_count": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_object",
+        ),
+        (
+            json!({"name": "x", "schema_fingerprint": "fp", "objects": [{"key": "datasets/x/missing", "size": 1, "row_count": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_object",
         ),
         (
             json!({"name": "x"}),
@@ -263,11 +274,21 @@ async fn every_error_status_with_its_code_and_no_side_effects() {
 #[tokio::test]
 async fn persist_failure_is_a_500_and_the_previous_manifest_stays() {
     let (app, store, _) = app();
-    let (_, v) = register(&app, json!({"name": "d", "schema_fingerprint": "fp", "objects": [{"key": "a", "size": 1, "row_count": 1}]})).await;
+    let a = put_parquet(&store, "datasets/d/a", 1).await;
+    let b = put_parquet(&store, "datasets/d/b", 2).await;
+    let (_, v) = register(
+        &app,
+        json!({"name": "d", "schema_fingerprint": "fp", "objects": [a]}),
+    )
+    .await;
     let before = v["manifest"].clone();
 
     store.fail_puts.store(true, Ordering::SeqCst);
-    let (s, v) = register(&app, json!({"name": "d", "schema_fingerprint": "fp", "objects": [{"key": "b", "size": 2, "row_count": 2}]})).await;
+    let (s, v) = register(
+        &app,
+        json!({"name": "d", "schema_fingerprint": "fp", "objects": [b]}),
+    )
+    .await;
     assert_eq!(
         (s, error_code(&v)),
         (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -284,10 +305,18 @@ async fn persist_failure_is_a_500_and_the_previous_manifest_stays() {
 #[tokio::test]
 async fn concurrent_registers_over_http_make_one_dataset() {
     let (app, store, _) = app();
-    let calls = (0..64).map(|i| {
+    let mut objects = Vec::new();
+    for i in 0..64 {
+        objects.push(put_parquet(&store, &format!("datasets/hot/k{i}"), 1).await);
+    }
+    let calls = objects.into_iter().map(|o| {
         let app = app.clone();
         async move {
-            register(&app, json!({"name": "hot", "schema_fingerprint": "fp", "objects": [{"key": format!("k{i}"), "size": 1, "row_count": 1}]})).await
+            register(
+                &app,
+                json!({"name": "hot", "schema_fingerprint": "fp", "objects": [o]}),
+            )
+            .await
         }
     });
     let results = futures::future::join_all(calls).await;
@@ -316,15 +345,17 @@ async fn serve(app: Router) -> String {
 async fn client_speaks_the_trait_with_typed_errors() {
     let (app, store, _) = app();
     let client: Arc<dyn Catalog> = Arc::new(CatalogClient::new(&serve(app).await));
+    let k = put_parquet(&store, "datasets/tpch/orders/k", 4).await;
+    let k2 = put_parquet(&store, "datasets/tpch/orders/k2", 5).await;
 
     let r = client
-        .register(req("tpch/orders", "fp", vec![obj("k", 10, 4)]))
+        .register(req("tpch/orders", "fp", vec![k]))
         .await
         .unwrap();
     assert!(!r.existing);
     assert_eq!(r.manifest.row_count, 4);
     let r2 = client
-        .register(req("tpch/orders", "fp", vec![obj("k2", 10, 5)]))
+        .register(req("tpch/orders", "fp", vec![k2.clone()]))
         .await
         .unwrap();
     assert!(r2.existing);
@@ -362,6 +393,15 @@ async fn client_speaks_the_trait_with_typed_errors() {
     assert_eq!(
         kind(client.get("a b").await.unwrap_err()),
         ErrorKind::InvalidName
+    );
+    assert_eq!(
+        kind(
+            client
+                .register(req("other", "fp", vec![k2]))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::InvalidObject
     );
 
     store.fail_puts.store(true, Ordering::SeqCst);

@@ -2,6 +2,8 @@
 //! concurrency, fault injection, rehydrate), the HTTP edge (every status)
 //! and the HTTP client (typed errors over the wire).
 
+mod fuzz;
 mod http;
+mod ownership;
 mod registry;
 mod support;

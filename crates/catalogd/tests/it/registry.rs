@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use uuid::Uuid;
 
-use crate::support::{TestStore, manifest_keys, obj, req};
+use crate::support::{TestStore, manifest_keys, put_parquet, req};
 
 /// Computed independently with Python:
 /// `uuid.uuid5(uuid.UUID('a8f3c1d2-4e5b-5a6c-9d8e-7f0a1b2c3d4e'), name)`.
@@ -40,14 +40,10 @@ async fn register_is_idempotent_per_adr_020() {
     let store = TestStore::new();
     let r = Registry::empty(store.clone());
 
-    let first = r
-        .register(req(
-            "orders",
-            "fp1",
-            vec![obj("datasets/orders/a.parquet", 10, 3)],
-        ))
-        .await
-        .unwrap();
+    let a = put_parquet(&store, "datasets/orders/a.parquet", 3).await;
+    let b = put_parquet(&store, "datasets/orders/b.parquet", 4).await;
+    let c = put_parquet(&store, "datasets/orders/c.parquet", 5).await;
+    let first = r.register(req("orders", "fp1", vec![a])).await.unwrap();
     assert!(!first.existing);
     let m1 = first.manifest;
     assert_eq!(m1.dataset_id, dataset_id_for("orders"));
@@ -55,17 +51,7 @@ async fn register_is_idempotent_per_adr_020() {
     assert_eq!(m1.created_at, m1.updated_at);
 
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let second = r
-        .register(req(
-            "orders",
-            "fp1",
-            vec![
-                obj("datasets/orders/b.parquet", 20, 4),
-                obj("datasets/orders/c.parquet", 30, 5),
-            ],
-        ))
-        .await
-        .unwrap();
+    let second = r.register(req("orders", "fp1", vec![b, c])).await.unwrap();
     assert!(second.existing);
     let m2 = second.manifest;
     assert_eq!(m2.dataset_id, m1.dataset_id);
@@ -104,7 +90,9 @@ async fn register_is_idempotent_per_adr_020() {
 
 #[tokio::test]
 async fn expected_version_guards_read_modify_write() {
-    let r = Registry::empty(TestStore::new());
+    let store = TestStore::new();
+    let r = Registry::empty(store.clone());
+    let x = put_parquet(&store, "datasets/d/x.parquet", 1).await;
     let mut create = req("d", "fp", vec![]);
     create.expected_version = Some(0);
     assert_eq!(
@@ -119,7 +107,7 @@ async fn expected_version_guards_read_modify_write() {
         } => assert_eq!((expected, actual), (0, 1)),
         other => panic!("{other:?}"),
     }
-    let mut stale = req("d", "fp", vec![obj("x", 1, 1)]);
+    let mut stale = req("d", "fp", vec![x.clone()]);
     stale.expected_version = Some(7);
     assert_eq!(
         r.register(stale).await.unwrap_err().kind(),
@@ -127,7 +115,7 @@ async fn expected_version_guards_read_modify_write() {
     );
     assert_eq!(r.get("d").unwrap().version, 1);
 
-    let mut ok = req("d", "fp", vec![obj("x", 1, 1)]);
+    let mut ok = req("d", "fp", vec![x]);
     ok.expected_version = Some(1);
     assert_eq!(r.register(ok).await.unwrap().manifest.version, 2);
 
@@ -144,14 +132,15 @@ async fn expected_version_guards_read_modify_write() {
 async fn concurrent_registers_same_fingerprint_make_one_dataset() {
     let store = TestStore::new();
     let r = Registry::empty(store.clone());
-    let tasks: Vec<_> = (0..64)
-        .map(|i| {
+    let mut objects = Vec::new();
+    for i in 0..64 {
+        objects.push(put_parquet(&store, &format!("datasets/hot/k{i}"), 1).await);
+    }
+    let tasks: Vec<_> = objects
+        .into_iter()
+        .map(|o| {
             let r = r.clone();
-            tokio::spawn(async move {
-                r.register(req("hot", "fp", vec![obj(&format!("k{i}"), 1, 1)]))
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { r.register(req("hot", "fp", vec![o])).await.unwrap() })
         })
         .collect();
     let mut created = 0;
@@ -214,15 +203,13 @@ async fn concurrent_registers_different_fingerprints_have_one_winner() {
 async fn failed_persist_changes_nothing() {
     let store = TestStore::new();
     let r = Registry::empty(store.clone());
-    let before = r
-        .register(req("d", "fp", vec![obj("a", 1, 1)]))
-        .await
-        .unwrap()
-        .manifest;
+    let a = put_parquet(&store, "datasets/d/a", 1).await;
+    let b = put_parquet(&store, "datasets/d/b", 2).await;
+    let before = r.register(req("d", "fp", vec![a])).await.unwrap().manifest;
 
     store.fail_puts.store(true, Ordering::SeqCst);
     let err = r
-        .register(req("d", "fp", vec![obj("b", 2, 2)]))
+        .register(req("d", "fp", vec![b.clone()]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
@@ -239,11 +226,7 @@ async fn failed_persist_changes_nothing() {
 
     // Once the store recovers, the next register continues from `before`.
     store.fail_puts.store(false, Ordering::SeqCst);
-    let after = r
-        .register(req("d", "fp", vec![obj("b", 2, 2)]))
-        .await
-        .unwrap()
-        .manifest;
+    let after = r.register(req("d", "fp", vec![b])).await.unwrap().manifest;
     assert_eq!(after.version, before.version + 1);
 }
 
@@ -263,11 +246,12 @@ async fn reads_never_wait_on_a_slow_persist() {
     let store = TestStore::new();
     let r = Registry::empty(store.clone());
     let m = r.register(req("d", "fp", vec![])).await.unwrap().manifest;
+    let b = put_parquet(&store, "datasets/d/b", 1).await;
 
     let held = store.hold.write().await;
     let writer = {
         let r = r.clone();
-        tokio::spawn(async move { r.register(req("d", "fp", vec![obj("b", 1, 1)])).await })
+        tokio::spawn(async move { r.register(req("d", "fp", vec![b])).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!writer.is_finished(), "the put should be held");
@@ -321,9 +305,8 @@ async fn rehydrate_restores_every_manifest() {
         .iter()
         .enumerate()
     {
-        r.register(req(name, "fp", vec![obj(&format!("k{i}"), 5, i as u64)]))
-            .await
-            .unwrap();
+        let o = put_parquet(&store, &format!("datasets/{name}/k{i}"), i as u64).await;
+        r.register(req(name, "fp", vec![o])).await.unwrap();
     }
     r.register(req("orders", "fp", vec![])).await.unwrap();
     // A non-manifest object under the prefix is ignored.
@@ -435,8 +418,8 @@ async fn bad_input_is_rejected_before_anything_changes() {
         (req("a/../b", "fp", vec![]), ErrorKind::InvalidName),
         (req("a", "", vec![]), ErrorKind::EmptyFingerprint),
         (
-            req("a", "fp", vec![obj("", 1, 1)]),
-            ErrorKind::InvalidRequest,
+            req("a", "fp", vec![crate::support::obj("", 1, 1)]),
+            ErrorKind::InvalidObject,
         ),
     ] {
         assert_eq!(r.register(bad).await.unwrap_err().kind(), kind);

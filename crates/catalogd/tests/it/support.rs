@@ -1,5 +1,5 @@
 //! A store wrapper for fault injection: fails or holds puts and deletes on
-//! demand, and counts puts.
+//! demand, and counts puts; and real Parquet objects to register.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use lakehouse_catalogd::{ObjectRef, RegisterRequest};
+use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -21,6 +22,8 @@ pub struct TestStore {
     pub fail_puts: AtomicBool,
     pub fail_deletes: AtomicBool,
     pub puts: AtomicUsize,
+    /// Gets, heads included.
+    pub gets: AtomicUsize,
     /// Puts wait while a test holds this for writing.
     pub hold: tokio::sync::RwLock<()>,
 }
@@ -73,6 +76,7 @@ impl ObjectStore for TestStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get_opts(location, options).await
     }
 
@@ -102,6 +106,36 @@ impl ObjectStore for TestStore {
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+/// A real Parquet file with `rows` rows of one u64 column.
+pub fn parquet(rows: u64) -> bytes::Bytes {
+    use arrow::array::{RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(UInt64Array::from_iter_values(0..rows))],
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    buf.into()
+}
+
+/// Stores a Parquet object of `rows` rows at `key` (past the put counter and
+/// the fault injection) and returns its entry.
+pub async fn put_parquet(store: &TestStore, key: &str, rows: u64) -> ObjectRef {
+    let bytes = parquet(rows);
+    let size = bytes.len() as u64;
+    store
+        .inner
+        .put(&Path::parse(key).unwrap(), PutPayload::from(bytes))
+        .await
+        .unwrap();
+    obj(key, size, rows)
 }
 
 pub fn obj(key: &str, size: u64, rows: u64) -> ObjectRef {

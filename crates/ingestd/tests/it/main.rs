@@ -347,7 +347,8 @@ async fn empty_and_header_only_inputs() {
     assert_eq!(r.manifest.objects.len(), 1);
     let b = read_all(&env, "h").await;
     assert_eq!(total_rows(&b), 0);
-    // Rows appended later replace the placeholder object.
+    // Rows appended later join the placeholder object: an append never
+    // deletes a listed object, whatever its row count says (issue 20).
     let r = env
         .ingestor
         .ingest(
@@ -359,12 +360,13 @@ async fn empty_and_header_only_inputs() {
         .await
         .unwrap();
     assert_eq!(r.manifest.row_count, 1);
-    assert_eq!(r.manifest.objects.len(), 1);
+    assert_eq!(r.manifest.objects.len(), 2);
     assert_eq!(
         dataset_keys(&env, "h").await.len(),
-        1,
-        "the placeholder was deleted"
+        2,
+        "the placeholder was kept"
     );
+    assert_eq!(total_rows(&read_all(&env, "h").await), 1);
 }
 
 #[tokio::test]
@@ -910,6 +912,8 @@ async fn recover_removes_objects_of_interrupted_ingests() {
     );
     assert_eq!(env.ingestor.recover().await.unwrap(), 0);
 }
+
+mod ownership;
 
 mod router {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, Cluster, READER, Server, WRITER, run_cli, token_env};
+use crate::support::{ADMIN, Cluster, READER, Server, WRITER, parquet_file, run_cli, token_env};
 
 impl Cluster {
     /// Starts `name` again on its old address and waits until the front
@@ -255,14 +255,25 @@ async fn smokes(c: &mut Cluster) {
         StatusCode::NOT_FOUND
     );
 
-    // catalog: register, idempotent re-register, 409.
+    // catalog: register, idempotent re-register, 409. Register checks that
+    // each object exists with its size and is Parquet, so store them first.
+    for (file, size) in [("a", 1000), ("b", 2000)] {
+        let url = format!("{front}/storage/objects/datasets/smoke/events/{file}.parquet");
+        let r = admin
+            .put(&url)
+            .body(parquet_file(3, size))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
     let reg = |fp: &str, objects: Value| json!({"name": "smoke/events", "schema_fingerprint": fp, "objects": objects, "row_count": 3});
     let (s, first) = post_json(
         &admin,
         format!("{front}/catalog/register"),
         &reg(
             "fp-1",
-            json!([{"key": "datasets/smoke/a.parquet", "size": 10, "row_count": 3}]),
+            json!([{"key": "datasets/smoke/events/a.parquet", "size": 1000, "row_count": 3}]),
         ),
     )
     .await;
@@ -274,7 +285,7 @@ async fn smokes(c: &mut Cluster) {
         format!("{front}/catalog/register"),
         &reg(
             "fp-1",
-            json!([{"key": "datasets/smoke/b.parquet", "size": 20, "row_count": 3}]),
+            json!([{"key": "datasets/smoke/events/b.parquet", "size": 2000, "row_count": 3}]),
         ),
     )
     .await;
@@ -370,7 +381,7 @@ async fn smokes(c: &mut Cluster) {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(m["dataset_id"], id);
-    assert_eq!(m["objects"][0]["key"], "datasets/smoke/b.parquet");
+    assert_eq!(m["objects"][0]["key"], "datasets/smoke/events/b.parquet");
     for (n, &i) in probes.iter().enumerate() {
         assert_eq!(
             search(i).await,
@@ -594,6 +605,7 @@ async fn writer(
 ) {
     use std::sync::atomic::Ordering;
     let http = client_with(Some(ADMIN), Duration::from_secs(20));
+    let parquet_pq = parquet_file(3, 1000);
     let mut i: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         i += 1;
@@ -615,12 +627,24 @@ async fn writer(
                 ok
             }
             Writes::Manifests => {
+                // Register checks the object, so it is stored first.
                 let name = format!("kill/{tag}/m{i}");
-                let r = http
-                    .post(format!("{front}/catalog/register"))
-                    .json(&json!({"name": name, "schema_fingerprint": "fp", "objects": [{"key": format!("x/{i}"), "size": i, "row_count": i}], "row_count": i}))
+                let key = format!("datasets/{name}/p.parquet");
+                let put = http
+                    .put(format!("{front}/storage/objects/{key}"))
+                    .body(parquet_pq.clone())
                     .send()
                     .await;
+                let r = match put {
+                    Ok(p) if p.status().is_success() => {
+                        let object = json!({"key": key, "size": parquet_pq.len(), "row_count": 3});
+                        http.post(format!("{front}/catalog/register"))
+                            .json(&json!({"name": name, "schema_fingerprint": "fp", "objects": [object], "row_count": i}))
+                            .send()
+                            .await
+                    }
+                    other => other,
+                };
                 let ok = matches!(&r, Ok(r) if r.status().is_success());
                 if ok {
                     acked.lock().unwrap().manifests.push(name);

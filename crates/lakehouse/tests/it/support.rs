@@ -320,3 +320,35 @@ fn env_with(extra: &[(&str, &str)], wiring: &[(&str, &str)]) -> Vec<(String, Str
     );
     env
 }
+
+/// A Parquet file of `rows` rows of one u64 column, padded with footer
+/// metadata to exactly `size` bytes.
+pub fn parquet_file(rows: u64, size: usize) -> Vec<u8> {
+    use arrow::array::{RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    let write = |pad: usize| -> Vec<u8> {
+        let schema =
+            std::sync::Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+        let column = std::sync::Arc::new(UInt64Array::from_iter_values(0..rows));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new("pad".into(), "p".repeat(pad))]))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        buf
+    };
+    let mut pad = size.saturating_sub(write(0).len());
+    for _ in 0..8 {
+        let b = write(pad);
+        if b.len() == size {
+            return b;
+        }
+        pad = (pad + size).checked_sub(b.len()).expect("size too small");
+    }
+    panic!("cannot pad a Parquet file to {size} bytes");
+}

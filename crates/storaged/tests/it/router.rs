@@ -360,6 +360,13 @@ async fn bad_keys_are_400() {
         ("bad%FFutf8".into(), "invalid key in URL"),
         (long, "2048 bytes long"),
         ("staged%2312".into(), "reserved"),
+        // NAME_MAX: was a 500 on the fs backend (ENAMETOOLONG).
+        ("s".repeat(256), "limit is 240 bytes per segment"),
+        (
+            format!("dir/{}/x", "d".repeat(255)),
+            "limit is 240 bytes per segment",
+        ),
+        ("s".repeat(241), "segment of 241 bytes"),
     ];
     for tb in support::all().await {
         let r = support::router(tb.storage(BIG));
@@ -389,6 +396,39 @@ async fn bad_keys_are_400() {
             tb.name
         );
         assert!(tb.fs_files().is_empty());
+    }
+}
+
+/// The longest segment the grammar allows is writable on every backend, as
+/// the last segment and as a directory, by a single put and by a streamed
+/// multipart upload (whose staging file on the fs backend is `<segment>#1`).
+#[tokio::test]
+async fn the_longest_segment_is_writable_on_every_backend() {
+    let seg = "s".repeat(lakehouse_storaged::key::MAX_SEGMENT_LEN);
+    let big: Vec<u8> = (0..(lakehouse_storaged::service::PART_SIZE + 4096))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    for tb in support::all().await {
+        let r = support::router(tb.storage(BIG));
+        for (key, body) in [
+            (format!("{seg}/{seg}"), b"small".to_vec()),
+            (format!("b{}/{seg}", &seg[1..]), big.clone()),
+        ] {
+            let uri = format!("/storage/objects/{key}");
+            let (resp, text) = send(&r, "PUT", &uri, Body::from(body.clone())).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "{} bytes on {}: {}",
+                body.len(),
+                tb.name,
+                String::from_utf8_lossy(&text)
+            );
+            let (resp, got) = send(&r, "GET", &uri, Body::empty()).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{}", tb.name);
+            assert_eq!(got.len(), body.len(), "{}", tb.name);
+            assert!(got[..] == body[..], "{}", tb.name);
+        }
     }
 }
 

@@ -845,15 +845,14 @@ fn keys(t: &mut Vec<Case>) {
     let seg256 = format!("adv/{}", "s".repeat(256));
     t.push(bad_key("a 256-byte segment", seg256.as_bytes()));
     t.push(bad_key("a 1025-byte key", long_key(1025).as_bytes()));
-    // NAME_MAX is 255, but a backend may stage uploads beside the name: a
-    // 255-byte segment is stored or refused up front, never a 500.
-    let mut seg255 = good_key(
-        "a 255-byte segment",
-        format!("adv/{}", "s".repeat(255)).as_bytes(),
-    );
-    seg255.status = Status::OneOf(vec![200, 400]);
-    seg255.codes = vec!["invalid_key"];
-    t.push(seg255);
+    // NAME_MAX is 255, less room for the `#<n>` staging suffix: segments
+    // over 240 bytes are refused up front on every backend, never a 500.
+    let seg255 = format!("adv/{}", "s".repeat(255));
+    t.push(bad_key("a 255-byte segment", seg255.as_bytes()));
+    let seg241 = format!("adv/{}", "s".repeat(241));
+    t.push(bad_key("a 241-byte segment", seg241.as_bytes()));
+    let seg240 = format!("adv/{}", "s".repeat(240));
+    t.push(good_key("a 240-byte segment", seg240.as_bytes()));
     t.push(good_key("a 1024-byte key", long_key(1024).as_bytes()));
     t.push(good_key(
         "literal %2e%2e (double-encoded)",
