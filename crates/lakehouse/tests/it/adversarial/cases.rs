@@ -464,7 +464,13 @@ pub fn truncation_ok(r: &Response, format: &str) -> Result<(), String> {
         .trailers
         .iter()
         .any(|(k, v)| k.contains("truncated") || v.to_ascii_lowercase().contains("truncated"));
-    let marks = |v: &Value| v.get("truncated").is_some() || v["error"]["code"] == "too_many_rows";
+    // The README's in-band markers: NDJSON's last line
+    // `{"$lakehouse":{"truncated":true,…}}` (older shapes accepted too).
+    let marks = |v: &Value| {
+        v["$lakehouse"]["truncated"] == true
+            || v.get("truncated").is_some()
+            || v["error"]["code"] == "too_many_rows"
+    };
     let text = String::from_utf8_lossy(&r.body);
     let (rows, marked) = match format {
         "json" => {
