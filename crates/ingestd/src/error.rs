@@ -27,8 +27,11 @@ pub enum IngestError {
     Encode(String),
     #[error("storage error: {0}")]
     Storage(#[from] object_store::Error),
+    /// Finishing an object's upload failed (the store's error is inside).
+    #[error("completing the upload failed: {0}")]
+    Upload(#[source] std::io::Error),
     #[error("catalog error: {0}")]
-    Catalog(String),
+    Catalog(#[source] lakehouse_catalogd::CatalogError),
     /// The registration may or may not have taken effect (the catalog went
     /// away mid-request and has not come back to say). The objects and the
     /// in-flight journal are kept; the next start settles it either way.

@@ -102,7 +102,7 @@ fn path(key: &str) -> Result<Path, IngestError> {
 fn catalog_err(e: CatalogError) -> IngestError {
     match e.kind() {
         ErrorKind::InvalidName => IngestError::InvalidName(e.to_string()),
-        _ => IngestError::Catalog(e.to_string()),
+        _ => IngestError::Catalog(e),
     }
 }
 

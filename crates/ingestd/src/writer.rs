@@ -95,9 +95,7 @@ impl UploadSink {
                     match rx.recv().await {
                         Some(Msg::Data(b)) => w.put(b).await?,
                         Some(Msg::Finish) => {
-                            w.shutdown().await.map_err(|e| {
-                                IngestError::Internal(format!("completing upload: {e}"))
-                            })?;
+                            w.shutdown().await.map_err(IngestError::Upload)?;
                             return Ok(());
                         }
                         // Dropped without Finish: abandon the upload.

@@ -12,7 +12,7 @@
 use datafusion::error::DataFusionError;
 use http::StatusCode;
 use lakehouse_catalogd::{CatalogError, ErrorKind};
-use lakehouse_common::ApiError;
+use lakehouse_common::{ApiError, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -63,6 +63,9 @@ pub enum QueryError {
     /// 500: a real fault (object store, I/O, a DataFusion internal error).
     #[error("{0}")]
     Internal(String),
+    /// storaged (or catalogd) did not answer: 503/504/502 naming it.
+    #[error(transparent)]
+    Upstream(UpstreamError),
     /// An error answer from a remote queryd (the HTTP client).
     #[error("{message}")]
     Remote {
@@ -113,6 +116,7 @@ impl QueryError {
             QueryError::TooManyRows { .. } => "too_many_rows",
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => "unavailable",
             QueryError::Catalog(_) | QueryError::Internal(_) => "internal",
+            QueryError::Upstream(up) => up.code(),
             QueryError::Remote { code, .. } => code,
             QueryError::Unavailable { .. } => "unavailable",
         }
@@ -135,6 +139,7 @@ impl QueryError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             QueryError::Catalog(_) | QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Upstream(up) => up.status(),
             QueryError::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -151,6 +156,10 @@ impl QueryError {
 /// Maps a DataFusion error by its variant. `limit` names the memory limit
 /// for the message.
 pub(crate) fn classify(e: &DataFusionError, memory_limit: &str) -> QueryError {
+    // A store or catalog that did not answer, wherever it sits in the chain.
+    if let Some(up) = UpstreamError::find(e) {
+        return QueryError::Upstream(up.clone());
+    }
     // `find_root` walks Context / Shared / External(DataFusionError) /
     // ArrowError(External) layers down to the innermost DataFusion error.
     let root = e.find_root();
@@ -195,6 +204,9 @@ fn strip(e: &DataFusionError) -> String {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
+        if let Some(up) = UpstreamError::find(&e) {
+            return up.into();
+        }
         let status = e.status();
         if status.is_server_error() && !matches!(e, QueryError::Remote { .. }) {
             if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -216,9 +228,10 @@ impl From<QueryError> for ApiError {
             // A remote answer is passed through with its own code (leaked
             // into 'static once per distinct code; there are few).
             QueryError::Remote { code, .. } => static_code(code),
-            QueryError::Catalog(_) | QueryError::Internal(_) | QueryError::Unavailable { .. } => {
-                "internal"
-            }
+            QueryError::Catalog(_)
+            | QueryError::Internal(_)
+            | QueryError::Unavailable { .. }
+            | QueryError::Upstream(_) => "internal",
         };
         ApiError::new(status, code, e.to_string())
     }

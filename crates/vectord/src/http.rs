@@ -57,9 +57,10 @@ impl From<VectorError> for ApiError {
             VectorError::IndexNotFound(_) | VectorError::ItemNotFound { .. } => {
                 ApiError::not_found(msg)
             }
-            VectorError::Storage(_) | VectorError::Corrupt { .. } | VectorError::Internal(_) => {
-                ApiError::internal(&e)
-            }
+            // storaged not answering: 503/504/502 naming it.
+            VectorError::Storage(_) => ApiError::internal_or_upstream(&e),
+            VectorError::Upstream(up) => up.into(),
+            VectorError::Corrupt { .. } | VectorError::Internal(_) => ApiError::internal(&e),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod catalog;
+mod edges;
 mod ingest;
 mod query;
 mod storage;
