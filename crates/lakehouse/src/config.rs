@@ -128,6 +128,15 @@ pub struct QuerydConfig {
     pub batch_size: usize,
     /// Evaluate filters while decoding Parquet.
     pub pushdown_filters: bool,
+    /// Deepest nesting of expressions, subqueries and set operations a
+    /// query may have (deeper is a 400 `query_too_complex`).
+    pub max_expr_depth: usize,
+    /// Most bytes one call of `repeat`, `lpad`, `array_repeat`, `range`, …
+    /// may produce (default: memory_limit / 16).
+    pub function_output_limit: Option<ByteSize>,
+    /// Process memory (RSS) over which the largest running query is
+    /// cancelled (default: 90 % of the machine's or cgroup's memory; 0 = off).
+    pub process_memory_limit: Option<ByteSize>,
 }
 
 impl Default for QuerydConfig {
@@ -142,6 +151,9 @@ impl Default for QuerydConfig {
             target_partitions: 0,
             batch_size: 8192,
             pushdown_filters: false,
+            max_expr_depth: 1000,
+            function_output_limit: None,
+            process_memory_limit: None,
         }
     }
 }
@@ -402,10 +414,14 @@ mod tests {
         let f = dir.path().join("lakehouse.toml");
         std::fs::write(
             &f,
-            "[queryd]\ncatalogd_url = \"http://c:8082\"\nmemory_limit = \"512MiB\"\nmax_rows = 10\n",
+            "[queryd]\ncatalogd_url = \"http://c:8082\"\nmemory_limit = \"512MiB\"\nmax_rows = 10\n\
+             max_expr_depth = 200\nprocess_memory_limit = \"2GiB\"\n",
         )
         .unwrap();
         let c = Config::load(Some(&f), &[]).unwrap();
+        assert_eq!(c.queryd.max_expr_depth, 200);
+        assert_eq!(c.queryd.process_memory_limit, Some(ByteSize(2 << 30)));
+        assert_eq!(c.queryd.function_output_limit, None);
         assert_eq!(c.queryd.catalogd_url.as_deref(), Some("http://c:8082"));
         assert_eq!(c.queryd.memory_limit, ByteSize(512 << 20));
         assert_eq!(c.queryd.max_rows, 10);

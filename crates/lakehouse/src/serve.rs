@@ -239,6 +239,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 target_partitions: q.target_partitions,
                 batch_size: q.batch_size,
                 pushdown_filters: q.pushdown_filters,
+                max_expr_depth: q.max_expr_depth,
+                function_output_limit: q.function_output_limit.map(|b| b.0),
+                process_memory_limit: q.process_memory_limit.map(|b| b.0),
             },
         )
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
@@ -309,6 +312,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 as futures::future::BoxFuture<'static, _>
         }) as lakehouse_common::server::MetricsSources);
         router = router.merge(lakehouse_gateway::router(gw));
+    }
+
+    // The web console at /ui: all-in-one, and on the gateway of a split deployment.
+    if args.only.is_none() || runs(Service::Gateway) {
+        let services: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        let mode = if args.only.is_some() {
+            "gateway"
+        } else {
+            "all-in-one"
+        };
+        let config = serde_json::to_value(&cfg).context("describing the configuration")?;
+        let info = lakehouse_console::Info::new(mode, &services, config);
+        router = router.merge(lakehouse_console::router(info));
     }
 
     let opts = ServerOptions {

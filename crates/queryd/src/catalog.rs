@@ -12,6 +12,12 @@
 //! per (dataset, schema fingerprint), the Parquet footer (DataFusion's file
 //! metadata cache on the shared `RuntimeEnv`) and the per-file statistics the
 //! planner uses to order joins.
+//!
+//! An object that does not match its manifest — missing, another size, not
+//! Parquet — is diagnosed when its footer cannot be read (a `HEAD` of the
+//! object tells which) and reported as a typed [`DamagedObject`] naming the
+//! dataset and the object; the schema also remembers which object belongs
+//! to which dataset, so a read that fails later in the query is named too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,10 +42,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use lakehouse_catalogd::{Catalog, Manifest, ObjectRef};
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 
-use crate::error::is_not_found;
+use crate::error::{Damage, DamagedObject, find, is_not_found, message};
 
 /// The catalog and schema every dataset lives in; they are the session's
 /// defaults, so bare (or quoted) names resolve to datasets.
@@ -107,6 +113,8 @@ pub(crate) struct DatasetSchema {
     pub(crate) misses: Mutex<Vec<String>>,
     /// Set when the catalog itself failed during resolution.
     pub(crate) catalog_error: Mutex<Option<lakehouse_catalogd::CatalogError>>,
+    /// The datasets this query opened: name, schema and object keys.
+    pub(crate) opened: Mutex<Vec<(String, SchemaRef, Vec<String>)>>,
 }
 
 impl DatasetSchema {
@@ -115,7 +123,26 @@ impl DatasetSchema {
             shared,
             misses: Mutex::new(Vec::new()),
             catalog_error: Mutex::new(None),
+            opened: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The schemas of the datasets this query opened.
+    pub(crate) fn opened_schemas(&self) -> Vec<SchemaRef> {
+        self.opened
+            .lock()
+            .iter()
+            .map(|(_, s, _)| s.clone())
+            .collect()
+    }
+
+    /// The dataset an object key belongs to, among those this query opened.
+    pub(crate) fn dataset_of(&self, key: &str) -> Option<String> {
+        self.opened
+            .lock()
+            .iter()
+            .find(|(_, _, keys)| keys.iter().any(|k| k == key))
+            .map(|(name, _, _)| name.clone())
     }
 }
 
@@ -140,7 +167,10 @@ impl SchemaProvider for DatasetSchema {
                 return Err(DataFusionError::External(msg.into()));
             }
         };
+        let name = manifest.name.clone();
+        let keys = manifest.objects.iter().map(|o| o.key.clone()).collect();
         let table = DatasetTable::open(&self.shared, manifest).await?;
+        self.opened.lock().push((name, table.schema.clone(), keys));
         Ok(Some(Arc::new(table)))
     }
 
@@ -173,8 +203,15 @@ impl DatasetTable {
             .cloned()
             .map(|o| {
                 let (shared, schema) = (shared.clone(), schema.clone());
+                let dataset = manifest.name.clone();
                 // Boxed: keeps the future `Send` for any lifetime (async-trait).
-                async move { file_statistics(&shared, &o, &schema).await }.boxed()
+                async move {
+                    match file_statistics(&shared, &o, &schema).await {
+                        Ok(s) => Ok(s),
+                        Err(e) => Err(diagnose(&shared, &dataset, &o, e).await),
+                    }
+                }
+                .boxed()
             })
             .collect();
         let stats: Vec<Arc<Statistics>> = futures::stream::iter(fetches)
@@ -210,10 +247,14 @@ async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfResult<Schema
         return Ok(Arc::new(Schema::empty()));
     };
     let meta = object_meta(first);
-    let schema = DFParquetMetadata::new(shared.store.as_ref(), &meta)
+    let schema = match DFParquetMetadata::new(shared.store.as_ref(), &meta)
         .with_file_metadata_cache(Some(shared.runtime.cache_manager.get_file_metadata_cache()))
         .fetch_schema()
-        .await?;
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Err(diagnose(shared, &manifest.name, first, e).await),
+    };
     // Like DataFusion's own Parquet tables: no schema or field metadata (the
     // writer's blobs are noise here), strings read as views (faster).
     let fields: Vec<Field> = schema
@@ -224,6 +265,35 @@ async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfResult<Schema
     let schema = Arc::new(transform_schema_to_view(&Schema::new(fields)));
     shared.caches.schemas.lock().insert(key, schema.clone());
     Ok(schema)
+}
+
+/// Why an object's footer could not be read: a `HEAD` tells a missing
+/// object or a size that differs from the manifest; a Parquet error on an
+/// object of the right size means it is not (readable) Parquet. Anything
+/// else (the store failing) is returned as it was.
+async fn diagnose(
+    shared: &Shared,
+    dataset: &str,
+    o: &ObjectRef,
+    e: DataFusionError,
+) -> DataFusionError {
+    let path = object_store::path::Path::from(o.key.as_str());
+    let damage = match shared.store.head(&path).await {
+        Err(object_store::Error::NotFound { .. }) => Damage::Missing,
+        Ok(meta) if meta.size != o.size => Damage::SizeMismatch {
+            manifest: o.size,
+            actual: meta.size,
+        },
+        Ok(_) if find::<parquet::errors::ParquetError>(&e).is_some() => Damage::NotParquet {
+            detail: message(&e),
+        },
+        _ => return e,
+    };
+    DataFusionError::External(Box::new(DamagedObject {
+        dataset: dataset.to_string(),
+        object: o.key.clone(),
+        damage,
+    }))
 }
 
 async fn file_statistics(

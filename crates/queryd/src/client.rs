@@ -65,6 +65,7 @@ impl Query for QueryClient {
                     status: status.as_u16(),
                     code: b.error.code,
                     message: b.error.message,
+                    details: b.error.details,
                 },
                 Err(_) => QueryError::Remote {
                     status: status.as_u16(),
@@ -73,6 +74,7 @@ impl Query for QueryClient {
                         "queryd answered {status}: {}",
                         String::from_utf8_lossy(&body[..body.len().min(512)])
                     ),
+                    details: Default::default(),
                 },
             });
         }

@@ -4,6 +4,18 @@
 //! streams out without being held whole. Nothing is emitted before the first
 //! batch (or the end of the stream): an error that happens before then can
 //! still become a proper JSON error response.
+//!
+//! A result that streamed can still end in two other ways, and each format
+//! says so in band where it can (see the README's "Results past max_rows
+//! and errors while streaming"):
+//!
+//! | format  | truncated at `max_rows`                       | error after the first byte |
+//! |---------|-----------------------------------------------|----------------------------|
+//! | json    | never (held until complete: 413 instead)      | never (an error status)    |
+//! | ndjson  | last line `{"$lakehouse":{"truncated":true,…}}` | last line `{"$lakehouse":{"error":{…}}}` |
+//! | csv     | last line `#lakehouse: truncated: …`          | last line `#lakehouse: error <code>: …` |
+//! | parquet | footer key `lakehouse.truncated` = `true`      | footer keys `lakehouse.error.code` / `.message` |
+//! | arrow   | a complete stream; the HTTP trailer says so   | the body is cut off (no end-of-stream marker) |
 
 use std::sync::Arc;
 
@@ -15,6 +27,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json::{self, writer::JsonArray, writer::LineDelimited};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::QueryError;
@@ -218,6 +231,66 @@ impl Encoder {
         self.finish_inner()
     }
 
+    /// Ends a result cut at `max_rows`, saying so in the format's own way.
+    pub fn finish_truncated(mut self, max_rows: u64) -> Result<Vec<u8>, QueryError> {
+        let message = format!(
+            "the result has more than {max_rows} rows (the server's [queryd].max_rows): only the first {max_rows} were sent; add a LIMIT or aggregate"
+        );
+        let marker = match &mut self.inner {
+            Inner::Ndjson(_) => Some(ndjson_marker(serde_json::json!({
+                "truncated": true, "max_rows": max_rows, "message": message
+            }))),
+            Inner::Csv { .. } => Some(format!("#lakehouse: truncated: {message}\n").into_bytes()),
+            Inner::Parquet(w) => {
+                w.append_key_value_metadata(KeyValue::new(
+                    "lakehouse.truncated".to_string(),
+                    "true".to_string(),
+                ));
+                w.append_key_value_metadata(KeyValue::new(
+                    "lakehouse.max_rows".to_string(),
+                    max_rows.to_string(),
+                ));
+                None
+            }
+            Inner::Json(_) | Inner::Arrow(_) => None,
+        };
+        let mut out = self.finish()?;
+        if let Some(m) = marker {
+            out.extend(m);
+        }
+        Ok(out)
+    }
+
+    /// Ends a result whose query failed after bytes were sent, for the
+    /// formats that can say so in band (NDJSON, CSV, Parquet); `None` for
+    /// the others, whose response can only be cut off.
+    pub fn finish_error(mut self, e: &QueryError) -> Option<Vec<u8>> {
+        let one_line = e.to_string().replace(['\n', '\r'], " ");
+        let marker = match &mut self.inner {
+            Inner::Ndjson(_) => ndjson_marker(serde_json::json!({
+                "error": {"code": e.code(), "message": one_line}
+            })),
+            Inner::Csv { .. } => {
+                format!("#lakehouse: error {}: {one_line}\n", e.code()).into_bytes()
+            }
+            Inner::Parquet(w) => {
+                w.append_key_value_metadata(KeyValue::new(
+                    "lakehouse.error.code".to_string(),
+                    e.code().to_string(),
+                ));
+                w.append_key_value_metadata(KeyValue::new(
+                    "lakehouse.error.message".to_string(),
+                    one_line,
+                ));
+                Vec::new()
+            }
+            Inner::Json(_) | Inner::Arrow(_) => return None,
+        };
+        let mut out = self.finish().ok()?;
+        out.extend(marker);
+        Some(out)
+    }
+
     fn finish_inner(self) -> Result<Vec<u8>, QueryError> {
         Ok(match self.inner {
             Inner::Json(mut w) => {
@@ -236,6 +309,15 @@ impl Encoder {
             Inner::Parquet(w) => w.into_inner().map_err(err)?,
         })
     }
+}
+
+/// An NDJSON line that is not a row: one reserved key, `$lakehouse`.
+fn ndjson_marker(v: serde_json::Value) -> Vec<u8> {
+    let mut line = serde_json::json!({ "$lakehouse": v })
+        .to_string()
+        .into_bytes();
+    line.push(b'\n');
+    line
 }
 
 /// Encodes whole results in one go (tests, small answers).

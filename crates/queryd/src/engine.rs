@@ -11,8 +11,18 @@
 //! The caller gets nothing until the first encoded chunk (which follows the
 //! first batch) or an error, so errors before the first byte — syntax, plan,
 //! unknown table, the memory limit hit while building a hash table, the row
-//! cap, the timeout — are returned as errors, not as a broken stream. An
-//! error after that can only end the stream early.
+//! cap, the timeout — are returned as errors, not as a broken stream. JSON
+//! results are held until complete (their buffer counted in the memory
+//! pool), so a JSON answer is always a whole document or an error. After
+//! the first byte of another format, the row cap and errors end the result
+//! the way [`crate::encode`] describes, and [`StreamEnd`] tells the HTTP
+//! layer what to put in the trailer.
+//!
+//! Everything about a query — parsing included — runs on the engine
+//! runtime, whose threads have [`crate::limits::QUERY_THREAD_STACK`]. A
+//! query is registered in [`crate::guard`] while it runs; dropping its
+//! result stream (or the future that waits for the first chunk) cancels it,
+//! so a client that disconnects stops its query.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +32,15 @@ use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::stats::Precision;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionState};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
@@ -36,19 +48,39 @@ use futures::stream::BoxStream;
 use lakehouse_catalogd::Catalog;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::catalog::{
     CATALOG_NAME, Caches, DatasetSchema, LakehouseCatalog, SCHEMA_NAME, STORE_URL, Shared,
 };
 use crate::encode::{Encoder, Format};
-use crate::error::{QueryError, classify};
-use crate::sandbox;
+use crate::error::{Damage, DamagedObject, QueryError, classify, find, message};
+use crate::guard::{CancelExec, QueryPool, QueryStats, Registration, Running};
+use crate::{idents, limits, sandbox, udf};
 
 /// An encoded result: chunks of the chosen format, in order. An `Err` item
 /// means the query failed after it had started streaming.
 pub type ByteStream = BoxStream<'static, Result<Bytes, QueryError>>;
+
+/// How a streamed result ended (for the HTTP trailer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Every row was sent.
+    Complete { rows: u64 },
+    /// Cut at `max_rows`; the format's marker says so in band too.
+    Truncated { max_rows: u64 },
+    /// Failed after the first byte; the format's marker carries the error.
+    Failed { code: String, message: String },
+}
+
+/// A result stream and, when the engine knows it, how it ended.
+pub struct ResultStream {
+    pub bytes: ByteStream,
+    pub end: Option<oneshot::Receiver<StreamEnd>>,
+}
 
 /// SQL over the lakehouse, in process ([`QueryEngine`]) or remote
 /// ([`crate::QueryClient`]).
@@ -57,6 +89,19 @@ pub trait Query: Send + Sync {
     /// Runs one read-only statement and streams its result in `format`.
     /// Errors before the first byte are returned here.
     async fn sql(&self, sql: &str, format: Format) -> Result<ByteStream, QueryError>;
+
+    /// Like [`Query::sql`], with how the result ended when it is known.
+    async fn sql_result(&self, sql: &str, format: Format) -> Result<ResultStream, QueryError> {
+        Ok(ResultStream {
+            bytes: self.sql(sql, format).await?,
+            end: None,
+        })
+    }
+
+    /// Counters of the running queries, when this is the engine itself.
+    fn stats(&self) -> Option<QueryStats> {
+        None
+    }
 }
 
 /// Limits and tuning, from `[queryd]`.
@@ -75,6 +120,14 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Evaluate filters while decoding Parquet (late materialisation).
     pub pushdown_filters: bool,
+    /// Deepest nesting of expressions / subqueries / set operations.
+    pub max_expr_depth: usize,
+    /// Most bytes one call of an allocating function may produce
+    /// (`None` = `memory_limit / 16`).
+    pub function_output_limit: Option<u64>,
+    /// Process memory over which the largest query is cancelled
+    /// (`None` = 90 % of the machine's or cgroup's memory; `Some(0)` = off).
+    pub process_memory_limit: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -86,7 +139,18 @@ impl Default for EngineConfig {
             target_partitions: 0,
             batch_size: 8192,
             pushdown_filters: false,
+            max_expr_depth: limits::DEFAULT_MAX_EXPR_DEPTH,
+            function_output_limit: None,
+            process_memory_limit: None,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The per-call cap of the checked functions.
+    pub fn function_output_limit(&self) -> u64 {
+        self.function_output_limit
+            .unwrap_or((self.memory_limit / 16).max(1 << 20))
     }
 }
 
@@ -148,6 +212,7 @@ pub struct QueryEngine {
     shared: Shared,
     base: SessionState,
     cfg: EngineConfig,
+    running: Arc<Running>,
     exec: ExecRuntime,
 }
 
@@ -160,7 +225,24 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 fn ok_or_internal<T>(r: datafusion::error::Result<T>) -> Result<T, QueryError> {
-    r.map_err(|e| QueryError::Internal(e.strip_backtrace()))
+    r.map_err(|e| QueryError::Internal(message(&e)))
+}
+
+fn session_config(cfg: &EngineConfig) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(cfg.target_partitions)
+        .with_batch_size(cfg.batch_size.max(1))
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(false);
+    let o = config.options_mut();
+    o.execution.parquet.pushdown_filters = cfg.pushdown_filters;
+    o.execution.parquet.reorder_filters = cfg.pushdown_filters;
+    // Identifiers fold to lower case like every other SQL engine; dataset
+    // names are lower case by the catalog's grammar, and columns whose
+    // names are not are matched by `idents`.
+    o.sql_parser.enable_ident_normalization = true;
+    config
 }
 
 impl QueryEngine {
@@ -175,6 +257,7 @@ impl QueryEngine {
                 .map(|n| n.get())
                 .unwrap_or(1);
         }
+        cfg.max_expr_depth = cfg.max_expr_depth.max(16);
         let url = Url::parse(STORE_URL).expect("valid store URL");
         let registry = Arc::new(LakehouseStores {
             url: url.clone(),
@@ -186,34 +269,34 @@ impl QueryEngine {
                 .with_memory_limit(cfg.memory_limit as usize, 1.0)
                 .build_arc(),
         )?;
-
-        let mut config = SessionConfig::new()
-            .with_target_partitions(cfg.target_partitions)
-            .with_batch_size(cfg.batch_size.max(1))
-            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(false);
-        {
-            let o = config.options_mut();
-            o.execution.parquet.pushdown_filters = cfg.pushdown_filters;
-            o.execution.parquet.reorder_filters = cfg.pushdown_filters;
-            // Identifiers fold to lower case like every other SQL engine;
-            // dataset names are lower case by the catalog's grammar.
-            o.sql_parser.enable_ident_normalization = true;
-        }
-        let base = SessionStateBuilder::new()
-            .with_config(config)
+        let mut base = SessionStateBuilder::new()
+            .with_config(session_config(&cfg))
             .with_runtime_env(runtime.clone())
             .with_default_features()
             .build();
+        ok_or_internal(udf::register_checked(
+            &mut base,
+            cfg.function_output_limit(),
+        ))?;
 
         let exec = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.target_partitions)
             .thread_name("queryd-exec")
+            .thread_stack_size(limits::QUERY_THREAD_STACK)
             .enable_all()
             .build()
             .map_err(|e| QueryError::Internal(format!("starting the query runtime: {e}")))?;
 
+        let running = Arc::new(Running::default());
+        let guard_limit = match cfg.process_memory_limit {
+            None => crate::guard::default_process_limit(),
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
+        if let Some(limit) = guard_limit {
+            crate::guard::spawn_watchdog(&running, limit)
+                .map_err(|e| QueryError::Internal(format!("starting the memory guard: {e}")))?;
+        }
         Ok(Self {
             shared: Shared {
                 catalog,
@@ -223,6 +306,7 @@ impl QueryEngine {
             },
             base,
             cfg,
+            running,
             exec: ExecRuntime(Some(exec)),
         })
     }
@@ -234,6 +318,11 @@ impl QueryEngine {
     /// The object store queries read from.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.shared.store.clone()
+    }
+
+    /// Counters of the running queries.
+    pub fn query_stats(&self) -> QueryStats {
+        self.running.stats()
     }
 
     /// Runs `sql` and collects the whole result (tests, small answers).
@@ -254,15 +343,24 @@ impl QueryEngine {
     }
 
     /// A session for one query, with its own dataset schema (so the names it
-    /// fails to resolve are this query's).
-    fn session(&self, schema: Arc<DatasetSchema>) -> SessionState {
+    /// fails to resolve are this query's) and its own view of the memory
+    /// pool (so the guard knows what it holds).
+    fn session(&self, schema: Arc<DatasetSchema>, pool: Arc<QueryPool>) -> SessionState {
         let list = MemoryCatalogProviderList::new();
         list.register_catalog(
             CATALOG_NAME.to_string(),
             Arc::new(LakehouseCatalog::new(schema)),
         );
+        let rt = &self.shared.runtime;
+        let runtime = RuntimeEnv {
+            memory_pool: pool,
+            disk_manager: rt.disk_manager.clone(),
+            cache_manager: rt.cache_manager.clone(),
+            object_store_registry: rt.object_store_registry.clone(),
+        };
         SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(Arc::new(list))
+            .with_runtime_env(Arc::new(runtime))
             .build()
     }
 
@@ -271,45 +369,73 @@ impl QueryEngine {
     }
 }
 
+/// Cancels the query when the consumer drops its side (the HTTP client
+/// went away, or the caller stopped reading).
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 #[async_trait]
 impl Query for QueryEngine {
     async fn sql(&self, sql: &str, format: Format) -> Result<ByteStream, QueryError> {
-        let stmt = sandbox::check(sql)?;
+        Ok(self.sql_result(sql, format).await?.bytes)
+    }
+
+    fn stats(&self) -> Option<QueryStats> {
+        Some(self.running.stats())
+    }
+
+    async fn sql_result(&self, sql: &str, format: Format) -> Result<ResultStream, QueryError> {
+        let pool = Arc::new(QueryPool::new(self.shared.runtime.memory_pool.clone()));
+        let registration = self.running.register(pool.clone());
         let schema = Arc::new(DatasetSchema::new(self.shared.clone()));
-        let state = self.session(schema.clone());
+        let state = self.session(schema.clone(), pool.clone());
+        let cancel = registration.cancel.clone();
         let job = Job {
             shared: self.shared.clone(),
             schema,
             state,
+            pool,
             max_rows: self.cfg.max_rows,
+            max_depth: self.cfg.max_expr_depth,
             memory_limit: self.memory_limit_text(),
             format,
+            deadline: Instant::now() + self.cfg.timeout,
+            timeout_secs: self.cfg.timeout.as_secs(),
+            running: self.running.clone(),
+            registration,
         };
         let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryError>>(4);
-        let timeout = self.cfg.timeout;
-        let secs = timeout.as_secs();
-        let err_tx = tx.clone();
+        let (end_tx, end_rx) = oneshot::channel();
+        let sql = sql.to_string();
+        // From here on, dropping this future or the stream stops the query.
+        let guard = CancelOnDrop(cancel);
         self.exec.handle().spawn(async move {
-            match tokio::time::timeout(timeout, job.run(stmt, tx)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    let _ = err_tx.send(Err(e)).await;
+            let err_tx = tx.clone();
+            match job.run(sql, tx).await {
+                Ok(end) => {
+                    let _ = end_tx.send(end);
                 }
-                Err(_) => {
-                    // Dropping `run` dropped the DataFusion stream, which
-                    // cancels the query's tasks.
-                    let _ = err_tx.send(Err(QueryError::Timeout { secs })).await;
+                Err(e) => {
+                    let _ = err_tx.send(Err(e)).await;
                 }
             }
         });
         match rx.recv().await {
             Some(Ok(first)) => {
-                let rest = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|item| (item, rx))
+                let rest = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+                    rx.recv().await.map(|item| (item, (rx, guard)))
                 });
-                Ok(futures::stream::once(async move { Ok(first) })
-                    .chain(rest)
-                    .boxed())
+                Ok(ResultStream {
+                    bytes: futures::stream::once(async move { Ok(first) })
+                        .chain(rest)
+                        .boxed(),
+                    end: Some(end_rx),
+                })
             }
             Some(Err(e)) => Err(e),
             None => Err(QueryError::Internal(
@@ -324,21 +450,88 @@ struct Job {
     shared: Shared,
     schema: Arc<DatasetSchema>,
     state: SessionState,
+    pool: Arc<QueryPool>,
     max_rows: u64,
+    max_depth: usize,
     memory_limit: String,
     format: Format,
+    deadline: Instant,
+    timeout_secs: u64,
+    running: Arc<Running>,
+    /// Unregisters the query when the job ends.
+    registration: Registration,
+}
+
+/// Whether `run` may go on.
+enum Stop {
+    /// The consumer went away: stop quietly.
+    Gone,
+    /// The query must end with this error.
+    Error(QueryError),
+}
+
+impl From<QueryError> for Stop {
+    fn from(e: QueryError) -> Self {
+        Stop::Error(e)
+    }
 }
 
 impl Job {
+    /// Plans, executes and streams; returns how the stream ended, or the
+    /// error to report before the first byte (or to cut the stream with).
     async fn run(
         self,
-        stmt: DfStatement,
+        sql: String,
         tx: mpsc::Sender<Result<Bytes, QueryError>>,
-    ) -> Result<(), QueryError> {
-        let plan = match self.state.statement_to_plan(stmt).await {
+    ) -> Result<StreamEnd, QueryError> {
+        let physical = match self.guarded(self.prepare(&sql)).await {
             Ok(p) => p,
-            Err(e) => return Err(self.planning_error(&e).await),
+            Err(Stop::Gone) => return Ok(StreamEnd::Complete { rows: 0 }),
+            Err(Stop::Error(e)) => return Err(e),
         };
+        let Some((physical, is_explain)) = physical else {
+            return Ok(StreamEnd::Complete { rows: 0 });
+        };
+        let stream =
+            execute_stream(physical, self.state.task_ctx()).map_err(|e| self.classify(&e))?;
+        self.stream_out(stream, is_explain, tx).await
+    }
+
+    /// Awaits `fut` unless the deadline passes or the query is cancelled.
+    async fn guarded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, Stop> {
+        let cancel = self.registration.cancel.clone();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(self.interrupted()),
+            _ = tokio::time::sleep_until(self.deadline) => Err(Stop::Error(QueryError::Timeout {
+                secs: self.timeout_secs,
+            })),
+            r = fut => r.map_err(Stop::Error),
+        }
+    }
+
+    /// Why the query was cancelled: the guard's reason, else its client left.
+    fn interrupted(&self) -> Stop {
+        match self.registration.reason.lock().take() {
+            Some(e) => Stop::Error(e),
+            None => {
+                self.running.note_disconnected();
+                Stop::Gone
+            }
+        }
+    }
+
+    /// Parse, check, plan (with case-insensitive columns), cap, and build
+    /// the physical plan; `None` if there is nothing to run.
+    async fn prepare(
+        &self,
+        sql: &str,
+    ) -> Result<Option<(Arc<dyn ExecutionPlan>, bool)>, QueryError> {
+        let stmt = sandbox::check(sql, self.max_depth)?;
+        let plan = self.plan(stmt).await?;
         // Second line of defence: whatever the parser let through, the plan
         // must not define, modify or configure anything.
         SQLOptions::new()
@@ -346,9 +539,7 @@ impl Job {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)
-            .map_err(|e| QueryError::Forbidden {
-                what: e.strip_backtrace(),
-            })?;
+            .map_err(|e| QueryError::Forbidden { what: message(&e) })?;
         let is_explain = matches!(
             plan,
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
@@ -362,38 +553,171 @@ impl Job {
             LogicalPlanBuilder::from(plan)
                 .limit(0, Some(capped))
                 .and_then(|b| b.build())
-                .map_err(|e| classify(&e, &self.memory_limit))?
+                .map_err(|e| self.classify(&e))?
         };
         let physical = self
             .state
             .create_physical_plan(&plan)
             .await
-            .map_err(|e| classify(&e, &self.memory_limit))?;
-        let mut stream = execute_stream(physical, self.state.task_ctx())
-            .map_err(|e| classify(&e, &self.memory_limit))?;
+            .map_err(|e| self.classify(&e))?;
+        if is_explain {
+            return Ok(Some((physical, true)));
+        }
+        // The plan's row count known to exceed the cap: 413 before running.
+        if exact_rows(physical.as_ref()).is_some_and(|n| n > self.max_rows) {
+            return Err(QueryError::TooManyRows {
+                max_rows: self.max_rows,
+            });
+        }
+        let physical = CancelExec::wrap_all(physical, &self.registration.cancel)
+            .map_err(|e| self.classify(&e))?;
+        Ok(Some((physical, false)))
+    }
 
+    /// Plans the statement; a column that only differs in case from the
+    /// name written is matched (see [`idents`]).
+    async fn plan(&self, mut stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
+        for _ in 0..idents::MAX_RENAMES {
+            let e = match self.state.statement_to_plan(stmt.clone()).await {
+                Ok(plan) => {
+                    idents::check_ambiguous(&stmt, &self.schema.opened_schemas())?;
+                    return Ok(plan);
+                }
+                Err(e) => e,
+            };
+            match idents::resolve(&e) {
+                idents::Resolution::Rename { from, to }
+                    if idents::rename(&mut stmt, &from, &to) =>
+                {
+                    // Tables are resolved again on the next attempt.
+                    self.schema.opened.lock().clear();
+                    continue;
+                }
+                idents::Resolution::Ambiguous(a) => return Err(a),
+                _ => return Err(self.planning_error(&e).await),
+            }
+        }
+        Err(QueryError::TooComplex {
+            what: "too many column names differ in case from the columns".to_string(),
+            limit: idents::MAX_RENAMES,
+            setting: "max_expr_depth",
+        })
+    }
+
+    /// Classifies an error, naming the dataset of an object that vanished
+    /// while the query read it.
+    fn classify(&self, e: &DataFusionError) -> QueryError {
+        if let Some(object_store::Error::NotFound { path, .. }) = find::<object_store::Error>(e)
+            && let Some(dataset) = self.schema.dataset_of(path)
+        {
+            return QueryError::DatasetDamaged(DamagedObject {
+                dataset,
+                object: path.clone(),
+                damage: Damage::Missing,
+            });
+        }
+        classify(e, &self.memory_limit)
+    }
+
+    /// Encodes and sends the batches; see the module docs for how it ends.
+    async fn stream_out(
+        &self,
+        mut stream: SendableRecordBatchStream,
+        is_explain: bool,
+        tx: mpsc::Sender<Result<Bytes, QueryError>>,
+    ) -> Result<StreamEnd, QueryError> {
         let mut enc = Encoder::new(self.format, stream.schema())?;
+        // JSON is held until complete: an answer is a whole document or an
+        // error. The buffer counts against the memory pool.
+        let hold = self.format == Format::Json;
+        let pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> = self.pool.clone();
+        let held_reservation = MemoryConsumer::new("json result").register(&pool);
+        let mut held: Vec<u8> = Vec::new();
+        let mut sent_any = false;
         let mut rows: u64 = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| classify(&e, &self.memory_limit))?;
-            rows += batch.num_rows() as u64;
-            if !is_explain && rows > self.max_rows {
+        loop {
+            let next = self.guarded(async { Ok(stream.next().await) }).await;
+            let batch = match next {
+                Ok(None) => break,
+                Ok(Some(Ok(b))) => b,
+                Ok(Some(Err(e))) => return self.fail(self.classify(&e), enc, sent_any, &tx).await,
+                Err(Stop::Gone) => return Ok(StreamEnd::Complete { rows }),
+                Err(Stop::Error(e)) => return self.fail(e, enc, sent_any, &tx).await,
+            };
+            let room = self.max_rows.saturating_sub(rows);
+            let over = !is_explain && batch.num_rows() as u64 > room;
+            if over && !sent_any {
                 return Err(QueryError::TooManyRows {
                     max_rows: self.max_rows,
                 });
             }
-            if batch.num_rows() == 0 {
-                continue;
+            let batch = if over {
+                batch.slice(0, room as usize)
+            } else {
+                batch
+            };
+            rows += batch.num_rows() as u64;
+            if batch.num_rows() > 0 {
+                let bytes = match enc.write(&batch) {
+                    Ok(b) => b,
+                    Err(e) => return self.fail(e, enc, sent_any, &tx).await,
+                };
+                if hold {
+                    held_reservation
+                        .try_grow(bytes.len())
+                        .map_err(|e| self.classify(&e))?;
+                    held.extend(bytes);
+                } else if !bytes.is_empty() {
+                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                        return Ok(self.gone(rows));
+                    }
+                    sent_any = true;
+                }
             }
-            let bytes = enc.write(&batch)?;
-            if !bytes.is_empty() && tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                // The client went away: stop (dropping the stream cancels).
-                return Ok(());
+            if over {
+                let tail = enc.finish_truncated(self.max_rows)?;
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+                return Ok(StreamEnd::Truncated {
+                    max_rows: self.max_rows,
+                });
             }
         }
         let tail = enc.finish()?;
-        let _ = tx.send(Ok(Bytes::from(tail))).await;
-        Ok(())
+        held.extend(tail);
+        let _ = tx.send(Ok(Bytes::from(held))).await;
+        Ok(StreamEnd::Complete { rows })
+    }
+
+    /// The consumer went away mid-stream.
+    fn gone(&self, rows: u64) -> StreamEnd {
+        self.running.note_disconnected();
+        StreamEnd::Complete { rows }
+    }
+
+    /// Ends a failed query: before the first byte, as an error; after it,
+    /// with the format's in-band error marker where it has one, else by
+    /// cutting the stream.
+    async fn fail(
+        &self,
+        e: QueryError,
+        enc: Encoder,
+        sent_any: bool,
+        tx: &mpsc::Sender<Result<Bytes, QueryError>>,
+    ) -> Result<StreamEnd, QueryError> {
+        if !sent_any {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "query failed while streaming");
+        match enc.finish_error(&e) {
+            Some(tail) => {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+                Ok(StreamEnd::Failed {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                })
+            }
+            None => Err(e),
+        }
     }
 
     /// A planning failure: an unknown table if the schema recorded a miss,
@@ -408,7 +732,7 @@ impl Job {
             m
         };
         if misses.is_empty() {
-            return classify(e, &self.memory_limit);
+            return self.classify(e);
         }
         match self.shared.catalog.list().await {
             Ok(manifests) => {
@@ -421,6 +745,16 @@ impl Job {
             }
             Err(ce) => QueryError::Catalog(ce),
         }
+    }
+}
+
+/// The plan's row count, when its statistics know it exactly.
+fn exact_rows(plan: &dyn ExecutionPlan) -> Option<u64> {
+    let ctx = datafusion::physical_plan::statistics::StatisticsContext::new();
+    let args = datafusion::physical_plan::statistics::StatisticsArgs::new();
+    match ctx.compute(plan, &args).ok()?.num_rows {
+        Precision::Exact(n) => u64::try_from(n).ok(),
+        _ => None,
     }
 }
 

@@ -10,19 +10,29 @@
 //!
 //! Limits and their errors: `timeout_secs` → 408 `query_timeout`;
 //! `memory_limit` (DataFusion's memory pool, shared by running queries;
-//! operators that can spill do) → 413 `memory_limit`; `max_rows` → 413
-//! `too_many_rows` (the result is not truncated: add a `LIMIT`). Errors after
-//! a result began streaming abort the response instead.
+//! operators that can spill do) → 413 `memory_limit`;
+//! `function_output_limit` (one call of `repeat`, `lpad`, `array_repeat`,
+//! `range`, … — see [`udf`]) → 413 `value_too_large`; `max_expr_depth`
+//! ([`limits`]) → 400 `query_too_complex`; `process_memory_limit` (the
+//! [`guard`]) → 503 `memory_pressure` for the largest query; `max_rows` →
+//! 413 `too_many_rows` before the first byte, else a result that says in
+//! band it was truncated ([`encode`]). A client that disconnects cancels its
+//! query.
 
 pub mod catalog;
 pub mod client;
 pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod http;
+mod idents;
+pub mod limits;
 pub mod sandbox;
+mod udf;
 
 pub use client::QueryClient;
 pub use encode::Format;
-pub use engine::{ByteStream, EngineConfig, Query, QueryEngine};
+pub use engine::{ByteStream, EngineConfig, Query, QueryEngine, ResultStream, StreamEnd};
 pub use error::QueryError;
+pub use guard::QueryStats;

@@ -9,36 +9,36 @@
 //! tables are never enabled, so `SELECT * FROM '/etc/passwd'` is an unknown
 //! table, not a file read.
 
+use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
-use crate::error::QueryError;
+use crate::error::{self, QueryError};
+use crate::limits;
 
-/// Parses `sql` and returns its one statement if the sandbox allows it.
-pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
+/// Parses `sql` and returns its one statement if the sandbox allows it and
+/// it is within the complexity limits (see [`crate::limits`]).
+pub fn check(sql: &str, max_depth: usize) -> Result<DfStatement, QueryError> {
     if sql.trim().is_empty() {
         return Err(QueryError::InvalidRequest("the SQL is empty".to_string()));
     }
-    let syntax = |e: datafusion::error::DataFusionError| {
-        let msg = e.strip_backtrace();
-        // sqlparser locates every error but one: running out of input. Say
-        // where the input ended, so every syntax error has a position.
-        if msg.contains("found: EOF") && !msg.contains("Line:") {
-            let line = sql.trim_end().lines().count().max(1);
-            let column = sql
-                .trim_end()
-                .lines()
-                .last()
-                .map_or(0, |l| l.chars().count())
-                + 1;
-            QueryError::Syntax(format!(
-                "{msg} at Line: {line}, Column: {column} (the end of the query)"
-            ))
-        } else {
-            QueryError::Syntax(msg)
-        }
+    limits::check_tokens(sql, max_depth)?;
+    // sqlparser locates every error but one: running out of input. That
+    // one is placed at the end of the query.
+    let end = || {
+        let trimmed = sql.trim_end();
+        let line = trimmed.lines().count().max(1) as u64;
+        let column = trimmed.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+        (line, column)
     };
-    let mut parser = DFParserBuilder::new(sql).build().map_err(syntax)?;
+    let syntax = |e: DataFusionError| match e.find_root() {
+        DataFusionError::SQL(pe, _) => error::syntax_error(pe, Some(end())),
+        other => error::classify(other, ""),
+    };
+    let mut parser = DFParserBuilder::new(sql)
+        .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
+        .build()
+        .map_err(syntax)?;
     let mut statements = parser.parse_statements().map_err(syntax)?;
     if statements.len() != 1 {
         return Err(QueryError::InvalidRequest(format!(
@@ -48,6 +48,7 @@ pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
     }
     let stmt = statements.pop_front().expect("one statement");
     allowed(&stmt)?;
+    limits::check_statement(&stmt, max_depth)?;
     Ok(stmt)
 }
 
@@ -113,7 +114,7 @@ mod tests {
             "EXPLAIN VERBOSE SELECT 1",
             "DESCRIBE t",
         ] {
-            check(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            check(sql, 1000).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }
 
@@ -137,7 +138,7 @@ mod tests {
             ("EXPLAIN INSERT INTO t VALUES (1)", "INSERT"),
             ("EXPLAIN COPY (SELECT 1) TO '/tmp/x'", "COPY"),
         ] {
-            match check(sql) {
+            match check(sql, 1000) {
                 Err(QueryError::Forbidden { what: w }) => {
                     assert!(w.starts_with(what), "{sql}: {w}")
                 }
@@ -148,18 +149,60 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_the_position() {
-        match check("SELECT * FORM t") {
-            Err(QueryError::Syntax(m)) => assert!(m.contains("Line: 1, Column: 10"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        match check("SELECT *\nFROM t WHERE") {
-            Err(QueryError::Syntax(m)) => assert!(m.contains("Line: 2, Column: 13"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(check("  "), Err(QueryError::InvalidRequest(_))));
+        let syntax = |sql: &str| match check(sql, 1000) {
+            Err(e @ QueryError::Syntax { .. }) => e,
+            other => panic!("{sql}: {other:?}"),
+        };
+        let e = syntax("SELECT * FORM t");
+        assert!(
+            matches!(
+                e,
+                QueryError::Syntax {
+                    line: Some(1),
+                    column: Some(10),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = syntax("SELECT *\nFROM t WHERE");
+        assert!(
+            matches!(
+                e,
+                QueryError::Syntax {
+                    line: Some(2),
+                    column: Some(13),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            syntax("selec 1").to_string(),
+            "syntax error at line 1, column 1: expected a SQL statement, found \"selec\""
+        );
+        let m = syntax("SELECT 'abc").to_string();
+        assert!(m.starts_with("syntax error at line 1, column 8: "), "{m}");
+        assert!(
+            !m.contains("ParserError") && !m.contains("SQL error"),
+            "{m}"
+        );
         assert!(matches!(
-            check("SELECT 1; SELECT 2"),
+            check("  ", 1000),
             Err(QueryError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            check("SELECT 1; SELECT 2", 1000),
+            Err(QueryError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn parser_nesting_is_a_complexity_error() {
+        let sql = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+        assert!(matches!(
+            check(&sql, 1000),
+            Err(QueryError::TooComplex { .. })
         ));
     }
 }

@@ -2,7 +2,9 @@
 //! the crate, because linking is the slow part).
 
 mod acceptance;
+mod adversarial;
 mod catalog;
+mod console;
 mod edges;
 mod ingest;
 mod query;

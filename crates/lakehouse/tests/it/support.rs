@@ -1,4 +1,5 @@
-//! Spawning and killing the real `lakehouse` binary.
+//! Spawning and killing the real `lakehouse` binary, alone or as a split
+//! deployment (six processes behind a gateway), with role tokens.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -83,6 +84,14 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Whether the child is still running; an exited one is reaped.
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -133,4 +142,181 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+pub const READER: &str = "reader-token-0123456789abcdef";
+pub const WRITER: &str = "writer-token-0123456789abcdef";
+pub const ADMIN: &str = "admin-token-0123456789abcdef";
+
+/// The environment that configures the three role tokens.
+pub fn token_env() -> (String, String) {
+    (
+        "LAKEHOUSE__AUTH__TOKENS".to_string(),
+        format!("reader:read:{READER},writer:write:{WRITER},admin:admin:{ADMIN}"),
+    )
+}
+
+/// One process of a deployment, restartable on its own address.
+pub struct Proc {
+    pub name: &'static str,
+    pub server: Option<Server>,
+    pub bind: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Proc {
+    pub fn start(
+        name: &'static str,
+        data: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Proc {
+        let mut p = Proc {
+            name,
+            server: None,
+            bind: "127.0.0.1:0".to_string(),
+            args,
+            env,
+        };
+        p.spawn(data);
+        p.bind = p.url().trim_start_matches("http://").to_string();
+        p
+    }
+
+    pub fn spawn(&mut self, data: &Path) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.server = Some(Server::start_at(&self.bind, data, &args, &env));
+    }
+
+    pub fn url(&self) -> String {
+        self.server.as_ref().expect("running").url.clone()
+    }
+
+    /// Whether the process is still running (reaps it when it is not).
+    pub fn alive(&mut self) -> bool {
+        self.server.as_mut().is_some_and(Server::alive)
+    }
+}
+
+/// A running deployment with auth on; `front` is where users connect.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub procs: Vec<Proc>,
+    pub split: bool,
+}
+
+impl Cluster {
+    /// `lakehouse serve` with the tokens (and vectord snapshots every 150 adds).
+    pub fn all_in_one() -> Cluster {
+        Self::all_in_one_with(&[("LAKEHOUSE__VECTORD__SNAPSHOT_EVERY", "150")])
+    }
+
+    /// storaged, catalogd, ingestd, queryd, vectord and the gateway, each its
+    /// own process, wired through environment overrides.
+    pub fn split() -> Cluster {
+        Self::split_with(&[("LAKEHOUSE__VECTORD__SNAPSHOT_EVERY", "150")])
+    }
+
+    /// `lakehouse serve` with the tokens and `extra` in its environment.
+    pub fn all_in_one_with(extra: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Proc::start(
+            "lakehouse",
+            &dir.path().join("data"),
+            vec![],
+            env_with(extra, &[]),
+        );
+        Cluster {
+            dir,
+            procs: vec![p],
+            split: false,
+        }
+    }
+
+    /// The split deployment with the tokens and `extra` in every process's
+    /// environment (each reads only its own sections).
+    pub fn split_with(extra: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let only = |s: &str| vec!["--only".to_string(), s.to_string()];
+        let start = |name: &'static str, wiring: &[(&str, &str)]| {
+            Proc::start(name, &data, only(name), env_with(extra, wiring))
+        };
+        let storaged = start("storaged", &[]);
+        let s_url = storaged.url();
+        let catalogd = start("catalogd", &[("LAKEHOUSE__CATALOGD__STORAGED_URL", &s_url)]);
+        let c_url = catalogd.url();
+        let spool = dir.path().join("spool");
+        let ingestd = start(
+            "ingestd",
+            &[
+                ("LAKEHOUSE__INGESTD__STORAGED_URL", &s_url),
+                ("LAKEHOUSE__INGESTD__CATALOGD_URL", &c_url),
+                ("LAKEHOUSE__INGESTD__SPOOL_DIR", spool.to_str().unwrap()),
+            ],
+        );
+        let queryd = start(
+            "queryd",
+            &[
+                ("LAKEHOUSE__QUERYD__STORAGED_URL", &s_url),
+                ("LAKEHOUSE__QUERYD__CATALOGD_URL", &c_url),
+            ],
+        );
+        let vectord = start("vectord", &[("LAKEHOUSE__VECTORD__STORAGED_URL", &s_url)]);
+        let gateway = start(
+            "gateway",
+            &[
+                ("LAKEHOUSE__GATEWAY__STORAGED_URL", &s_url),
+                ("LAKEHOUSE__GATEWAY__CATALOGD_URL", &c_url),
+                ("LAKEHOUSE__GATEWAY__INGESTD_URL", &ingestd.url()),
+                ("LAKEHOUSE__GATEWAY__QUERYD_URL", &queryd.url()),
+                ("LAKEHOUSE__GATEWAY__VECTORD_URL", &vectord.url()),
+            ],
+        );
+        Cluster {
+            dir,
+            procs: vec![storaged, catalogd, ingestd, queryd, vectord, gateway],
+            split: true,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn front(&self) -> String {
+        self.procs.last().unwrap().url()
+    }
+
+    pub fn proc(&mut self, name: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    pub fn kill9(&mut self, name: &str) {
+        self.proc(name).server.as_mut().unwrap().kill9();
+    }
+
+    /// Starts `name` again on its old address (blocking; no readiness wait).
+    pub fn respawn(&mut self, name: &str) {
+        let data = self.data();
+        self.proc(name).spawn(&data);
+    }
+}
+
+/// The token list, then `extra`, then `wiring`, as owned pairs.
+fn env_with(extra: &[(&str, &str)], wiring: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![token_env()];
+    env.extend(
+        extra
+            .iter()
+            .chain(wiring)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
 }

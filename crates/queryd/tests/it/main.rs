@@ -18,6 +18,8 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tower::ServiceExt;
 
+mod hardening;
+
 struct Env {
     store: Arc<dyn ObjectStore>,
     catalog: Arc<dyn Catalog>,
@@ -364,9 +366,9 @@ async fn errors_a_person_can_act_on() {
         engine.sql("SELECT * FROM sales WHERE", Format::Json).await,
         "syntax_error",
     );
-    assert!(e.to_string().contains("Line: 1, Column"), "{e}");
+    assert!(e.to_string().contains("at line 1, column"), "{e}");
     let e = assert_err(engine.sql("SELEC 1", Format::Json).await, "syntax_error");
-    assert!(e.to_string().contains("Line: 1, Column"), "{e}");
+    assert!(e.to_string().contains("at line 1, column 1"), "{e}");
     // Unknown table lists the datasets, quoted.
     let e = assert_err(
         engine.sql("SELECT * FROM nope", Format::Json).await,
