@@ -110,6 +110,10 @@ impl std::fmt::Debug for GatewayConfig {
 pub enum GatewayError {
     #[error("{service} is not configured on this gateway (set [gateway].{service}_url)")]
     NotConfigured { service: &'static str },
+    /// The client's own request body broke off (bad framing, cut short):
+    /// 400, as the daemon itself answers.
+    #[error("reading the request body failed: {0}")]
+    RequestBody(#[source] axum::Error),
     /// Unreachable, too slow or broken: the mapping every daemon shares.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -124,6 +128,7 @@ impl From<GatewayError> for ApiError {
                 e.to_string(),
             )
             .with_detail("upstream", service),
+            GatewayError::RequestBody(_) => ApiError::bad_request("invalid_body", e.to_string()),
             GatewayError::Upstream(up) => up.into(),
         }
     }
@@ -238,10 +243,18 @@ impl Gateway {
         let uri: Uri = format!("{base}{pq}")
             .parse()
             .map_err(|e: http::uri::InvalidUri| broken(Box::new(e)))?;
+        // A failure of the client's body is the client's (400), not the
+        // upstream's: remember it to tell the two apart by type.
+        let client_body: Arc<std::sync::Mutex<Option<axum::Error>>> = Arc::default();
         let body = if body.size_hint().exact() == Some(0) {
             Body::empty()
         } else {
-            body
+            let slot = client_body.clone();
+            Body::new(body.map_err(move |e| {
+                let copy = axum::Error::new(std::io::Error::other(e.to_string()));
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                copy
+            }))
         };
         let mut out = http::Request::new(body);
         *out.method_mut() = parts.method;
@@ -255,6 +268,9 @@ impl Gateway {
                 return Err(UpstreamError::timed_out(service, base, self.cfg.response_timeout).into());
             }
             Ok(Err(e)) => {
+                if let Some(b) = client_body.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(GatewayError::RequestBody(b));
+                }
                 let kind = if e.is_connect() {
                     UpstreamKind::Unreachable
                 } else {
