@@ -161,16 +161,21 @@ mod tests {
     fn app() -> Router {
         around(
             Router::new()
-            .route("/a", get(|| async { "ok" }).put(|| async { "put" }))
-            .route(
-                "/text",
-                get(|| async { (StatusCode::BAD_REQUEST, "Failed to deserialize query string") }),
-            )
-            .route(
-                "/json",
-                get(|| async { ApiError::bad_request("mine", "kept as it is") }),
-            )
-            .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT })),
+                .route("/a", get(|| async { "ok" }).put(|| async { "put" }))
+                .route(
+                    "/text",
+                    get(|| async {
+                        (
+                            StatusCode::BAD_REQUEST,
+                            "Failed to deserialize query string",
+                        )
+                    }),
+                )
+                .route(
+                    "/json",
+                    get(|| async { ApiError::bad_request("mine", "kept as it is") }),
+                )
+                .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT })),
         )
     }
 
@@ -184,7 +189,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["code"], "method_not_allowed");
         let msg = v["error"]["message"].as_str().unwrap();
-        assert!(msg.starts_with("PATCH is not allowed on /a; allowed: "), "{msg}");
+        assert!(
+            msg.starts_with("PATCH is not allowed on /a; allowed: "),
+            "{msg}"
+        );
         // HEAD: the same status and headers, no body.
         let (s, h, b) = call(&app(), "HEAD", "/text").await;
         assert_eq!(s, StatusCode::BAD_REQUEST);

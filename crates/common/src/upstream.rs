@@ -151,7 +151,9 @@ impl std::fmt::Display for UpstreamError {
                 "{service} at {url} did not answer within {} s",
                 w.as_secs_f64()
             )?,
-            (UpstreamKind::Timeout, None) => write!(f, "{service} at {url} did not answer in time")?,
+            (UpstreamKind::Timeout, None) => {
+                write!(f, "{service} at {url} did not answer in time")?
+            }
             (UpstreamKind::Broken, _) => write!(f, "{service} at {url} failed")?,
         }
         match self.cause() {
@@ -236,7 +238,10 @@ mod tests {
     #[test]
     fn found_through_boxes_and_io_errors() {
         let up = UpstreamError::timed_out("vectord", "http://v:1", Duration::from_secs(3));
-        assert_eq!(up.to_string(), "vectord at http://v:1 did not answer within 3 s");
+        assert_eq!(
+            up.to_string(),
+            "vectord at http://v:1 did not answer within 3 s"
+        );
         // Boxed as a source, then wrapped in an io::Error, then boxed again.
         let io = std::io::Error::other(Outer::Storage(Box::new(up)));
         let outer = Outer::Storage(Box::new(io));

@@ -265,7 +265,9 @@ impl Gateway {
             .await
         {
             Err(_) => {
-                return Err(UpstreamError::timed_out(service, base, self.cfg.response_timeout).into());
+                return Err(
+                    UpstreamError::timed_out(service, base, self.cfg.response_timeout).into(),
+                );
             }
             Ok(Err(e)) => {
                 if let Some(b) = client_body.lock().unwrap_or_else(|p| p.into_inner()).take() {

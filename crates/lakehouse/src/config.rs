@@ -376,8 +376,14 @@ mod tests {
                 "LAKEHOUSE__SERVER__HEADER_READ_TIMEOUT_SECS".to_string(),
                 "2".to_string(),
             ),
-            ("LAKEHOUSE__SERVER__IDLE_TIMEOUT_SECS".to_string(), "0".to_string()),
-            ("LAKEHOUSE__SERVER__MAX_CONNECTIONS".to_string(), "64".to_string()),
+            (
+                "LAKEHOUSE__SERVER__IDLE_TIMEOUT_SECS".to_string(),
+                "0".to_string(),
+            ),
+            (
+                "LAKEHOUSE__SERVER__MAX_CONNECTIONS".to_string(),
+                "64".to_string(),
+            ),
         ];
         let l = Config::load(None, &env).unwrap().server.conn_limits();
         assert_eq!(l.header_read_timeout.as_secs(), 2);

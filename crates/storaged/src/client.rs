@@ -217,10 +217,7 @@ impl StoragedClient {
                 req = req.header(header::IF_MATCH, format!("\"{}\"", unquote(etag)));
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport(&self.base, e))?;
+        let resp = req.send().await.map_err(|e| transport(&self.base, e))?;
         if !resp.status().is_success() {
             return Err(error_from_response(resp, key, matches!(mode, PutMode::Create)).await);
         }
@@ -359,7 +356,10 @@ impl ObjectStore for StoragedClient {
                 )
                 .await;
             // Parts still waiting learn whether storaged went away.
-            let up = res.as_ref().err().and_then(|e| UpstreamError::find(e).cloned());
+            let up = res
+                .as_ref()
+                .err()
+                .and_then(|e| UpstreamError::find(e).cloned());
             ended_tx.send_replace(Some(up));
             res
         });
@@ -406,10 +406,7 @@ impl ObjectStore for StoragedClient {
         if let Some(t) = options.if_unmodified_since {
             req = req.header(header::IF_UNMODIFIED_SINCE, http_date(t));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport(&self.base, e))?;
+        let resp = req.send().await.map_err(|e| transport(&self.base, e))?;
         if !(resp.status() == StatusCode::OK || resp.status() == StatusCode::PARTIAL_CONTENT) {
             return Err(error_from_response(resp, key, false).await);
         }

@@ -40,9 +40,7 @@ impl Deployment {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let spool = dir.path().join("spool");
-        let start = |name: &str, env: &[(&str, &str)]| {
-            Server::start(&data, &["--only", name], env)
-        };
+        let start = |name: &str, env: &[(&str, &str)]| Server::start(&data, &["--only", name], env);
         let storaged = start("storaged", &[]);
         let s = storaged.url.clone();
         let catalogd = start("catalogd", &[("LAKEHOUSE__CATALOGD__STORAGED_URL", &s)]);
@@ -90,11 +88,22 @@ impl Deployment {
     }
 
     fn url_of(&self, name: &str) -> String {
-        self.procs.iter().find(|p| p.0 == name).unwrap().1.url.clone()
+        self.procs
+            .iter()
+            .find(|p| p.0 == name)
+            .unwrap()
+            .1
+            .url
+            .clone()
     }
 
     fn kill(&mut self, name: &str) {
-        self.procs.iter_mut().find(|p| p.0 == name).unwrap().1.kill9();
+        self.procs
+            .iter_mut()
+            .find(|p| p.0 == name)
+            .unwrap()
+            .1
+            .kill9();
     }
 
     fn pid(&self) -> u32 {
@@ -187,7 +196,14 @@ fn parse_response(buf: &[u8], head_only: bool) -> Raw {
         .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
     let text = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = text.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -392,7 +408,12 @@ async fn traversal_variants_get_the_same_answer_in_both_deployments() {
         let b = raw(split.front(), "GET", &target, b"").await;
         assert_eq!(a.outcome(), b.outcome(), "GET {target}");
     }
-    for t in ["auth/../g3", "auth/%2e%2e/g3", "auth/.%2e/g3", "auth/%2e./g3"] {
+    for t in [
+        "auth/../g3",
+        "auth/%2e%2e/g3",
+        "auth/.%2e/g3",
+        "auth/%2e./g3",
+    ] {
         let b = raw(split.front(), "PUT", &format!("/storage/objects/{t}"), b"x").await;
         assert_eq!(b.outcome(), (400, "invalid_key".to_string()), "{t}");
     }
@@ -414,7 +435,14 @@ async fn traversal_variants_get_the_same_answer_in_both_deployments() {
     let keys = |d: &Deployment| {
         let url = format!("{}/storage/list?prefix=&limit=10000", d.front());
         async move {
-            let v: Value = client().get(url).send().await.unwrap().json().await.unwrap();
+            let v: Value = client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             let mut k: Vec<String> = v["objects"]
                 .as_array()
                 .unwrap()
@@ -457,15 +485,24 @@ async fn envelope_checks(front: &str) {
     for (method, path, allowed) in WRONG_METHODS {
         let r = raw(front, method, path, b"").await;
         assert_eq!(r.status, 405, "{method} {path}: {r:?}");
-        let allow = r.header("allow").unwrap_or_else(|| panic!("{method} {path}: no Allow"));
+        let allow = r
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: no Allow"));
         assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
-        assert_eq!(r.header("content-type"), Some("application/json"), "{method} {path}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
         if method == "HEAD" {
             assert!(r.body.is_empty());
             continue;
         }
         let v = r.json();
-        assert_eq!(v["error"]["code"], "method_not_allowed", "{method} {path}: {r:?}");
+        assert_eq!(
+            v["error"]["code"], "method_not_allowed",
+            "{method} {path}: {r:?}"
+        );
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(
             msg.starts_with(&format!("{method} is not allowed on {path}; allowed: ")),
@@ -477,7 +514,13 @@ async fn envelope_checks(front: &str) {
     assert_eq!(r.status, 404, "{r:?}");
     assert!(r.json()["error"]["code"].is_string(), "{r:?}");
     // A query string the extractor refuses (a plain-text rejection before).
-    let r = raw(front, "POST", "/query/sql?format=csv&format=json", br#"{"sql":"SELECT 1"}"#).await;
+    let r = raw(
+        front,
+        "POST",
+        "/query/sql?format=csv&format=json",
+        br#"{"sql":"SELECT 1"}"#,
+    )
+    .await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.json()["error"]["code"], "invalid_request", "{r:?}");
@@ -511,7 +554,13 @@ async fn every_error_is_json_with_allow_in_both_deployments() {
         assert_eq!(r.json()["error"]["code"], "method_not_allowed", "{name}");
         assert!(r.header("allow").is_some(), "{name}");
     }
-    let r = raw(&split.url_of("storaged"), "OPTIONS", "/storage/objects/a", b"").await;
+    let r = raw(
+        &split.url_of("storaged"),
+        "OPTIONS",
+        "/storage/objects/a",
+        b"",
+    )
+    .await;
     assert_eq!(r.outcome(), (405, "method_not_allowed".to_string()));
 }
 
@@ -569,7 +618,12 @@ async fn real_requests(front: &str, round: usize) -> Duration {
     let r = http.get(format!("{front}/health")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let url = format!("{front}/storage/objects/loris/{round}");
-    let r = http.put(&url).body(vec![7u8; 100_000]).send().await.unwrap();
+    let r = http
+        .put(&url)
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     let got = http.get(&url).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(got.len(), 100_000);
