@@ -530,6 +530,11 @@ fn innermost(x: &(dyn StdError + Send + Sync + 'static)) -> String {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
+        // `Upstream` is transparent (its source is the transport error), so
+        // it is matched first; other variants may carry one in their chain.
+        if let QueryError::Upstream(up) = &e {
+            return up.into();
+        }
         if let Some(up) = UpstreamError::find(&e) {
             return up.into();
         }

@@ -429,7 +429,17 @@ async fn traversal_variants_get_the_same_answer_in_both_deployments() {
         let a = raw(one.front(), "GET", &target, b"").await;
         let b = raw(split.front(), "GET", &target, b"").await;
         assert_eq!(a.status, b.status, "{target}");
-        assert_eq!(a.json(), b.json(), "{target}");
+        // Keys and sizes (etags and times differ between the two stores).
+        let listed = |v: Value| -> Value {
+            match v["objects"].as_array() {
+                Some(objs) => objs
+                    .iter()
+                    .map(|o| json!([o["key"], o["size"]]))
+                    .collect(),
+                None => v["error"]["code"].clone(),
+            }
+        };
+        assert_eq!(listed(a.json()), listed(b.json()), "{target}");
     }
     // Nothing landed outside `auth/`, and both hold the same keys.
     let keys = |d: &Deployment| {
