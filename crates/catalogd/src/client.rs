@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lakehouse_common::error::ErrorBody;
-use lakehouse_common::{ClientOptions, http_client};
+use lakehouse_common::{ClientOptions, UpstreamError, UpstreamKind, http_client};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -66,21 +66,24 @@ impl CatalogClient {
         format!("{}/catalog/manifest/{}", self.base, encoded.join("/"))
     }
 
-    fn unavailable(
-        &self,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> CatalogError {
+    /// No usable answer: the source is an [`UpstreamError`] (classified by
+    /// the error's type), so every edge can answer 503/504/502 naming catalogd.
+    fn unavailable(&self, source: UpstreamError) -> CatalogError {
         CatalogError::Unavailable {
             url: self.base.to_string(),
-            source: source.into(),
+            source: Box::new(source),
         }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> CatalogError {
+        self.unavailable(UpstreamError::from_reqwest("catalogd", &*self.base, e))
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = lakehouse_common::request_id::propagate(req)
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -89,9 +92,15 @@ impl CatalogClient {
     }
 
     async fn json<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
-        let body = resp.bytes().await.map_err(|e| self.unavailable(e))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| self.unavailable(format!("invalid response body: {e}")))
+        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            self.unavailable(UpstreamError::new(
+                "catalogd",
+                &*self.base,
+                UpstreamKind::Broken,
+                Some(Box::new(e)),
+            ))
+        })
     }
 
     async fn error_from(&self, resp: reqwest::Response) -> CatalogError {

@@ -18,7 +18,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use lakehouse_common::{ApiError, ApiJson};
+use lakehouse_common::{ApiError, ApiJson, UpstreamError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CatalogError, ErrorKind};
@@ -81,12 +81,17 @@ impl From<CatalogError> for ApiError {
             | CatalogError::Quarantined { .. }
             | CatalogError::FingerprintConflict { .. }
             | CatalogError::VersionMismatch { .. }
-            | CatalogError::NotFound { .. }
-            | CatalogError::Unavailable { .. } => ApiError::new(status, code, e.to_string()),
+            | CatalogError::NotFound { .. } => ApiError::new(status, code, e.to_string()),
+            // A remote catalog (or storaged) not answering: 503/504/502 naming it.
+            CatalogError::Unavailable { .. } => match UpstreamError::find(&e) {
+                Some(up) => up.into(),
+                None => ApiError::new(status, code, e.to_string()),
+            },
+            CatalogError::Storage { .. } => ApiError::internal_or_upstream(&e),
             // Server faults: logged with an id, never leaked.
-            CatalogError::CorruptManifest { .. }
-            | CatalogError::Storage { .. }
-            | CatalogError::Encode { .. } => ApiError::internal(&e),
+            CatalogError::CorruptManifest { .. } | CatalogError::Encode { .. } => {
+                ApiError::internal(&e)
+            }
             // Relayed from a remote catalog: keep its status, message and kind.
             CatalogError::Remote {
                 status: s,

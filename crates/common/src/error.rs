@@ -73,6 +73,16 @@ impl ApiError {
         )
     }
 
+    /// A server fault — unless another service caused it by not answering:
+    /// then the [`UpstreamError`](crate::upstream::UpstreamError) found in
+    /// `detail`'s source chain decides (503 / 504 / 502 naming the service).
+    pub fn internal_or_upstream(detail: &(dyn std::error::Error + 'static)) -> Self {
+        match crate::upstream::UpstreamError::find(detail) {
+            Some(up) => up.into(),
+            None => Self::internal(detail),
+        }
+    }
+
     /// The upstream is unreachable or failed (used by clients and the gateway).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

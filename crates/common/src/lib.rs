@@ -6,14 +6,18 @@
 
 pub mod auth;
 pub mod client;
+pub mod conn;
+pub mod envelope;
 pub mod error;
 pub mod metrics;
 pub mod request_id;
 pub mod server;
 pub mod size;
+pub mod upstream;
 
 pub use auth::{AuthConfig, Authenticator, Role};
 pub use client::{ClientOptions, http_client};
 pub use error::{ApiError, ApiJson};
 pub use metrics::Metrics;
 pub use server::{ReadyCheck, ServerOptions};
+pub use upstream::{UpstreamError, UpstreamKind};

@@ -1,5 +1,6 @@
 //! Serving: the standard middleware stack, `/health`, `/ready`, `/metrics`,
-//! and graceful shutdown on SIGINT/SIGTERM.
+//! every error in the JSON envelope, and connections served with timeouts and
+//! a cap ([`crate::conn`]) until SIGINT/SIGTERM.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
+pub use crate::conn::ConnLimits;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 
@@ -130,11 +132,13 @@ pub fn finish_router(
         )),
         None => routed,
     };
-    routed
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            opts.request_timeout,
-        ))
+    let routed = routed.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        opts.request_timeout,
+    ));
+    // Outside everything that can answer on its own (405s, the timeout's
+    // 408, extractor rejections), so every error is JSON.
+    crate::envelope::around(routed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -250,14 +254,13 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// Serves `router` on `listener` with `limits` until `shutdown` resolves,
+/// then drains in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::conn::serve(listener, router, limits, shutdown).await
 }

@@ -5,9 +5,17 @@
 //! configured for it, streaming request and response bodies chunk by chunk
 //! (a 1 GiB ingest is never held in memory), and answers with a JSON error when
 //! the upstream cannot: 503 when it is not configured or not reachable, 504
-//! when it does not answer in time, 502 when it answers with garbage. Auth,
-//! request ids, metrics and `/ready` come from the shared server stack; the
-//! request id is forwarded so one id follows a request through every process.
+//! when it does not answer in time, 502 when it answers with garbage (the
+//! shared [`UpstreamError`] mapping every daemon uses for its own calls).
+//! Auth, request ids, metrics and `/ready` come from the shared server stack;
+//! the request id is forwarded so one id follows a request through every
+//! process.
+//!
+//! The path and query go upstream byte for byte: the request is sent with
+//! hyper's client and the `http::Uri` it arrived with, never through a URL
+//! parser, which would resolve `..`, `%2e%2e` or `\` — so `PUT
+//! /storage/objects/a/%2e%2e/b` meets the same key validation behind the
+//! gateway as in one process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +25,15 @@ use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use futures::TryStreamExt;
-use http::{HeaderMap, HeaderName, StatusCode, header};
-use lakehouse_common::{ApiError, ClientOptions, ReadyCheck, http_client};
+use http::{HeaderMap, HeaderName, Uri, Version, header};
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use lakehouse_common::{
+    ApiError, ClientOptions, ReadyCheck, UpstreamError, UpstreamKind, http_client,
+};
 
 /// The services behind the gateway, each with its route prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,66 +110,38 @@ impl std::fmt::Debug for GatewayConfig {
 pub enum GatewayError {
     #[error("{service} is not configured on this gateway (set [gateway].{service}_url)")]
     NotConfigured { service: &'static str },
-    #[error("{service} at {url} is not reachable: {source}")]
-    Unreachable {
-        service: &'static str,
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{service} at {url} did not answer within {secs} s")]
-    Timeout {
-        service: &'static str,
-        url: String,
-        secs: u64,
-    },
-    #[error("{service} at {url} failed: {source}")]
-    BadUpstream {
-        service: &'static str,
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The client's own request body broke off (bad framing, cut short):
+    /// 400, as the daemon itself answers.
+    #[error("reading the request body failed: {0}")]
+    RequestBody(#[source] axum::Error),
+    /// Unreachable, too slow or broken: the mapping every daemon shares.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
-        let msg = e.to_string();
-        let service = match &e {
-            GatewayError::NotConfigured { service }
-            | GatewayError::Unreachable { service, .. }
-            | GatewayError::Timeout { service, .. }
-            | GatewayError::BadUpstream { service, .. } => *service,
-        };
-        let err = match e {
-            GatewayError::NotConfigured { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+        match e {
+            GatewayError::NotConfigured { service } => ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_not_configured",
-                msg,
-            ),
-            GatewayError::Unreachable { .. } => {
-                tracing::warn!(error = %msg, "upstream unreachable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", msg)
-            }
-            GatewayError::Timeout { .. } => {
-                tracing::warn!(error = %msg, "upstream timed out");
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
-            }
-            GatewayError::BadUpstream { source, .. } => {
-                tracing::error!(error = %msg, detail = ?source, "upstream failed");
-                ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", msg)
-            }
-        };
-        err.with_detail("upstream", service)
+                e.to_string(),
+            )
+            .with_detail("upstream", service),
+            GatewayError::RequestBody(_) => ApiError::bad_request("invalid_body", e.to_string()),
+            GatewayError::Upstream(up) => up.into(),
+        }
     }
 }
+
+type Forwarder = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The forwarding state: one pooled client for every upstream.
 pub struct Gateway {
     cfg: GatewayConfig,
-    /// Forwards user requests: no default auth header, no overall timeout
-    /// (bodies stream for as long as they need).
-    forward: reqwest::Client,
+    /// Forwards user requests: no default headers, no overall timeout
+    /// (bodies stream for as long as they need), URIs sent as they came.
+    forward: Forwarder,
     /// The gateway's own calls (`/ready`, `/metrics`), with its token.
     own: reqwest::Client,
 }
@@ -195,19 +181,35 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
+/// The forwarding client: plain HTTP or TLS (the system's roots) to the
+/// upstreams, pooled, no Nagle.
+fn forwarder(connect_timeout: Duration) -> Forwarder {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no system CA certificates: https upstreams will not verify");
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        });
+    let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
 impl Gateway {
     pub fn new(cfg: GatewayConfig) -> Self {
-        let connect = |b: reqwest::ClientBuilder| {
-            b.connect_timeout(cfg.connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .tcp_nodelay(true)
-                // The upstream's own encoding passes through untouched.
-                .no_gzip()
-                .redirect(reqwest::redirect::Policy::none())
-        };
-        let forward = connect(reqwest::Client::builder())
-            .build()
-            .expect("the forwarding client builds");
+        let forward = forwarder(cfg.connect_timeout);
         let own = http_client(
             &ClientOptions::with_token(cfg.service_token.clone()).timeout(Duration::from_secs(10)),
         );
@@ -222,71 +224,75 @@ impl Gateway {
             .map(|(_, url)| url.trim_end_matches('/'))
     }
 
-    /// Forwards one request to `up`, streaming both bodies.
+    /// Forwards one request to `up`, streaming both bodies. The path and
+    /// query are appended to the upstream's base URL exactly as received.
     pub async fn forward(&self, up: Upstream, req: Request) -> Result<Response, GatewayError> {
         let service = up.name();
         let base = self
             .url(up)
             .ok_or(GatewayError::NotConfigured { service })?;
+        let broken = |e: Box<dyn std::error::Error + Send + Sync>| {
+            UpstreamError::new(service, base, UpstreamKind::Broken, Some(e))
+        };
         let (parts, body) = req.into_parts();
         let pq = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let url = format!("{base}{pq}");
-        let mut headers = HeaderMap::new();
-        copy_headers(&parts.headers, &mut headers);
-        let mut rb = self
-            .forward
-            .request(parts.method.clone(), &url)
-            .headers(headers);
-        if body.size_hint().exact() != Some(0) {
-            rb = rb.body(reqwest::Body::wrap_stream(body.into_data_stream()));
-        }
-        let secs = self.cfg.response_timeout.as_secs();
-        let resp = match tokio::time::timeout(self.cfg.response_timeout, rb.send()).await {
+        let uri: Uri = format!("{base}{pq}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| broken(Box::new(e)))?;
+        // A failure of the client's body is the client's (400), not the
+        // upstream's: remember it to tell the two apart by type.
+        let client_body: Arc<std::sync::Mutex<Option<axum::Error>>> = Arc::default();
+        let body = if body.size_hint().exact() == Some(0) {
+            Body::empty()
+        } else {
+            let slot = client_body.clone();
+            Body::new(body.map_err(move |e| {
+                let copy = axum::Error::new(std::io::Error::other(e.to_string()));
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                copy
+            }))
+        };
+        let mut out = http::Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        copy_headers(&parts.headers, out.headers_mut());
+        let resp = match tokio::time::timeout(self.cfg.response_timeout, self.forward.request(out))
+            .await
+        {
             Err(_) => {
-                return Err(GatewayError::Timeout {
-                    service,
-                    url: base.to_string(),
-                    secs,
-                });
-            }
-            Ok(Err(e)) if e.is_connect() => {
-                return Err(GatewayError::Unreachable {
-                    service,
-                    url: base.to_string(),
-                    source: e,
-                });
-            }
-            Ok(Err(e)) if e.is_timeout() => {
-                return Err(GatewayError::Timeout {
-                    service,
-                    url: base.to_string(),
-                    secs,
-                });
+                return Err(
+                    UpstreamError::timed_out(service, base, self.cfg.response_timeout).into(),
+                );
             }
             Ok(Err(e)) => {
-                return Err(GatewayError::BadUpstream {
-                    service,
-                    url: base.to_string(),
-                    source: e,
-                });
+                if let Some(b) = client_body.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(GatewayError::RequestBody(b));
+                }
+                let kind = if e.is_connect() {
+                    UpstreamKind::Unreachable
+                } else {
+                    UpstreamKind::Broken
+                };
+                return Err(UpstreamError::new(service, base, kind, Some(Box::new(e))).into());
             }
             Ok(Ok(r)) => r,
         };
-        let status = resp.status();
-        let mut out_headers = HeaderMap::new();
-        copy_headers(resp.headers(), &mut out_headers);
-        let stream = resp.bytes_stream().map_err(|e| {
-            // Mid-body failures can only cut the response short; say why.
-            tracing::warn!(error = %e, "upstream response stream broke");
+        let (rparts, rbody) = resp.into_parts();
+        let mut headers = HeaderMap::new();
+        copy_headers(&rparts.headers, &mut headers);
+        // Mid-body failures can only cut the response short; say why.
+        let rbody = rbody.map_err(move |e| {
+            tracing::warn!(upstream = service, error = %e, "upstream response stream broke");
             e
         });
-        let mut out = Response::new(Body::from_stream(stream));
-        *out.status_mut() = status;
-        *out.headers_mut() = out_headers;
+        let mut out = Response::new(Body::new(rbody));
+        *out.status_mut() = rparts.status;
+        *out.headers_mut() = headers;
         Ok(out)
     }
 

@@ -27,8 +27,11 @@ pub enum IngestError {
     Encode(String),
     #[error("storage error: {0}")]
     Storage(#[from] object_store::Error),
+    /// Finishing an object's upload failed (the store's error is inside).
+    #[error("completing the upload failed: {0}")]
+    Upload(#[source] std::io::Error),
     #[error("catalog error: {0}")]
-    Catalog(String),
+    Catalog(#[source] lakehouse_catalogd::CatalogError),
     /// The dataset's stored manifest lists objects it does not own; the
     /// catalog refuses it until an admin deletes it or it is registered again.
     #[error("{0}")]

@@ -41,11 +41,13 @@ impl From<IngestError> for ApiError {
                 tracing::warn!(error = %msg, "ingest registration unconfirmed");
                 ApiError::unavailable(msg)
             }
-            IngestError::Spool(_)
-            | IngestError::Encode(_)
-            | IngestError::Storage(_)
-            | IngestError::Catalog(_)
-            | IngestError::Internal(_) => ApiError::internal(&e),
+            // storaged or catalogd not answering: 503/504/502 naming it.
+            IngestError::Storage(_) | IngestError::Upload(_) | IngestError::Catalog(_) => {
+                ApiError::internal_or_upstream(&e)
+            }
+            IngestError::Spool(_) | IngestError::Encode(_) | IngestError::Internal(_) => {
+                ApiError::internal(&e)
+            }
         }
     }
 }

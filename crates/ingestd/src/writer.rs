@@ -5,7 +5,7 @@
 //! object — and `abort` lists the completed ones for deletion.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -76,12 +76,27 @@ enum Msg {
     Finish,
 }
 
+/// Why an object's upload failed, kept where the Parquet writer (which
+/// only sees an `io::Error`) cannot lose it: a store that went away is a
+/// 503 naming it, not an encoding fault.
+type Failure = Arc<Mutex<Option<IngestError>>>;
+
+/// The upload's own error if it failed, else `e` as an encoding error.
+fn writer_error(failed: &Failure, e: impl std::fmt::Display) -> IngestError {
+    failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_else(|| IngestError::Encode(e.to_string()))
+}
+
 /// A `std::io::Write` that streams into an object-store upload.
 struct UploadSink {
     tx: Option<mpsc::Sender<Msg>>,
     buf: Vec<u8>,
     written: u64,
     done: Option<oneshot::Receiver<Result<(), IngestError>>>,
+    failed: Failure,
 }
 
 impl UploadSink {
@@ -90,14 +105,17 @@ impl UploadSink {
         let (done_tx, done_rx) = oneshot::channel();
         rt.spawn(async move {
             let mut w = BufWriter::with_capacity(store, path, SINK_CHUNK).with_max_concurrency(4);
+            // Once `shutdown` has been called the writer must not be used
+            // again (object_store panics on `abort` after it); a failed
+            // completion has already aborted what it could.
+            let mut shut_down = false;
             let res: Result<(), IngestError> = async {
                 loop {
                     match rx.recv().await {
                         Some(Msg::Data(b)) => w.put(b).await?,
                         Some(Msg::Finish) => {
-                            w.shutdown().await.map_err(|e| {
-                                IngestError::Internal(format!("completing upload: {e}"))
-                            })?;
+                            shut_down = true;
+                            w.shutdown().await.map_err(IngestError::Upload)?;
                             return Ok(());
                         }
                         // Dropped without Finish: abandon the upload.
@@ -106,7 +124,7 @@ impl UploadSink {
                 }
             }
             .await;
-            if res.is_err() {
+            if res.is_err() && !shut_down {
                 let _ = w.abort().await;
             }
             let _ = done_tx.send(res);
@@ -116,7 +134,18 @@ impl UploadSink {
             buf: Vec::with_capacity(SINK_CHUNK),
             written: 0,
             done: Some(done_rx),
+            failed: Failure::default(),
         }
+    }
+
+    /// The upload task has ended early: keep its error in `failed`.
+    fn upload_failed(&mut self) -> std::io::Error {
+        if let Some(done) = self.done.take()
+            && let Ok(Err(e)) = done.blocking_recv()
+        {
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        std::io::Error::other("the upload failed")
     }
 
     fn send_buf(&mut self) -> std::io::Result<()> {
@@ -131,18 +160,23 @@ impl UploadSink {
             .tx
             .as_ref()
             .ok_or_else(|| std::io::Error::other("upload closed"))?;
-        tx.blocking_send(Msg::Data(chunk))
-            .map_err(|_| std::io::Error::other("the upload failed"))
+        match tx.blocking_send(Msg::Data(chunk)) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.upload_failed()),
+        }
     }
 
     /// Completes the upload; returns the object size.
     fn finish(mut self) -> Result<u64, IngestError> {
-        self.send_buf()
-            .map_err(|e| IngestError::Encode(e.to_string()))?;
+        if let Err(e) = self.send_buf() {
+            return Err(writer_error(&self.failed, e));
+        }
         if let Some(tx) = self.tx.take() {
             let _ = tx.blocking_send(Msg::Finish);
         }
-        let done = self.done.take().expect("finish once");
+        let Some(done) = self.done.take() else {
+            return Err(writer_error(&self.failed, "the upload failed"));
+        };
         match done.blocking_recv() {
             Ok(Ok(())) => Ok(self.written),
             Ok(Err(e)) => Err(e),
@@ -170,6 +204,8 @@ struct Current {
     writer: ArrowWriter<UploadSink>,
     key: String,
     rows: u64,
+    /// The sink's [`Failure`].
+    failed: Failure,
 }
 
 /// Writes one ingest's objects: `<prefix>-<seq>.parquet`.
@@ -228,12 +264,14 @@ impl DatasetWriter {
             let path = Path::parse(&key)
                 .map_err(|e| IngestError::Internal(format!("object key {key:?}: {e}")))?;
             let sink = UploadSink::start(&self.rt, self.store.clone(), path);
+            let failed = sink.failed.clone();
             let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
-                .map_err(|e| IngestError::Encode(e.to_string()))?;
+                .map_err(|e| writer_error(&failed, e))?;
             self.current = Some(Current {
                 writer,
                 key,
                 rows: 0,
+                failed,
             });
         }
         Ok(self.current.as_mut().expect("just opened"))
@@ -252,7 +290,7 @@ impl DatasetWriter {
             let cur = self.open()?;
             cur.writer
                 .write(&slice)
-                .map_err(|e| IngestError::Encode(e.to_string()))?;
+                .map_err(|e| writer_error(&cur.failed, e))?;
             cur.rows += len as u64;
             if cur.writer.bytes_written() + cur.writer.in_progress_size() >= target {
                 self.close_current()?;
@@ -267,7 +305,7 @@ impl DatasetWriter {
             let sink = cur
                 .writer
                 .into_inner()
-                .map_err(|e| IngestError::Encode(e.to_string()))?;
+                .map_err(|e| writer_error(&cur.failed, e))?;
             let size = sink.finish()?;
             self.done.push(WrittenObject {
                 key: cur.key,

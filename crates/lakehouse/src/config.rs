@@ -23,14 +23,38 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Longest time to produce a response, uploads included.
     pub request_timeout_secs: u64,
+    /// A request's headers must be complete this long after its first byte
+    /// (slow clients are disconnected).
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let conn = lakehouse_common::server::ConnLimits::default();
         Self {
             bind: "127.0.0.1:8080".to_string(),
             data_dir: PathBuf::from("./lakehouse-data"),
             request_timeout_secs: 3600,
+            header_read_timeout_secs: conn.header_read_timeout.as_secs(),
+            idle_timeout_secs: conn.idle_timeout.as_secs(),
+            max_connections: conn.max_connections,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The connection limits every process serves with (zeros are raised
+    /// to the smallest sensible value).
+    pub fn conn_limits(&self) -> lakehouse_common::server::ConnLimits {
+        use std::time::Duration;
+        lakehouse_common::server::ConnLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
         }
     }
 }
@@ -338,6 +362,33 @@ mod tests {
         let c = Config::load(Some(&f), &env).unwrap();
         assert_eq!(c.storaged.max_object_size, ByteSize(2048));
         assert_eq!(c.server.bind, "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn server_connection_limits() {
+        let c = Config::load(None, &[]).unwrap();
+        let l = c.server.conn_limits();
+        assert_eq!(l.header_read_timeout.as_secs(), 10);
+        assert_eq!(l.idle_timeout.as_secs(), 60);
+        assert_eq!(l.max_connections, 4096);
+        let env = vec![
+            (
+                "LAKEHOUSE__SERVER__HEADER_READ_TIMEOUT_SECS".to_string(),
+                "2".to_string(),
+            ),
+            (
+                "LAKEHOUSE__SERVER__IDLE_TIMEOUT_SECS".to_string(),
+                "0".to_string(),
+            ),
+            (
+                "LAKEHOUSE__SERVER__MAX_CONNECTIONS".to_string(),
+                "64".to_string(),
+            ),
+        ];
+        let l = Config::load(None, &env).unwrap().server.conn_limits();
+        assert_eq!(l.header_read_timeout.as_secs(), 2);
+        assert_eq!(l.idle_timeout.as_secs(), 1);
+        assert_eq!(l.max_connections, 64);
     }
 
     #[test]

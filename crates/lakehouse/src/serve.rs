@@ -343,7 +343,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One line on stdout, for people and for tests that bind port 0.
     println!("lakehouse listening on http://{addr}");
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        cfg.server.conn_limits(),
+        server::shutdown_signal(),
+    )
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -28,7 +28,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use http::StatusCode;
 use lakehouse_catalogd::{CatalogError, ErrorKind};
-use lakehouse_common::ApiError;
+use lakehouse_common::{ApiError, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -119,6 +119,9 @@ pub enum QueryError {
     /// 500: a real fault (object store, I/O, a DataFusion internal error).
     #[error("{0}")]
     Internal(String),
+    /// storaged (or catalogd) did not answer: 503/504/502 naming it.
+    #[error(transparent)]
+    Upstream(UpstreamError),
     /// An error answer from a remote queryd (the HTTP client).
     #[error("{message}")]
     Remote {
@@ -241,6 +244,7 @@ impl QueryError {
             QueryError::DatasetDamaged(_) => "dataset_damaged",
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => "unavailable",
             QueryError::Catalog(_) | QueryError::Internal(_) => "internal",
+            QueryError::Upstream(up) => up.code(),
             // A remote answer is passed through with its own code, mapped
             // back to one of ours so no string is leaked into 'static.
             QueryError::Remote { code, .. } => static_code(code),
@@ -271,6 +275,7 @@ impl QueryError {
             QueryError::DatasetDamaged(_) | QueryError::Catalog(_) | QueryError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            QueryError::Upstream(up) => up.status(),
             QueryError::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -336,6 +341,10 @@ pub(crate) fn find<T: StdError + 'static>(e: &DataFusionError) -> Option<&T> {
 /// Maps a DataFusion error by its variant. `memory_limit` names the memory
 /// limit for the message.
 pub(crate) fn classify(e: &DataFusionError, memory_limit: &str) -> QueryError {
+    // A store or catalog that did not answer, wherever it sits in the chain.
+    if let Some(up) = UpstreamError::find(e) {
+        return QueryError::Upstream(up.clone());
+    }
     if let Some(q) = find_typed(e) {
         return q;
     }
@@ -521,6 +530,14 @@ fn innermost(x: &(dyn StdError + Send + Sync + 'static)) -> String {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
+        // `Upstream` is transparent (its source is the transport error), so
+        // it is matched first; other variants may carry one in their chain.
+        if let QueryError::Upstream(up) = &e {
+            return up.into();
+        }
+        if let Some(up) = UpstreamError::find(&e) {
+            return up.into();
+        }
         let status = e.status();
         let hidden = status.is_server_error()
             && !matches!(
@@ -545,7 +562,7 @@ impl From<QueryError> for ApiError {
 
 /// Maps a remote code back to one of ours, so no string is leaked.
 fn static_code(code: &str) -> &'static str {
-    const CODES: [&str; 20] = [
+    const CODES: [&str; 23] = [
         "invalid_request",
         "syntax_error",
         "query_too_complex",
@@ -566,6 +583,9 @@ fn static_code(code: &str) -> &'static str {
         "internal",
         "invalid_json",
         "invalid_body",
+        "upstream_unavailable",
+        "upstream_timeout",
+        "bad_gateway",
     ];
     CODES
         .iter()

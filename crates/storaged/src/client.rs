@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_common::request_id::propagate;
-use lakehouse_common::{ClientOptions, http_client};
+use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
@@ -54,11 +54,12 @@ pub struct RemoteError {
     pub message: String,
 }
 
-/// The client failed before getting an answer, or got a nonsensical one.
+/// The client got a nonsensical answer, or was used wrongly. (Failing to
+/// get an answer at all is an [`UpstreamError`], the source of an
+/// `object_store::Error::Generic`, so every edge can tell "storaged is down"
+/// from a fault by downcasting.)
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("request to storaged failed: {0}")]
-    Transport(#[from] reqwest::Error),
     #[error("invalid response from storaged: {0}")]
     Protocol(String),
     #[error("the upload was aborted before it completed")]
@@ -72,6 +73,19 @@ fn generic(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_sto
         store: STORE,
         source: e.into(),
     }
+}
+
+/// A request that got no answer: an [`UpstreamError`] classified by the
+/// error's type — unless what failed was our own upload body being aborted.
+fn transport(base: &str, e: reqwest::Error) -> object_store::Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = cur {
+        if let Some(ClientError::UploadAborted) = err.downcast_ref::<ClientError>() {
+            return generic(ClientError::UploadAborted);
+        }
+        cur = err.source();
+    }
+    generic(UpstreamError::from_reqwest(STORE, base, e))
 }
 
 /// An `ObjectStore` backed by a storaged at `base_url`.
@@ -134,13 +148,13 @@ impl StoragedClient {
             .query(&q)
             .send()
             .await
-            .map_err(|e| generic(ClientError::Transport(e)))?;
+            .map_err(|e| transport(&self.base, e))?;
         if !resp.status().is_success() {
             return Err(error_from_response(resp, prefix, false).await);
         }
         resp.json::<ListPage>()
             .await
-            .map_err(|e| generic(ClientError::Transport(e)))
+            .map_err(|e| transport(&self.base, e))
     }
 
     fn list_stream(
@@ -203,10 +217,7 @@ impl StoragedClient {
                 req = req.header(header::IF_MATCH, format!("\"{}\"", unquote(etag)));
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| generic(ClientError::Transport(e)))?;
+        let resp = req.send().await.map_err(|e| transport(&self.base, e))?;
         if !resp.status().is_success() {
             return Err(error_from_response(resp, key, matches!(mode, PutMode::Create)).await);
         }
@@ -220,7 +231,7 @@ impl StoragedClient {
         let resp = propagate(self.http.delete(self.object_url(key)))
             .send()
             .await
-            .map_err(|e| generic(ClientError::Transport(e)))?;
+            .map_err(|e| transport(&self.base, e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -332,21 +343,30 @@ impl ObjectStore for StoragedClient {
             consumed: consumed_tx,
             finished: false,
         };
+        let (ended_tx, ended_rx) = watch::channel(None);
         let client = self.clone();
         let key = location.as_ref().to_string();
         let request = tokio::spawn(async move {
-            client
+            let res = client
                 .put_body(
                     &key,
                     reqwest::Body::wrap_stream(body),
                     None,
                     &PutMode::Overwrite,
                 )
-                .await
+                .await;
+            // Parts still waiting learn whether storaged went away.
+            let up = res
+                .as_ref()
+                .err()
+                .and_then(|e| UpstreamError::find(e).cloned());
+            ended_tx.send_replace(Some(up));
+            res
         });
         Ok(Box::new(HttpUpload {
             tx: Some(tx),
             consumed: consumed_rx,
+            ended: ended_rx,
             enqueued: 0,
             request: Some(request),
         }))
@@ -386,10 +406,7 @@ impl ObjectStore for StoragedClient {
         if let Some(t) = options.if_unmodified_since {
             req = req.header(header::IF_UNMODIFIED_SINCE, http_date(t));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| generic(ClientError::Transport(e)))?;
+        let resp = req.send().await.map_err(|e| transport(&self.base, e))?;
         if !(resp.status() == StatusCode::OK || resp.status() == StatusCode::PARTIAL_CONTENT) {
             return Err(error_from_response(resp, key, false).await);
         }
@@ -432,9 +449,10 @@ impl ObjectStore for StoragedClient {
             e_tag: etag_of(h),
             version: None,
         };
+        let base = self.base.clone();
         let stream = resp
             .bytes_stream()
-            .map_err(|e| generic(ClientError::Transport(e)))
+            .map_err(move |e| transport(&base, e))
             .boxed();
         Ok(GetResult {
             payload: GetResultPayload::Stream(stream),
@@ -584,6 +602,9 @@ impl Stream for UploadBody {
 struct HttpUpload {
     tx: Option<mpsc::UnboundedSender<Msg>>,
     consumed: watch::Receiver<u64>,
+    /// Set when the request has ended: `Some(error)` if storaged could not
+    /// be used.
+    ended: watch::Receiver<Option<Option<UpstreamError>>>,
     enqueued: u64,
     request: Option<tokio::task::JoinHandle<object_store::Result<PutResult>>>,
 }
@@ -621,16 +642,22 @@ impl MultipartUpload for HttpUpload {
         self.enqueued += len;
         let wait_until = self.enqueued.saturating_sub(UPLOAD_WINDOW);
         let mut consumed = self.consumed.clone();
+        let mut ended = self.ended.clone();
         Box::pin(async move {
             if !sent {
                 return Err(generic(ClientError::UploadAborted));
             }
             // Backpressure: wait until the request has sent all but a window.
-            consumed
-                .wait_for(|c| *c >= wait_until)
-                .await
-                .map(|_| ())
-                .map_err(|_| generic("the upload request ended early; complete() reports why"))
+            if consumed.wait_for(|c| *c >= wait_until).await.is_ok() {
+                return Ok(());
+            }
+            // The request ended early: say why if storaged went away.
+            match ended.wait_for(Option::is_some).await.as_deref() {
+                Ok(Some(Some(up))) => Err(generic(up.clone())),
+                _ => Err(generic(
+                    "the upload request ended early; complete() reports why",
+                )),
+            }
         })
     }
 

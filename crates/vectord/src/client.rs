@@ -3,7 +3,7 @@
 //! rebuilt from the status and the JSON `error.code`, never from the text.
 
 use async_trait::async_trait;
-use lakehouse_common::{ClientOptions, http_client};
+use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -107,17 +107,13 @@ impl VectorClient {
         req: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<(StatusCode, Option<T>)> {
+        let transport = |e| UpstreamError::from_reqwest("vectord", &self.base, e);
         let resp = lakehouse_common::request_id::propagate(req)
             .send()
             .await
-            .map_err(|e| {
-                VectorError::Internal(format!("cannot reach vectord at {}: {e}", self.base))
-            })?;
+            .map_err(transport)?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| VectorError::Internal(format!("reading the answer: {e}")))?;
+        let body = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT || body.is_empty() {
                 return Ok((status, None));

@@ -31,6 +31,9 @@ pub enum VectorError {
     Storage(#[from] object_store::Error),
     #[error("corrupt vector data at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A remote vectord could not be reached, or did not answer in time.
+    #[error(transparent)]
+    Upstream(#[from] lakehouse_common::UpstreamError),
     /// A remote vectord refused the caller's token (401) or role (403).
     #[error("{message}")]
     Denied { forbidden: bool, message: String },

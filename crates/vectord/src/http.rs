@@ -66,9 +66,10 @@ impl From<VectorError> for ApiError {
             VectorError::ItemNotFound { id, .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "item_not_found", msg).with_detail("id", id)
             }
-            VectorError::Storage(_) | VectorError::Corrupt { .. } | VectorError::Internal(_) => {
-                ApiError::internal(&e)
-            }
+            // storaged not answering: 503/504/502 naming it.
+            VectorError::Storage(_) => ApiError::internal_or_upstream(&e),
+            VectorError::Upstream(up) => up.into(),
+            VectorError::Corrupt { .. } | VectorError::Internal(_) => ApiError::internal(&e),
         }
     }
 }

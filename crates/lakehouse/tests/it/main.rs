@@ -5,6 +5,7 @@ mod acceptance;
 mod adversarial;
 mod catalog;
 mod console;
+mod edges;
 mod ingest;
 mod query;
 mod storage;
