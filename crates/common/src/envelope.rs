@@ -8,6 +8,8 @@
 //! in the shared stack of every server, and it rewrites any 4xx/5xx response
 //! whose body is not JSON into `{"error":{"code","message"}}`, keeping its
 //! status and headers (`Allow` included), so no route needs its own code.
+//! Outside it, [`crate::drain::tap`] reads what a refused request was still
+//! sending, so the client (or the gateway) gets the answer.
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -25,6 +27,7 @@ pub fn around(router: Router) -> Router {
     Router::new()
         .fallback_service(router)
         .layer(axum::middleware::from_fn(ensure_json))
+        .layer(axum::middleware::from_fn(crate::drain::tap))
 }
 
 /// Plain-text bodies larger than this are passed through untouched (no

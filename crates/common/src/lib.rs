@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod conn;
+pub mod drain;
 pub mod envelope;
 pub mod error;
 pub mod metrics;
