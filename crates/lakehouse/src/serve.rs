@@ -20,6 +20,7 @@ use lakehouse_vectord::{VectorConfig, VectorService};
 use object_store::ObjectStore;
 
 use crate::ServeArgs;
+use crate::protocols;
 use crate::config::{Config, Overrides, process_env};
 
 /// The services a process can run.
@@ -123,6 +124,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The object store of an in-process storaged, for the other services.
     let mut local_store: Option<Arc<dyn ObjectStore>> = None;
     let mut local_catalog: Option<Arc<dyn Catalog>> = None;
+    // queryd's engine and its PostgreSQL / Flight SQL listeners.
+    let mut proto_listeners: Option<(Arc<QueryEngine>, protocols::Listeners)> = None;
 
     if runs(Service::Storaged) {
         if cfg.storaged.backend == BackendKind::Fs {
@@ -246,7 +249,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
         tracing::info!(config = ?engine.config(), "queryd ready");
-        router = router.merge(lakehouse_queryd::http::router(Arc::new(engine)));
+        let engine = Arc::new(engine);
+        let open = auth.is_some() || cfg.auth.allow_public_without_auth;
+        proto_listeners = Some((engine.clone(), protocols::bind(&cfg.queryd, open).await?));
+        router = router.merge(lakehouse_queryd::http::router(engine));
     }
 
     if runs(Service::Vectord) {
@@ -329,8 +335,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // One line on stdout, for people and for tests that bind port 0.
     println!("lakehouse listening on http://{addr}");
+    let stop_protocols = tokio_util::sync::CancellationToken::new();
+    if let Some((engine, listeners)) = proto_listeners {
+        listeners.spawn(engine, auth.clone(), stop_protocols.clone())?;
+    }
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
     server::serve(listener, app, server::shutdown_signal()).await?;
+    stop_protocols.cancel();
     tracing::info!("stopped");
     Ok(())
 }
