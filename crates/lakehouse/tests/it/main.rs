@@ -5,6 +5,7 @@ mod acceptance;
 mod adversarial;
 mod catalog;
 mod ingest;
+mod protocols;
 mod query;
 mod storage;
 mod support;
