@@ -189,8 +189,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/protocols/clients.py")
 }
 
+/// Whether psql is installed (asserting it is when clients are required).
+pub fn psql_available() -> bool {
+    have("psql (postgresql-client)", "psql", &["--version"])
+}
+
 /// `psql -c` each command; returns (success, stdout, stderr).
-fn psql(port: u16, password: &str, commands: &[&str]) -> (bool, String, String) {
+pub fn psql(port: u16, password: &str, commands: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new("psql");
     cmd.args(["-X", "-w", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
         .arg(format!(
