@@ -290,7 +290,9 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The role a request needs; `None` for the one open route, `/health`.
+/// The role a request needs; `None` for the open routes: `/health` and the
+/// console's static files (`GET /ui`, `/ui/`, `/ui/assets/…`), which hold no
+/// data and must load before anyone has typed a token in.
 ///
 /// Route classes (every service's prefixes are fixed by DESIGN.md §1):
 /// - `read`: any GET/HEAD (objects, listings, manifests, indexes, `/ready`,
@@ -301,6 +303,10 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 ///   any route not listed (new routes are admin until classified).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/health" {
+        return None;
+    }
+    let console_file = path == "/ui" || path == "/ui/" || path.starts_with("/ui/assets/");
+    if console_file && (method == Method::GET || method == Method::HEAD) {
         return None;
     }
     if method == Method::GET || method == Method::HEAD {
@@ -328,7 +334,12 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
 
 /// The middleware: 401 without a valid bearer token, 403 when its role is too
 /// small. Runs before routing, so unknown routes need a token too.
-pub async fn require(State(auth): State<Arc<Authenticator>>, req: Request, next: Next) -> Response {
+/// The caller ([`Principal`]) is left in the request's extensions for handlers.
+pub async fn require(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(needed) = required_role(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
@@ -362,8 +373,11 @@ pub async fn require(State(auth): State<Arc<Authenticator>>, req: Request, next:
                 needed
             ),
         )
+        .with_detail("required_role", needed.as_str())
+        .with_detail("role", who.role.as_str())
         .into_response();
     }
+    req.extensions_mut().insert(who);
     next.run(req).await
 }
 
@@ -422,6 +436,16 @@ mod tests {
             ("DELETE", "/vectors/indexes/v", Some(Admin)),
             ("POST", "/somewhere/new", Some(Admin)),
             ("PATCH", "/catalog/register", Some(Admin)),
+            // The console's files are open; its API and anything else under /ui are not.
+            ("GET", "/ui", None),
+            ("GET", "/ui/", None),
+            ("HEAD", "/ui/assets/abc/js/app.js", None),
+            ("GET", "/ui/assets/abc/app.css", None),
+            ("GET", "/ui/api/info", Some(Read)),
+            ("GET", "/ui/other", Some(Read)),
+            ("GET", "/uix", Some(Read)),
+            ("POST", "/ui/assets/abc/app.css", Some(Admin)),
+            ("DELETE", "/ui/", Some(Admin)),
         ];
         for (m, p, want) in table {
             let m: Method = m.parse().unwrap();

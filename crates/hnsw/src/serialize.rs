@@ -166,6 +166,20 @@ impl Index {
         if !vectors.iter().all(|x| x.is_finite()) {
             return Err(DecodeError::Invalid("non-finite vector component".into()));
         }
+        // Every stored vector must pass the checks an insert makes, or a
+        // later rebuild (`compact`) meets one that it refuses (found by
+        // fuzzing: a zeroed vector under cosine).
+        if metric == Metric::Cosine {
+            let zero = vectors.chunks_exact(dim).position(|v| {
+                let n2: f32 = v.iter().map(|x| x * x).sum();
+                n2 == 0.0 || !n2.is_finite()
+            });
+            if let Some(s) = zero {
+                return Err(DecodeError::Invalid(format!(
+                    "slot {s} holds a zero-norm vector under cosine"
+                )));
+            }
+        }
 
         let meta = r.take(n * 10)?;
         let mut keys = Vec::with_capacity(n);

@@ -11,14 +11,16 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
-use arrow::csv::reader::Format as CsvFormat;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::IngestError;
+use crate::footer;
+use crate::guard::{Guarded, arrow_message, parquet_message};
 use crate::options::{CsvOptions, Format, IngestOptions};
+use crate::sniff::{self, CsvReport, Punct};
 
 /// Rows per decoded batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -32,6 +34,8 @@ pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, IngestError>> +
 pub struct Finished {
     pub schema: SchemaRef,
     pub batches: BatchIter,
+    /// How a CSV body was read (dialect, header, renamed columns).
+    pub csv: Option<CsvReport>,
 }
 
 /// A push decoder.
@@ -43,18 +47,21 @@ pub trait Decode: Send {
 }
 
 /// Builds the decoder for `opts`. `target` is the existing dataset's schema
-/// (appends decode text formats with it when the columns line up).
+/// (appends decode text formats with it when the columns line up). A panic
+/// inside a decoder (hostile input can trigger some in the Arrow and Parquet
+/// readers) becomes a `BadData` error, never a crashed ingest.
 pub fn decoder(
     opts: &IngestOptions,
     target: Option<SchemaRef>,
     spool_dir: &Path,
 ) -> Box<dyn Decode> {
-    match opts.format {
+    let inner: Box<dyn Decode> = match opts.format {
         Format::Csv => Box::new(TextDecoder::new(Text::Csv(opts.csv.clone()), opts, target)),
         Format::Ndjson => Box::new(TextDecoder::new(Text::Ndjson, opts, target)),
         Format::Arrow => Box::new(ArrowDecoder::new(spool_dir)),
         Format::Parquet => Box::new(Spooled::new(spool_dir, SpoolKind::Parquet)),
-    }
+    };
+    Box::new(Guarded::new(inner, opts.format))
 }
 
 /// Every column nullable: datasets do not promise non-null columns, so a later
@@ -75,7 +82,7 @@ pub fn normalize_schema(schema: &Schema) -> SchemaRef {
 
 pub fn normalize_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, IngestError> {
     RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-        .map_err(|e| IngestError::BadData(e.to_string()))
+        .map_err(|e| IngestError::BadData(arrow_message(&e)))
 }
 
 enum Text {
@@ -109,13 +116,21 @@ impl Inner {
     }
 }
 
+/// How the CSV body is read, once decided.
+struct CsvRead {
+    punct: Punct,
+    header: bool,
+    nulls: regex::Regex,
+}
+
 enum TextState {
     Sampling(Vec<u8>),
     Decoding {
         inner: Inner,
         schema: SchemaRef,
         /// Raw bytes since the last flush (a flush always ends on a record
-        /// boundary), kept to name the exact bad line when decoding fails.
+        /// boundary), kept to name the exact bad line when decoding fails
+        /// and to check that the last record closed its quotes.
         pending: Vec<u8>,
         /// Physical lines before `pending`.
         line_base: usize,
@@ -128,7 +143,18 @@ struct TextDecoder {
     target: Option<SchemaRef>,
     infer_rows: usize,
     state: TextState,
+    /// Line ends in the sample so far (`\n`, and `\r`, for CR-only files).
+    sample_lines: (usize, usize),
+    csv: Option<CsvRead>,
+    report: Option<CsvReport>,
+    /// One-column CSVs: blank lines are rows.
+    blank_lines: Option<sniff::BlankLines>,
+    /// Line ends to sample before inferring; doubled while the sample holds
+    /// no whole record (a long quoted field).
+    sample_goal: usize,
 }
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 impl TextDecoder {
     fn new(kind: Text, opts: &IngestOptions, target: Option<SchemaRef>) -> Self {
@@ -138,91 +164,34 @@ impl TextDecoder {
             target,
             infer_rows: opts.infer_rows,
             state: TextState::Sampling(Vec::new()),
+            sample_lines: (0, 0),
+            csv: None,
+            report: None,
+            blank_lines: None,
+            sample_goal: opts.infer_rows.saturating_add(2),
         }
-    }
-
-    fn csv_format(o: &CsvOptions) -> Result<CsvFormat, IngestError> {
-        let mut f = CsvFormat::default()
-            .with_header(o.header)
-            .with_delimiter(o.delimiter)
-            .with_quote(o.quote);
-        if let Some(e) = o.escape {
-            f = f.with_escape(e);
-        }
-        Ok(f.with_null_regex(null_regex(&o.nulls)?))
     }
 
     /// Infers (or takes) the schema from the sample and starts decoding it.
     fn start(
         &mut self,
-        sample: Vec<u8>,
+        mut sample: Vec<u8>,
         complete: bool,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), IngestError> {
+        // A UTF-8 byte-order mark is not data.
+        if sample.starts_with(BOM) {
+            sample.drain(..BOM.len());
+        }
         if complete && sample.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(IngestError::EmptyInput);
         }
-        // Inference reads whole records only: stop before a possibly cut last line.
-        let lines = count_lines(&sample);
-        let max_records = if complete {
-            self.infer_rows
-        } else {
-            self.infer_rows.min(lines.saturating_sub(2).max(1))
-        };
         let (inner, schema) = match &self.kind {
             Text::Csv(o) => {
-                let schema = match &self.explicit {
-                    Some(s) => s.clone(),
-                    None => {
-                        let inferred = match Self::csv_format(o)?
-                            .infer_schema(&sample[..], Some(max_records))
-                        {
-                            Ok((s, _)) => s,
-                            Err(e) => return Err(locate_csv_error(o, None, &sample, 0, e)),
-                        };
-                        if inferred.fields().is_empty() {
-                            return Err(IngestError::EmptyInput);
-                        }
-                        self.pick_schema(&inferred, same_names)
-                    }
-                };
-                let mut b = arrow::csv::ReaderBuilder::new(schema.clone())
-                    .with_header(o.header)
-                    .with_delimiter(o.delimiter)
-                    .with_quote(o.quote)
-                    .with_null_regex(null_regex(&o.nulls)?)
-                    .with_batch_size(BATCH_ROWS);
-                if let Some(e) = o.escape {
-                    b = b.with_escape(e);
-                }
-                (Inner::Csv(Box::new(b.build_decoder())), schema)
+                let o = o.clone();
+                self.start_csv(&o, &sample, complete)?
             }
-            Text::Ndjson => {
-                let schema = match &self.explicit {
-                    Some(s) => s.clone(),
-                    None => {
-                        let inferred = match arrow::json::reader::infer_json_schema(
-                            &sample[..],
-                            Some(max_records),
-                        ) {
-                            Ok((s, _)) => s,
-                            Err(e) => return Err(locate_json_error(None, &sample, 0, e)),
-                        };
-                        if inferred.fields().is_empty() {
-                            return Err(IngestError::BadData(
-                                "the JSON objects have no fields".to_string(),
-                            ));
-                        }
-                        self.pick_schema(&inferred, |t, i| {
-                            i.fields()
-                                .iter()
-                                .all(|f| t.field_with_name(f.name()).is_ok())
-                        })
-                    }
-                };
-                let decoder = json_decoder(&schema)?;
-                (Inner::Json(decoder), schema)
-            }
+            Text::Ndjson => self.start_json(&sample, complete)?,
         };
         self.state = TextState::Decoding {
             inner,
@@ -231,6 +200,118 @@ impl TextDecoder {
             line_base: 0,
         };
         self.feed(&sample, out)
+    }
+
+    /// Sniffs the dialect and the header, infers the column types.
+    fn start_csv(
+        &mut self,
+        o: &CsvOptions,
+        sample: &[u8],
+        complete: bool,
+    ) -> Result<(Inner, SchemaRef), IngestError> {
+        let nulls = null_regex(&o.nulls)?;
+        // Inference reads whole records only: a cut last record is left out.
+        let max = self.infer_rows.saturating_add(1);
+        let punct = sniff::punctuation(o, sample, complete, max);
+        let usable = sniff::scan(sample, punct, false, complete, max)
+            .map(|s| s.counts.len())
+            .unwrap_or(0);
+        let Some(first) = sniff::first_record(punct, sample).filter(|_| usable > 0) else {
+            return Err(IngestError::BadData(
+                "no complete CSV record in the first 16 MiB".to_string(),
+            ));
+        };
+        let read = CsvRead {
+            punct,
+            header: o.header.unwrap_or(true),
+            nulls,
+        };
+        let infer = |header: bool, n: usize| {
+            sniff::arrow_format(punct, header, &read.nulls)
+                .infer_schema(sample, Some(n))
+                .map(|(s, _)| s)
+                .map_err(|e| locate_csv_error(&read, None, sample, 0, e))
+        };
+        let mut header_types = None;
+        let header = match (o.header, &self.explicit) {
+            (Some(h), _) => h,
+            (None, Some(s)) => sniff::is_header(&first, s, &read.nulls, self.target.as_deref()),
+            // A lone record is compared with its own types (DuckDB: `a,b`
+            // is a header, `1,2` and `a,1` are data).
+            (None, None) if usable == 1 => {
+                let types = infer(false, 1)?;
+                sniff::is_header(&first, &types, &read.nulls, self.target.as_deref())
+            }
+            (None, None) => {
+                let types = infer(true, usable - 1)?;
+                let h = sniff::is_header(&first, &types, &read.nulls, self.target.as_deref());
+                header_types = Some(types);
+                h
+            }
+        };
+        let mut report = CsvReport::new(punct, header, o);
+        let schema = match &self.explicit {
+            Some(s) => s.clone(),
+            None => {
+                let inferred = match header_types.filter(|_| header) {
+                    Some(t) => t,
+                    None if header => infer(true, usable - 1)?,
+                    None => infer(false, usable)?,
+                };
+                let (names, renamed) = sniff::column_names(&first, header);
+                report.renamed = renamed;
+                let inferred = sniff::rename(&inferred, &names);
+                self.pick_schema(&inferred, |t, i| {
+                    // A null-typed column reads every value as null.
+                    same_names(t, i) && !t.fields().iter().any(|f| f.data_type().is_null())
+                })
+            }
+        };
+        let decoder = arrow::csv::ReaderBuilder::new(schema.clone())
+            .with_format(sniff::arrow_format(punct, header, &read.nulls))
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder();
+        if schema.fields().len() == 1 {
+            self.blank_lines = Some(sniff::BlankLines::new(punct));
+        }
+        self.csv = Some(CsvRead { header, ..read });
+        self.report = Some(report);
+        Ok((Inner::Csv(Box::new(decoder)), schema))
+    }
+
+    fn start_json(
+        &mut self,
+        sample: &[u8],
+        complete: bool,
+    ) -> Result<(Inner, SchemaRef), IngestError> {
+        // Inference reads whole lines only: stop before a possibly cut last one.
+        let lines = count_lines(sample);
+        let max_records = if complete {
+            self.infer_rows
+        } else {
+            self.infer_rows.min(lines.saturating_sub(2).max(1))
+        };
+        let schema = match &self.explicit {
+            Some(s) => s.clone(),
+            None => {
+                let inferred =
+                    match arrow::json::reader::infer_json_schema(sample, Some(max_records)) {
+                        Ok((s, _)) => s,
+                        Err(e) => return Err(locate_json_error(None, sample, 0, e)),
+                    };
+                if inferred.fields().is_empty() {
+                    return Err(IngestError::BadData(
+                        "the JSON objects have no fields".to_string(),
+                    ));
+                }
+                self.pick_schema(&inferred, |t, i| {
+                    i.fields()
+                        .iter()
+                        .all(|f| t.field_with_name(f.name()).is_ok())
+                })
+            }
+        };
+        Ok((Inner::Json(json_decoder(&schema)?), schema))
     }
 
     /// Explicit schema > the target's (when compatible) > inferred.
@@ -250,7 +331,17 @@ impl TextDecoder {
         normalize_schema(inferred)
     }
 
-    fn feed(&mut self, mut data: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), IngestError> {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), IngestError> {
+        let rewritten;
+        let mut data = match &mut self.blank_lines {
+            Some(f) => {
+                let mut buf = Vec::new();
+                f.apply(data, &mut buf);
+                rewritten = buf;
+                &rewritten[..]
+            }
+            None => data,
+        };
         let TextState::Decoding {
             inner,
             schema: _,
@@ -289,6 +380,32 @@ impl TextDecoder {
         res.map_err(|e| self.locate(e))
     }
 
+    /// End of input: the last record counts even without a final line end,
+    /// and must not end inside an open quote.
+    fn end_input(&mut self) -> Result<Option<RecordBatch>, IngestError> {
+        let TextState::Decoding {
+            inner,
+            pending,
+            line_base,
+            ..
+        } = &mut self.state
+        else {
+            unreachable!("end before start");
+        };
+        let ended = match inner {
+            // An empty buffer tells csv-core the input has ended.
+            Inner::Csv(d) => d.decode(&[]).map(|_| ()),
+            Inner::Json(_) => Ok(()),
+        };
+        if let (Ok(()), Some(read)) = (&ended, &self.csv) {
+            sniff::check_closed(pending, read.punct, *line_base)?;
+        }
+        match ended.and_then(|_| inner.flush()) {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self.locate(e)),
+        }
+    }
+
     fn locate(&self, e: ArrowError) -> IngestError {
         let TextState::Decoding {
             schema,
@@ -297,11 +414,13 @@ impl TextDecoder {
             ..
         } = &self.state
         else {
-            return IngestError::BadData(e.to_string());
+            return IngestError::BadData(arrow_message(&e));
         };
-        match &self.kind {
-            Text::Csv(o) => locate_csv_error(o, Some(schema), pending, *line_base, e),
-            Text::Ndjson => locate_json_error(Some(schema), pending, *line_base, e),
+        match (&self.kind, &self.csv) {
+            (Text::Csv(_), Some(read)) => {
+                locate_csv_error(read, Some(schema), pending, *line_base, e)
+            }
+            _ => locate_json_error(Some(schema), pending, *line_base, e),
         }
     }
 }
@@ -310,12 +429,18 @@ impl Decode for TextDecoder {
     fn push(&mut self, data: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), IngestError> {
         if let TextState::Sampling(buf) = &mut self.state {
             buf.extend_from_slice(data);
-            let lines = buf.iter().filter(|b| **b == b'\n').count();
-            if lines > self.infer_rows + 2 || buf.len() >= MAX_SAMPLE {
-                let sample = std::mem::take(buf);
-                return self.start(sample, false, out);
+            self.sample_lines.0 += count_lines(data);
+            self.sample_lines.1 += data.iter().filter(|b| **b == b'\r').count();
+            let lines = self.sample_lines.0.max(self.sample_lines.1);
+            if buf.len() < MAX_SAMPLE && lines <= self.sample_goal {
+                return Ok(());
             }
-            return Ok(());
+            if buf.len() < MAX_SAMPLE && !has_records(&self.kind, buf) {
+                self.sample_goal = self.sample_goal.saturating_mul(2);
+                return Ok(());
+            }
+            let sample = std::mem::take(buf);
+            return self.start(sample, false, out);
         }
         self.feed(data, out)
     }
@@ -326,20 +451,30 @@ impl Decode for TextDecoder {
             let sample = std::mem::take(buf);
             self.start(sample, true, &mut out)?;
         }
-        let (flushed, schema) = match &mut self.state {
-            TextState::Sampling(_) => unreachable!(),
-            TextState::Decoding { inner, schema, .. } => (inner.flush(), schema.clone()),
+        out.extend(self.end_input()?);
+        let TextState::Decoding { schema, .. } = &self.state else {
+            unreachable!("started above");
         };
-        match flushed {
-            Ok(Some(b)) => out.push(b),
-            Ok(None) => {}
-            Err(e) => return Err(self.locate(e)),
-        }
         Ok(Finished {
-            schema,
+            schema: schema.clone(),
             batches: Box::new(out.into_iter().map(Ok)),
+            csv: self.report.take(),
         })
     }
+}
+
+/// Whether a CSV sample holds at least two whole records (quotes may hold
+/// many lines); NDJSON samples always do once past the goal.
+fn has_records(kind: &Text, sample: &[u8]) -> bool {
+    let Text::Csv(o) = kind else {
+        return true;
+    };
+    let p = Punct {
+        delimiter: o.delimiter.unwrap_or(b','),
+        quote: o.quote.unwrap_or(b'"'),
+        escape: None,
+    };
+    sniff::scan(sample, p, false, false, 2).is_ok_and(|s| s.counts.len() >= 2)
 }
 
 fn same_names(a: &Schema, b: &Schema) -> bool {
@@ -360,34 +495,31 @@ fn json_decoder(schema: &SchemaRef) -> Result<arrow::json::reader::Decoder, Inge
         // A column inferred as a string also takes numbers and booleans.
         .with_coerce_primitive(true)
         .build_decoder()
-        .map_err(|e| IngestError::BadData(e.to_string()))
+        .map_err(|e| IngestError::BadData(arrow_message(&e)))
 }
 
 /// Re-reads `pending` record by record to name the first bad line (1-based,
 /// physical, header included) and column. Error path only.
 fn locate_csv_error(
-    o: &CsvOptions,
+    read: &CsvRead,
     schema: Option<&SchemaRef>,
     pending: &[u8],
     line_base: usize,
     original: ArrowError,
 ) -> IngestError {
-    let mut rb = csv::ReaderBuilder::new();
-    rb.has_headers(false)
-        .flexible(true)
-        .delimiter(o.delimiter)
-        .quote(o.quote)
-        .escape(o.escape);
-    let mut rdr = rb.from_reader(pending);
+    let mut rdr = sniff::csv_reader(read.punct, pending);
     let mut expected = schema.map(|s| s.fields().len());
-    let nulls = null_regex(&o.nulls).ok();
-    let skip_header = o.header && line_base == 0;
+    let skip_header = read.header && line_base == 0;
     for (i, rec) in rdr.byte_records().enumerate() {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
-                return IngestError::BadData(format!("CSV line {}: {e}", line_base + line));
+                return IngestError::BadData(format!(
+                    "CSV line {}: {}",
+                    line_base + line,
+                    csv_message(&e)
+                ));
             }
         };
         let line = line_base + rec.position().map(|p| p.line() as usize).unwrap_or(i + 1);
@@ -405,10 +537,10 @@ fn locate_csv_error(
         for (c, field) in schema.fields().iter().enumerate() {
             let raw = &rec[c];
             let text = String::from_utf8_lossy(raw);
-            if nulls.as_ref().is_some_and(|n| n.is_match(&text)) {
+            if read.nulls.is_match(&text) {
                 continue;
             }
-            if !csv_value_parses(field, raw) {
+            if !sniff::value_parses(field, raw) {
                 return IngestError::BadData(format!(
                     "CSV line {line}, column {} ({:?}): cannot read {text:?} as {}",
                     c + 1,
@@ -418,25 +550,22 @@ fn locate_csv_error(
             }
         }
     }
-    IngestError::BadData(format!("CSV near line {}: {original}", line_base + 1))
+    IngestError::BadData(format!(
+        "CSV near line {}: {}",
+        line_base + 1,
+        arrow_message(&original)
+    ))
 }
 
-/// Whether one CSV field parses as `field`'s type, decided by arrow-csv itself.
-fn csv_value_parses(field: &Field, raw: &[u8]) -> bool {
-    let schema = Arc::new(Schema::new(vec![field.clone().with_nullable(true)]));
-    let mut line = Vec::with_capacity(raw.len() + 3);
-    line.push(b'"');
-    for b in raw {
-        if *b == b'"' {
-            line.push(b'"');
-        }
-        line.push(*b);
+/// A csv-crate error without its debug wrapping.
+fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("expected {expected_len} fields, found {len}"),
+        _ => e.to_string(),
     }
-    line.extend_from_slice(b"\"\n");
-    let mut d = arrow::csv::ReaderBuilder::new(schema)
-        .with_header(false)
-        .build_decoder();
-    d.decode(&line).is_ok() && d.flush().is_ok()
 }
 
 /// Re-decodes the pending lines one at a time to name the first bad one.
@@ -457,10 +586,18 @@ fn locate_json_error(
             None => arrow::json::reader::infer_json_schema(line, None).map(|_| ()),
         };
         if let Err(e) = r {
-            return IngestError::BadData(format!("NDJSON line {}: {e}", line_base + i + 1));
+            return IngestError::BadData(format!(
+                "NDJSON line {}: {}",
+                line_base + i + 1,
+                arrow_message(&e)
+            ));
         }
     }
-    IngestError::BadData(format!("NDJSON near line {}: {original}", line_base + 1))
+    IngestError::BadData(format!(
+        "NDJSON near line {}: {}",
+        line_base + 1,
+        arrow_message(&original)
+    ))
 }
 
 fn null_regex(nulls: &[String]) -> Result<regex::Regex, IngestError> {
@@ -492,7 +629,7 @@ impl ArrowDecoder {
 }
 
 fn ipc_error(e: ArrowError) -> IngestError {
-    IngestError::BadData(format!("Arrow IPC: {e}"))
+    IngestError::BadData(format!("Arrow IPC: {}", arrow_message(&e)))
 }
 
 impl Decode for ArrowDecoder {
@@ -539,6 +676,7 @@ impl Decode for ArrowDecoder {
                 Ok(Finished {
                     schema,
                     batches: Box::new(out.into_iter().map(Ok)),
+                    csv: None,
                 })
             };
         match self.state {
@@ -610,26 +748,40 @@ impl Decode for Spooled {
             .map_err(|e| IngestError::Spool(e.to_string()))?;
         match self.kind {
             SpoolKind::Parquet => {
+                let bad = |e| {
+                    IngestError::BadData(format!(
+                        "not a valid Parquet file: {}",
+                        parquet_message(&e)
+                    ))
+                };
+                footer::check_parquet(&mut file, self.len)?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| IngestError::BadData(format!("not a valid Parquet file: {e}")))?
+                    .map_err(bad)?
                     .with_batch_size(BATCH_ROWS)
                     .build()
-                    .map_err(|e| IngestError::BadData(format!("not a valid Parquet file: {e}")))?;
+                    .map_err(bad)?;
                 Ok(Finished {
                     schema: arrow::array::RecordBatchReader::schema(&reader),
-                    batches: Box::new(
-                        reader
-                            .map(|r| r.map_err(|e| IngestError::BadData(format!("Parquet: {e}")))),
-                    ),
+                    batches: Box::new(reader.map(|r| {
+                        r.map_err(|e| {
+                            IngestError::BadData(format!("Parquet: {}", arrow_message(&e)))
+                        })
+                    })),
+                    csv: None,
                 })
             }
             SpoolKind::ArrowFile => {
+                footer::check_arrow_file(&mut file, self.len)?;
                 let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(|e| {
-                    IngestError::BadData(format!("not a valid Arrow IPC file: {e}"))
+                    IngestError::BadData(format!(
+                        "not a valid Arrow IPC file: {}",
+                        arrow_message(&e)
+                    ))
                 })?;
                 Ok(Finished {
                     schema: reader.schema(),
                     batches: Box::new(reader.map(|r| r.map_err(ipc_error))),
+                    csv: None,
                 })
             }
         }

@@ -9,8 +9,11 @@
 pub mod decode;
 pub mod error;
 pub mod fingerprint;
+pub mod footer;
+pub mod guard;
 pub mod http;
 pub mod options;
+pub mod sniff;
 pub mod writer;
 
 pub use error::IngestError;

@@ -83,12 +83,15 @@ impl Mode {
     }
 }
 
-/// CSV reading options.
+/// CSV reading options. `None` means "detect it from the data" (see
+/// [`crate::sniff`]).
 #[derive(Debug, Clone)]
 pub struct CsvOptions {
-    pub header: bool,
-    pub delimiter: u8,
-    pub quote: u8,
+    pub header: Option<bool>,
+    pub delimiter: Option<u8>,
+    pub quote: Option<u8>,
+    /// The character that escapes a quote inside a quoted field; the quote
+    /// itself means quotes are doubled (`""`), the CSV standard.
     pub escape: Option<u8>,
     /// Field values read as null (exact match). Default: the empty string.
     pub nulls: Vec<String>,
@@ -97,12 +100,56 @@ pub struct CsvOptions {
 impl Default for CsvOptions {
     fn default() -> Self {
         Self {
-            header: true,
-            delimiter: b',',
-            quote: b'"',
+            header: None,
+            delimiter: None,
+            quote: None,
             escape: None,
             nulls: vec![String::new()],
         }
+    }
+}
+
+impl CsvOptions {
+    /// Refuses characters a CSV reader cannot work with: a line end as a
+    /// delimiter, quote or escape (the row would be split or dropped), and
+    /// the same character in two roles.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let roles = [
+            ("delimiter", self.delimiter),
+            ("quote", self.quote),
+            ("escape", self.escape),
+        ];
+        for (name, c) in roles {
+            if let Some(c) = c
+                && matches!(c, b'\n' | b'\r')
+            {
+                return Err(IngestError::InvalidOption(format!(
+                    "{name} cannot be a line end ({})",
+                    show_byte(c)
+                )));
+            }
+        }
+        for (a, b) in [(0, 1), (0, 2)] {
+            if let ((an, Some(x)), (bn, Some(y))) = (roles[a], roles[b])
+                && x == y
+            {
+                return Err(IngestError::InvalidOption(format!(
+                    "{an} and {bn} cannot both be {}",
+                    show_byte(x)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A byte as a person would write it in an option.
+pub fn show_byte(b: u8) -> String {
+    match b {
+        b'\n' => "\"\\n\"".to_string(),
+        b'\r' => "\"\\r\"".to_string(),
+        b'\t' => "\"\\t\"".to_string(),
+        other => format!("{:?}", other as char),
     }
 }
 
@@ -152,17 +199,18 @@ impl IngestOptions {
             o.mode = Mode::parse(m)?;
         }
         if let Some(h) = one("header") {
-            o.csv.header = parse_bool("header", h)?;
+            o.csv.header = Some(parse_bool("header", h)?);
         }
         if let Some(d) = one("delimiter") {
-            o.csv.delimiter = single_byte("delimiter", d)?;
+            o.csv.delimiter = Some(single_byte("delimiter", d)?);
         }
         if let Some(q) = one("quote") {
-            o.csv.quote = single_byte("quote", q)?;
+            o.csv.quote = Some(single_byte("quote", q)?);
         }
         if let Some(e) = one("escape") {
             o.csv.escape = Some(single_byte("escape", e)?);
         }
+        o.csv.validate()?;
         if let Some(ns) = map.get("null") {
             o.csv.nulls = ns.iter().map(|s| s.to_string()).collect();
         }
@@ -284,9 +332,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.format, Format::Csv);
         assert_eq!(o.mode, Mode::Replace);
-        assert_eq!(o.csv.delimiter, b'\t');
+        assert_eq!(o.csv.delimiter, Some(b'\t'));
         assert_eq!(o.csv.nulls, vec!["NA".to_string(), String::new()]);
-        assert!(!o.csv.header);
+        assert_eq!(o.csv.header, Some(false));
         let o = IngestOptions::from_query(&[], Some("text/csv; charset=utf-8")).unwrap();
         assert_eq!(o.format, Format::Csv);
     }
@@ -305,6 +353,37 @@ mod tests {
         ] {
             assert!(IngestOptions::from_query(&bad, None).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refuses_characters_a_csv_reader_cannot_use() {
+        for (pairs, names) in [
+            (vec![("delimiter", "\n")], "delimiter"),
+            (vec![("delimiter", "\r")], "delimiter"),
+            (vec![("quote", "\n")], "quote"),
+            (vec![("escape", "\r")], "escape"),
+            (
+                vec![("delimiter", ";"), ("quote", ";")],
+                "delimiter and quote",
+            ),
+            (
+                vec![("delimiter", "\\"), ("escape", "\\")],
+                "delimiter and escape",
+            ),
+        ] {
+            let mut all = vec![("format", "csv")];
+            all.extend(pairs.iter().copied());
+            let err = IngestOptions::from_query(&q(&all), None).unwrap_err();
+            assert!(matches!(err, IngestError::InvalidOption(_)), "{pairs:?}");
+            assert!(err.to_string().starts_with(names), "{pairs:?}: {err}");
+        }
+        // A quote that is also the escape means doubled quotes: fine.
+        let o = IngestOptions::from_query(
+            &q(&[("format", "csv"), ("quote", "'"), ("escape", "'")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.csv.escape, Some(b'\''));
     }
 
     #[test]

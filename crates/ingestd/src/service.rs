@@ -34,6 +34,7 @@ use crate::decode::{self, normalize_batch};
 use crate::error::IngestError;
 use crate::fingerprint::{differences, fingerprint};
 use crate::options::{IngestOptions, Mode};
+use crate::sniff::CsvReport;
 use crate::writer::{DatasetWriter, WriterConfig, WrittenObject};
 
 const INFLIGHT_PREFIX: &str = "_ingest/inflight/";
@@ -64,6 +65,9 @@ pub struct IngestResult {
     /// same `Idempotency-Key`.
     #[serde(default)]
     pub replayed: bool,
+    /// How a CSV body was read: detected or given dialect, header, renames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -260,6 +264,7 @@ impl Ingestor {
                             objects,
                             manifest: m,
                             replayed: true,
+                            csv: None,
                         };
                         self.put_json(
                             &record_path,
@@ -348,8 +353,11 @@ impl Ingestor {
             .write_objects(dataset, &ingest_id, opts.clone(), target.clone(), body)
             .await;
         let result = match written {
-            Ok((schema, objects)) => {
-                let registered = self.register(dataset, &opts, &schema, &objects).await;
+            Ok((schema, objects, csv)) => {
+                let registered = self
+                    .register(dataset, &opts, &schema, &objects)
+                    .await
+                    .map(|r| IngestResult { csv, ..r });
                 match &registered {
                     // Maybe referenced: keep the objects and the journal.
                     Err(IngestError::Unconfirmed { .. }) => return registered,
@@ -381,7 +389,7 @@ impl Ingestor {
         opts: IngestOptions,
         target: Option<SchemaRef>,
         body: S,
-    ) -> Result<(SchemaRef, Vec<WrittenObject>), (IngestError, Vec<String>)>
+    ) -> Result<Written, (IngestError, Vec<String>)>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
@@ -521,6 +529,7 @@ impl Ingestor {
                         objects: new,
                         manifest,
                         replayed: false,
+                        csv: None,
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::VersionMismatch => {
@@ -602,6 +611,9 @@ fn new_ingest_id() -> String {
     )
 }
 
+/// What the pipeline produced: the schema, the objects, how a CSV was read.
+type Written = (SchemaRef, Vec<WrittenObject>, Option<CsvReport>);
+
 /// Decode on a second thread, encode and upload on this one.
 #[allow(clippy::too_many_arguments)]
 fn pipeline(
@@ -614,10 +626,10 @@ fn pipeline(
     prefix: String,
     wcfg: WriterConfig,
     dataset: &str,
-) -> Result<(SchemaRef, Vec<WrittenObject>), (IngestError, Vec<String>)> {
+) -> Result<Written, (IngestError, Vec<String>)> {
     enum Item {
         Batch(RecordBatch),
-        Done(SchemaRef),
+        Done(SchemaRef, Option<CsvReport>),
     }
     let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Result<Item, IngestError>>(4);
     let target_for_decode = target.clone();
@@ -653,7 +665,7 @@ fn pipeline(
                             return;
                         }
                     }
-                    send(Ok(Item::Done(f.schema)));
+                    send(Ok(Item::Done(f.schema, f.csv)));
                 }
             }
         });
@@ -702,7 +714,7 @@ fn pipeline(
                         break Err(fail(e, writer.take()));
                     }
                 }
-                Ok(Item::Done(s)) => {
+                Ok(Item::Done(s, csv)) => {
                     let s = schema
                         .clone()
                         .unwrap_or_else(|| decode::normalize_schema(&s));
@@ -723,7 +735,7 @@ fn pipeline(
                         },
                     };
                     match w.finish() {
-                        Ok(objs) => break Ok((s, objs)),
+                        Ok(objs) => break Ok((s, objs, csv)),
                         Err(e) => break Err(fail(e, Some(w))),
                     }
                 }

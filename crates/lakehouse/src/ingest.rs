@@ -24,8 +24,9 @@ pub struct IngestArgs {
     /// append | replace.
     #[arg(long, default_value = "append")]
     pub mode: String,
-    /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape,
-    /// null=NA (repeatable), infer_rows=N, schema=a:int64,b:utf8.
+    /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape
+    /// (CSV: detected when not given), null=NA (repeatable), infer_rows=N,
+    /// schema=a:int64,b:utf8.
     #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Makes a retry of this ingest safe: the server applies it once.
@@ -148,12 +149,77 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         r.manifest.objects.len(),
         r.manifest.version
     );
+    if let Some(c) = &r.csv {
+        println!("{}", describe_csv(c));
+    }
     Ok(())
+}
+
+/// How the server read a CSV, in one or two lines.
+fn describe_csv(c: &lakehouse_ingestd::sniff::CsvReport) -> String {
+    let show = |name: &str, v: &str| {
+        let v = if v == "\t" {
+            "tab".to_string()
+        } else {
+            format!("{v:?}")
+        };
+        let how = if c.detected.iter().any(|d| d == name) {
+            " (detected)"
+        } else {
+            ""
+        };
+        format!("{name} {v}{how}")
+    };
+    let header = if c.header {
+        "the first row as column names"
+    } else {
+        "no header row"
+    };
+    let header_how = if c.detected.iter().any(|d| d == "header") {
+        " (detected)"
+    } else {
+        ""
+    };
+    let mut s = format!(
+        "read as CSV with {header}{header_how}, {}, {}, {}",
+        show("delimiter", &c.delimiter),
+        show("quote", &c.quote),
+        show("escape", &c.escape)
+    );
+    if !c.renamed.is_empty() {
+        let names: Vec<String> = c
+            .renamed
+            .iter()
+            .map(|r| format!("column {} {:?} -> {:?}", r.column, r.from, r.to))
+            .collect();
+        s.push_str(&format!("\nrenamed columns: {}", names.join(", ")));
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describes_how_a_csv_was_read() {
+        let c = lakehouse_ingestd::sniff::CsvReport {
+            header: false,
+            delimiter: "\t".into(),
+            quote: "\"".into(),
+            escape: "\\".into(),
+            detected: vec!["header".into(), "delimiter".into()],
+            renamed: vec![lakehouse_ingestd::sniff::RenamedColumn {
+                column: 2,
+                from: "a".into(),
+                to: "a_1".into(),
+            }],
+        };
+        assert_eq!(
+            describe_csv(&c),
+            "read as CSV with no header row (detected), delimiter tab (detected), quote \"\\\"\", escape \"\\\\\"\nrenamed columns: column 2 \"a\" -> \"a_1\""
+        );
+    }
 
     #[test]
     fn names_from_files() {

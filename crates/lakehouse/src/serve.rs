@@ -320,6 +320,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         router = router.merge(lakehouse_gateway::router(gw));
     }
 
+    // The web console at /ui: all-in-one, and on the gateway of a split deployment.
+    if args.only.is_none() || runs(Service::Gateway) {
+        let services: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        let mode = if args.only.is_some() {
+            "gateway"
+        } else {
+            "all-in-one"
+        };
+        let config = serde_json::to_value(&cfg).context("describing the configuration")?;
+        let info = lakehouse_console::Info::new(mode, &services, config);
+        router = router.merge(lakehouse_console::router(info));
+    }
+
     let opts = ServerOptions {
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
         auth: auth.clone(),

@@ -1,16 +1,19 @@
 //! `lakehouse vectors create|add|search|list|drop`: the vector indexes from
 //! the command line. `add` reads NDJSON (`{"id", "vector", "metadata"?}` per
-//! line) or Parquet (an `id` column, a `vector` list column, every other
-//! column becomes metadata) and sends it in batches with a progress bar.
+//! line), Parquet or Arrow IPC (file or stream): an `id` column, a `vector`
+//! list column, and either a `metadata` column (JSON text or a struct) or
+//! other columns, which become the metadata's fields. It sends Arrow IPC
+//! batches (the fast path: raw floats, no JSON) with a progress bar.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use arrow::array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::{ProgressBar, ProgressStyle};
-use lakehouse_vectord::{IndexSpec, Item, SearchRequest, VectorClient, Vectors};
+use lakehouse_vectord::{Batch, IndexSpec, Item, SearchRequest, VectorClient, Vectors, ipc};
 
 use crate::remote::Remote;
 use serde_json::{Map, Value};
@@ -38,12 +41,12 @@ enum VectorsCommand {
         #[arg(long, default_value_t = 200)]
         ef_construction: usize,
     },
-    /// Add (upsert) items from an NDJSON or Parquet file.
+    /// Add (upsert) items from an NDJSON, Parquet or Arrow IPC file.
     Add {
         name: String,
         file: PathBuf,
         /// Items per request.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 10_000)]
         batch: usize,
     },
     /// Nearest neighbours of a vector.
@@ -191,116 +194,135 @@ async fn add(client: &VectorClient, name: &str, file: &Path, batch: usize) -> an
     );
     let mut count = 0;
     let total = items.len();
-    let mut it = items.into_iter().peekable();
-    while it.peek().is_some() {
-        let chunk: Vec<Item> = it.by_ref().take(batch).collect();
-        let n = chunk.len();
-        let r = client.add(name, chunk).await.with_context(|| {
-            format!(
-                "adding items {}..{}",
-                pb.position(),
-                pb.position() + n as u64
-            )
-        })?;
+    for start in (0..total).step_by(batch) {
+        let end = (start + batch).min(total);
+        let r = client
+            .add_batch(name, items.slice(start..end))
+            .await
+            .with_context(|| format!("adding items {start}..{end}"))?;
         count = r.count;
-        pb.inc(n as u64);
+        pb.inc((end - start) as u64);
     }
     pb.finish_and_clear();
     println!("added {total} items to {name}; it now has {count}");
     Ok(())
 }
 
-fn read_items(file: &Path) -> anyhow::Result<Vec<Item>> {
-    let is_parquet = file
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Parquet,
+    Arrow,
+}
+
+fn format_of(file: &Path) -> Format {
+    let ext = file
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
-    if !is_parquet {
-        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        let mut out = Vec::new();
-        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let item: Item = serde_json::from_str(&line).with_context(|| {
-                format!(
-                    "{} line {}: expected {{\"id\", \"vector\", \"metadata\"?}}",
-                    file.display(),
-                    i + 1
-                )
-            })?;
-            out.push(item);
-        }
-        return Ok(out);
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "parquet" | "pq" => Format::Parquet,
+        "arrow" | "arrows" | "ipc" | "feather" => Format::Arrow,
+        _ => Format::Ndjson,
     }
-    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
-    let mut out = Vec::new();
-    for b in reader {
-        out.extend(items_from_batch(&b?)?);
+}
+
+fn read_items(file: &Path) -> anyhow::Result<Batch> {
+    let open = || std::fs::File::open(file).with_context(|| format!("opening {}", file.display()));
+    let batches: Vec<RecordBatch> = match format_of(file) {
+        Format::Ndjson => return read_ndjson(file),
+        Format::Parquet => {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)?
+                .build()?
+                .collect::<Result<_, _>>()?
+        }
+        Format::Arrow => {
+            let mut magic = [0u8; 6];
+            let n = open()?.read(&mut magic)?;
+            if n == 6 && &magic == b"ARROW1" {
+                arrow::ipc::reader::FileReader::try_new(open()?, None)?.collect::<Result<_, _>>()?
+            } else {
+                arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(open()?), None)?
+                    .collect::<Result<_, _>>()?
+            }
+        }
+    };
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let mut out = Batch::with_capacity(rows, 0);
+    let mut first = 0;
+    for b in &batches {
+        let b = normalise(b).with_context(|| file.display().to_string())?;
+        ipc::append_record_batch(&b, first, &mut out)
+            .with_context(|| file.display().to_string())?;
+        first += b.num_rows();
     }
     Ok(out)
 }
 
-fn items_from_batch(b: &RecordBatch) -> anyhow::Result<Vec<Item>> {
+fn read_ndjson(file: &Path) -> anyhow::Result<Batch> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut out = Batch::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item: Item = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{} line {}: expected {{\"id\", \"vector\", \"metadata\"?}}",
+                file.display(),
+                i + 1
+            )
+        })?;
+        out.push(item.id, &item.vector, item.metadata);
+    }
+    Ok(out)
+}
+
+/// A record batch in the add body's shape: `id` as utf8 (any type is cast),
+/// `vector` as is, and `metadata` — the file's own column, or a struct of
+/// every other column.
+fn normalise(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
     let schema = b.schema();
     let id_idx = schema
         .index_of("id")
-        .context("the Parquet file needs an `id` column")?;
+        .context("the file needs an `id` column")?;
     let vec_idx = schema
         .index_of("vector")
-        .context("the Parquet file needs a `vector` column")?;
-    let ids = arrow::compute::cast(b.column(id_idx), &DataType::Utf8)?;
-    let ids = ids.as_string::<i32>();
-    let vectors = b.column(vec_idx);
-    let vector_at = |row: usize| -> anyhow::Result<Vec<f32>> {
-        let values = match vectors.data_type() {
-            DataType::List(_) => vectors.as_list::<i32>().value(row),
-            DataType::LargeList(_) => vectors.as_list::<i64>().value(row),
-            DataType::FixedSizeList(_, _) => vectors.as_fixed_size_list().value(row),
-            other => bail!("`vector` must be a list of floats, not {other}"),
-        };
-        Ok(match values.data_type() {
-            DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
-            DataType::Float64 => values
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .map(|v| *v as f32)
-                .collect(),
-            other => bail!("`vector` must hold float32 or float64, not {other}"),
-        })
-    };
-    // Every other column becomes metadata, via Arrow's JSON writer.
+        .context("the file needs a `vector` column")?;
+    let ids = arrow::compute::cast(b.column(id_idx), &DataType::Utf8)
+        .context("the `id` column cannot be read as text")?;
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, true),
+        schema.field(vec_idx).clone().with_name("vector"),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![ids, b.column(vec_idx).clone()];
     let others: Vec<usize> = (0..b.num_columns())
         .filter(|i| *i != id_idx && *i != vec_idx)
         .collect();
-    let meta_rows: Vec<Map<String, Value>> = if others.is_empty() {
-        vec![Map::new(); b.num_rows()]
-    } else {
-        let proj = b.project(&others)?;
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-            w.write(&proj)?;
-            w.finish()?;
+    let md_idx = schema.index_of("metadata").ok();
+    match md_idx {
+        Some(m) if others.len() > 1 => bail!(
+            "with a `metadata` column the file can have no other columns than id and vector (found {:?})",
+            others
+                .iter()
+                .filter(|i| **i != m)
+                .map(|i| schema.field(*i).name())
+                .collect::<Vec<_>>()
+        ),
+        Some(m) => {
+            fields.push(schema.field(m).clone());
+            columns.push(b.column(m).clone());
         }
-        buf.split(|c| *c == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).map_err(anyhow::Error::from))
-            .collect::<anyhow::Result<_>>()?
-    };
-    (0..b.num_rows())
-        .map(|row| {
-            if ids.is_null(row) {
-                bail!("row {row}: the id is null");
-            }
-            Ok(Item {
-                id: ids.value(row).to_string(),
-                vector: vector_at(row)?,
-                metadata: (!meta_rows[row].is_empty()).then(|| meta_rows[row].clone()),
-            })
-        })
-        .collect()
+        None if !others.is_empty() => {
+            let st = StructArray::from(b.project(&others)?);
+            fields.push(Field::new("metadata", st.data_type().clone(), true));
+            columns.push(Arc::new(st));
+        }
+        None => {}
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

@@ -7,8 +7,12 @@ use lakehouse_common::{ClientOptions, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+use crate::batch::Batch;
 use crate::error::{Result, VectorError};
-use crate::service::{AddResult, Hit, IndexInfo, IndexSpec, Item, SearchRequest, VectorService};
+use crate::ipc;
+use crate::service::{
+    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, VectorService,
+};
 
 #[async_trait]
 pub trait Vectors: Send + Sync {
@@ -18,7 +22,13 @@ pub trait Vectors: Send + Sync {
     async fn get(&self, name: &str) -> Result<IndexInfo>;
     async fn drop_index(&self, name: &str) -> Result<()>;
     async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult>;
+    /// A batch add in columnar form (over HTTP: an Arrow IPC body, the fast
+    /// path).
+    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult>;
     async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>>;
+    /// Many queries at once; one list of hits per query, in order (over
+    /// HTTP: the queries as an Arrow IPC body).
+    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>>;
     async fn delete_item(&self, name: &str, id: &str) -> Result<()>;
 }
 
@@ -39,8 +49,14 @@ impl Vectors for VectorService {
     async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult> {
         VectorService::add(self, name, items).await
     }
+    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
+        VectorService::add_batch(self, name, batch).await
+    }
     async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
         VectorService::search(self, name, req).await
+    }
+    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
+        VectorService::search_batch(self, name, req).await
     }
     async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
         VectorService::delete_item(self, name, id).await
@@ -129,6 +145,7 @@ impl VectorClient {
                 reason: msg,
             },
             (_, "invalid_params") => VectorError::InvalidParams(msg),
+            (_, "invalid_body") => VectorError::InvalidBody(msg),
             (_, "invalid_item") => VectorError::InvalidItem {
                 position: detail_usize(&v, "position"),
                 id: v["error"]["id"].as_str().unwrap_or_default().to_string(),
@@ -176,7 +193,11 @@ impl Vectors for VectorClient {
     }
 
     async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult> {
-        let body = serde_json::json!({ "items": items });
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            items: &'a [Item],
+        }
+        let body = Body { items: &items };
         self.send(
             self.http
                 .post(self.url(&format!("/{name}/add")))
@@ -185,6 +206,43 @@ impl Vectors for VectorClient {
         )
         .await?
         .ok_or_else(|| VectorError::Internal("empty answer".to_string()))
+    }
+
+    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
+        let body = tokio::task::spawn_blocking(move || ipc::encode_add(&batch))
+            .await
+            .map_err(|e| VectorError::Internal(e.to_string()))??;
+        self.send(
+            self.http
+                .post(self.url(&format!("/{name}/add")))
+                .header(reqwest::header::CONTENT_TYPE, ipc::CONTENT_TYPE)
+                .body(body),
+            name,
+        )
+        .await?
+        .ok_or_else(|| VectorError::Internal("empty answer".to_string()))
+    }
+
+    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
+        let body = ipc::encode_queries(&req.vectors)?;
+        let mut query = vec![("k", req.k.to_string())];
+        if let Some(ef) = req.ef {
+            query.push(("ef", ef.to_string()));
+        }
+        if let Some(f) = &req.filter {
+            query.push(("filter", serde_json::Value::Object(f.clone()).to_string()));
+        }
+        Ok(self
+            .send(
+                self.http
+                    .post(self.url(&format!("/{name}/search")))
+                    .query(&query)
+                    .header(reqwest::header::CONTENT_TYPE, ipc::CONTENT_TYPE)
+                    .body(body),
+                name,
+            )
+            .await?
+            .unwrap_or_default())
     }
 
     async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {

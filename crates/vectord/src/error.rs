@@ -21,6 +21,10 @@ pub enum VectorError {
     },
     #[error("invalid search: {0}")]
     InvalidSearch(String),
+    /// A request body that cannot be read (a malformed Arrow stream, a
+    /// missing or mistyped column).
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
     #[error("the batch has {got} items; the limit is {limit}")]
     BatchTooLarge { got: usize, limit: usize },
     #[error("storage error: {0}")]

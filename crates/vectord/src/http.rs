@@ -3,16 +3,20 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use lakehouse_common::{ApiError, ApiJson};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
+use crate::batch::{Batch, JsonAddBody};
 use crate::error::VectorError;
-use crate::service::{IndexSpec, Item, SearchRequest, VectorService};
+use crate::service::{IndexSpec, SearchBatch, SearchRequest, VectorService, blocking};
+use crate::{ipc, limits};
 
 /// Largest request body (a batch add of many vectors as JSON).
 pub const MAX_BODY: usize = 512 << 20;
@@ -44,6 +48,7 @@ impl From<VectorError> for ApiError {
                 .with_detail("id", id)
                 .with_detail("reason", reason),
             VectorError::InvalidSearch(_) => ApiError::bad_request("invalid_search", msg),
+            VectorError::InvalidBody(_) => ApiError::bad_request("invalid_body", msg),
             VectorError::Denied {
                 forbidden: true, ..
             } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
@@ -102,27 +107,199 @@ async fn drop_index(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    items: Vec<Item>,
+/// How a request body is encoded, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Arrow,
 }
 
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(BodyKind::Json)
+    } else if essence == ipc::CONTENT_TYPE {
+        Ok(BodyKind::Arrow)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "expected Content-Type: application/json or {}",
+                ipc::CONTENT_TYPE
+            ),
+        ))
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!("request body too large: {}", e.body_text()))
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })
+}
+
+/// A JSON decoding error, as the JSON extractor words it.
+fn json_error(e: serde_json::Error) -> ApiError {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}"))
+        }
+        _ => ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")),
+    }
+}
+
+/// JSON bodies are decoded on a blocking thread: a 100 MB batch takes a
+/// while, and the async workers must keep serving meanwhile.
+async fn decode_json<T: Send + 'static>(
+    body: Bytes,
+    f: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || f(&body))
+        .await
+        .map_err(|e| ApiError::internal(&VectorError::Internal(e.to_string())))?
+}
+
+/// `POST /vectors/indexes/{name}/add`: JSON `{"items": [...]}` or an Arrow
+/// IPC stream (see [`crate::ipc`]).
 async fn add(
     State(svc): State<Arc<VectorService>>,
     n: Result<UrlPath<String>, PathRejection>,
-    ApiJson(body): ApiJson<AddBody>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let r = svc.add(&name(n)?, body.items).await?;
+    let kind = body_kind(&headers)?;
+    let body = body_bytes(body)?;
+    let name = name(n)?;
+    let batch: Batch = match kind {
+        BodyKind::Json => {
+            decode_json(body, |b| {
+                let body: JsonAddBody = serde_json::from_slice(b).map_err(json_error)?;
+                if body.items > limits::MAX_BATCH {
+                    return Err(VectorError::BatchTooLarge {
+                        got: body.items,
+                        limit: limits::MAX_BATCH,
+                    }
+                    .into());
+                }
+                Ok(body.batch)
+            })
+            .await?
+        }
+        BodyKind::Arrow => blocking(move || ipc::decode_add(body)).await?,
+    };
+    let r = svc.add_batch(&name, batch).await?;
     Ok(axum::Json(r).into_response())
 }
 
+/// A JSON search: one `vector`, or a batch of `vectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchJson {
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    vectors: Option<Vec<Vec<f32>>>,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    ef: Option<usize>,
+    #[serde(default)]
+    filter: Option<Map<String, Value>>,
+}
+
+/// The parameters of an Arrow batch search, in the query string.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    ef: Option<usize>,
+    /// A JSON object.
+    #[serde(default)]
+    filter: Option<String>,
+}
+
+const DEFAULT_K: usize = 10;
+
+/// `POST /vectors/indexes/{name}/search`: JSON `{"vector", …}` answers a list
+/// of hits; JSON `{"vectors": [...], …}` or an Arrow stream of query vectors
+/// (`k`, `ef`, `filter` in the query string) answers one list per query.
 async fn search(
     State(svc): State<Arc<VectorService>>,
     n: Result<UrlPath<String>, PathRejection>,
-    ApiJson(req): ApiJson<SearchRequest>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(axum::Json(svc.search(&name(n)?, req).await?).into_response())
+    let kind = body_kind(&headers)?;
+    let body = body_bytes(body)?;
+    let name = name(n)?;
+    let req = match kind {
+        BodyKind::Json => {
+            decode_json(body, |b| {
+                serde_json::from_slice::<SearchJson>(b).map_err(json_error)
+            })
+            .await?
+        }
+        BodyKind::Arrow => {
+            let Query(p) = Query::<SearchParams>::try_from_uri(&uri)
+                .map_err(|e| ApiError::bad_request("invalid_search", e.body_text()))?;
+            let filter = p
+                .filter
+                .map(|f| serde_json::from_str::<Map<String, Value>>(&f))
+                .transpose()
+                .map_err(|e| {
+                    VectorError::InvalidSearch(format!("filter must be a JSON object: {e}"))
+                })?;
+            let vectors = blocking(move || ipc::decode_queries(body)).await?;
+            SearchJson {
+                vector: None,
+                vectors: Some(vectors),
+                k: p.k,
+                ef: p.ef,
+                filter,
+            }
+        }
+    };
+    let k = req.k.unwrap_or(DEFAULT_K);
+    match (req.vector, req.vectors) {
+        (Some(vector), None) => {
+            let r = SearchRequest {
+                vector,
+                k,
+                ef: req.ef,
+                filter: req.filter,
+            };
+            Ok(axum::Json(svc.search(&name, r).await?).into_response())
+        }
+        (None, Some(vectors)) => {
+            let r = SearchBatch {
+                vectors,
+                k,
+                ef: req.ef,
+                filter: req.filter,
+            };
+            Ok(axum::Json(svc.search_batch(&name, r).await?).into_response())
+        }
+        _ => Err(VectorError::InvalidSearch(
+            "give either `vector` (one query) or `vectors` (a batch)".to_string(),
+        )
+        .into()),
+    }
 }
 
 async fn delete_item(

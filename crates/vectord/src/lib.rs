@@ -2,15 +2,28 @@
 //! string ids and metadata, batch upserts validated before commit, filtered
 //! search, and durable persistence: a write-ahead log written before every
 //! acknowledgement plus LHV1 snapshots taken in the background.
+//!
+//! Modules: [`service`] (the core and its types), [`batch`] (a batch add in
+//! columnar form and its JSON decoder), [`ipc`] (Arrow IPC bodies), [`wal`]
+//! (log entries), [`lhv1`] (snapshots), `recovery` (start-up), [`limits`]
+//! (every bound on client input), [`http`] and [`client`] (the edge).
 
+pub mod batch;
 pub mod client;
 pub mod error;
 pub mod http;
+pub mod ipc;
 pub mod lhv1;
+pub mod limits;
+mod recovery;
 pub mod service;
+mod state;
+pub mod wal;
 
+pub use batch::Batch;
 pub use client::{VectorClient, Vectors};
 pub use error::VectorError;
 pub use service::{
-    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchRequest, VectorConfig, VectorService,
+    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, VectorConfig,
+    VectorService,
 };

@@ -1,36 +1,39 @@
 //! The vector service core: named HNSW indexes with string ids and metadata.
 //!
 //! Durability: every write (a batch add, an item delete) is first stored as
-//! one write-ahead-log object, `_vectors/<name>.wal/<seq>.json`, and applied
-//! to the in-memory index only after that put succeeded — so an acknowledged
-//! write survives `kill -9`. Snapshots (`_vectors/<name>.lhv1`) are taken in
-//! the background every `snapshot_every` items; they record the last WAL
-//! sequence number they contain, and the WAL objects they cover are then
-//! deleted. Opening replays the snapshot, then the newer WAL entries, in
-//! order. Without a store (ephemeral mode) nothing is persisted.
+//! one write-ahead-log object, `_vectors/<name>.wal/<seq>.bin` (see
+//! [`crate::wal`]), and applied to the in-memory index only after that put
+//! succeeded — so an acknowledged write survives `kill -9`. Snapshots
+//! (`_vectors/<name>.lhv1`) are taken in the background every
+//! `snapshot_every` items; they record the last WAL sequence number they
+//! contain, and the WAL objects they cover are then deleted. Opening replays
+//! the snapshot, then the newer WAL entries, in order ([`crate::recovery`]).
+//! Without a store (ephemeral mode) nothing is persisted.
 //!
 //! Validation comes before anything is written (seed O-I3): a batch with one
-//! bad item changes nothing.
+//! bad item changes nothing. The bounds on every parameter are in
+//! [`crate::limits`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lakehouse_hnsw::{Index, Metric, Params};
+use lakehouse_hnsw::Metric;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use parking_lot::RwLock;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::batch::{Batch, check_vector};
 use crate::error::{Result, VectorError};
-use crate::lhv1::{self, Envelope, EnvelopeMetadata, ItemRecord};
+use crate::limits;
+pub use crate::limits::{MAX_BATCH, MAX_K};
+use crate::state::{IndexState, Writer};
+use crate::wal;
 
 pub const PREFIX: &str = "_vectors/";
-/// Largest batch one add may carry.
-pub const MAX_BATCH: usize = 100_000;
-pub const MAX_K: usize = 10_000;
-const MAX_ID_LEN: usize = 1024;
 
 /// An index's identity and parameters (the "params" of the LHV1 envelope).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +81,21 @@ fn default_k() -> usize {
     10
 }
 
+/// Many queries with the same `k`, `ef` and `filter` (JSON:
+/// `{"vectors": [[…], …], "k", "ef"?, "filter"?}`); answered with one list of
+/// hits per query, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBatch {
+    pub vectors: Vec<Vec<f32>>,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default)]
+    pub ef: Option<usize>,
+    #[serde(default)]
+    pub filter: Option<Map<String, Value>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
     pub id: String,
@@ -100,43 +118,6 @@ pub struct IndexInfo {
 pub struct AddResult {
     pub added: usize,
     pub count: usize,
-}
-
-/// One write-ahead-log entry.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum WalOp {
-    Add { items: Vec<Item> },
-    Delete { id: String },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct WalEntry {
-    seq: u64,
-    #[serde(flatten)]
-    op: WalOp,
-}
-
-#[derive(Default)]
-struct Meta {
-    by_id: HashMap<String, u64>,
-    items: HashMap<u64, (String, Option<Map<String, Value>>)>,
-    next_key: u64,
-}
-
-struct Writer {
-    /// The next WAL sequence number.
-    next_seq: u64,
-    /// Items written since the last snapshot.
-    since_snapshot: usize,
-    snapshot_running: bool,
-}
-
-struct IndexState {
-    spec: IndexSpec,
-    index: Index,
-    meta: RwLock<Meta>,
-    writer: tokio::sync::Mutex<Writer>,
 }
 
 /// Service settings.
@@ -162,20 +143,21 @@ pub struct VectorService {
     admin: tokio::sync::Mutex<()>,
 }
 
-fn snapshot_key(name: &str) -> String {
+pub(crate) fn snapshot_key(name: &str) -> String {
     format!("{PREFIX}{name}.lhv1")
 }
 
-fn wal_dir(name: &str) -> String {
-    format!("{PREFIX}{name}.wal")
-}
-
-fn wal_key(name: &str, seq: u64) -> String {
-    format!("{}/{seq:020}.json", wal_dir(name))
-}
-
-fn path(key: &str) -> Result<Path> {
+pub(crate) fn path(key: &str) -> Result<Path> {
     Path::parse(key).map_err(|e| VectorError::Internal(format!("key {key:?}: {e}")))
+}
+
+/// Runs CPU-heavy work on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| VectorError::Internal(e.to_string()))?
 }
 
 /// Index names: lowercase letters, digits, `_ - .`, 1..=128 bytes.
@@ -201,180 +183,6 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_vector(spec: &IndexSpec, v: &[f32]) -> std::result::Result<(), String> {
-    if v.len() != spec.dim {
-        return Err(format!(
-            "vector has dimension {}, the index expects {}",
-            v.len(),
-            spec.dim
-        ));
-    }
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(format!(
-            "vector[{i}] is {} (NaN and infinities are not allowed)",
-            v[i]
-        ));
-    }
-    if spec.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
-        return Err("vector has zero norm, which has no cosine direction".to_string());
-    }
-    Ok(())
-}
-
-impl IndexState {
-    fn new(spec: IndexSpec) -> Result<Self> {
-        let params = Params::new(spec.dim, spec.metric)
-            .with_m(spec.m)
-            .with_ef_construction(spec.ef_construction);
-        let index = Index::new(params).map_err(|e| VectorError::InvalidParams(e.to_string()))?;
-        Ok(Self {
-            spec,
-            index,
-            meta: RwLock::new(Meta {
-                next_key: 1,
-                ..Default::default()
-            }),
-            writer: tokio::sync::Mutex::new(Writer {
-                next_seq: 1,
-                since_snapshot: 0,
-                snapshot_running: false,
-            }),
-        })
-    }
-
-    /// Applies a validated batch: upsert by id (the last of duplicate ids
-    /// wins). CPU-heavy: call on a blocking thread.
-    fn apply_add(&self, items: Vec<Item>) -> Result<()> {
-        // Last occurrence of each id wins, in first-seen order.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, it) in items.iter().enumerate() {
-            last.insert(it.id.as_str(), i);
-        }
-        let mut batch: Vec<(u64, &[f32])> = Vec::with_capacity(last.len());
-        let mut records = Vec::with_capacity(last.len());
-        {
-            let mut meta = self.meta.write();
-            for (i, it) in items.iter().enumerate() {
-                if last[it.id.as_str()] != i {
-                    continue;
-                }
-                if let Some(old) = meta.by_id.get(&it.id).copied() {
-                    self.index.delete(old);
-                    meta.items.remove(&old);
-                }
-                let key = meta.next_key;
-                meta.next_key += 1;
-                meta.by_id.insert(it.id.clone(), key);
-                batch.push((key, &it.vector));
-                records.push((key, it.id.clone(), it.metadata.clone()));
-            }
-            for (key, id, md) in records {
-                meta.items.insert(key, (id, md));
-            }
-        }
-        self.index
-            .insert_batch(&batch)
-            .map_err(|e| VectorError::Internal(format!("index insert: {e}")))
-    }
-
-    fn apply_delete(&self, id: &str) -> bool {
-        let mut meta = self.meta.write();
-        match meta.by_id.remove(id) {
-            Some(key) => {
-                meta.items.remove(&key);
-                self.index.delete(key);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn info(&self) -> IndexInfo {
-        IndexInfo {
-            name: self.spec.name.clone(),
-            dim: self.spec.dim,
-            metric: self.spec.metric,
-            m: self.spec.m,
-            ef_construction: self.spec.ef_construction,
-            count: self.meta.read().by_id.len(),
-            memory_bytes: self.index.memory_bytes(),
-        }
-    }
-
-    /// A consistent snapshot blob (call with the writer lock held, so no
-    /// write lands between the graph and the metadata).
-    fn snapshot_blob(&self, version: u64) -> Vec<u8> {
-        let meta = self.meta.read();
-        let mut items: Vec<ItemRecord> = meta
-            .items
-            .iter()
-            .map(|(k, (id, md))| ItemRecord {
-                key: *k,
-                id: id.clone(),
-                metadata: md.clone(),
-            })
-            .collect();
-        items.sort_by_key(|r| r.key);
-        let envelope = Envelope {
-            params: self.spec.clone(),
-            metadata: EnvelopeMetadata {
-                next_key: meta.next_key,
-                items,
-            },
-            version,
-        };
-        let graph = self.index.to_bytes();
-        lhv1::encode(&envelope, &graph)
-    }
-
-    fn from_snapshot(key: &str, blob: &[u8]) -> Result<(Self, u64)> {
-        let corrupt = |reason: String| VectorError::Corrupt {
-            key: key.to_string(),
-            reason,
-        };
-        let (env, graph) = lhv1::decode(blob).map_err(|e| corrupt(e.to_string()))?;
-        let index = Index::from_bytes(graph).map_err(|e| corrupt(format!("graph: {e}")))?;
-        let p = index.params();
-        if p.dim != env.params.dim || p.metric != env.params.metric {
-            return Err(corrupt(
-                "envelope parameters do not match the graph".to_string(),
-            ));
-        }
-        let mut meta = Meta {
-            next_key: env.metadata.next_key,
-            ..Default::default()
-        };
-        for r in env.metadata.items {
-            if !index.contains(r.key) {
-                return Err(corrupt(format!(
-                    "item {:?} (key {}) is not in the graph",
-                    r.id, r.key
-                )));
-            }
-            meta.by_id.insert(r.id.clone(), r.key);
-            meta.items.insert(r.key, (r.id, r.metadata));
-        }
-        if meta.by_id.len() != index.len() {
-            return Err(corrupt(format!(
-                "{} items in the envelope, {} in the graph",
-                meta.by_id.len(),
-                index.len()
-            )));
-        }
-        let state = Self {
-            spec: env.params,
-            index,
-            meta: RwLock::new(meta),
-            writer: tokio::sync::Mutex::new(Writer {
-                next_seq: env.version + 1,
-                since_snapshot: 0,
-                snapshot_running: false,
-            }),
-        };
-        Ok((state, env.version))
-    }
-}
-
 impl VectorService {
     /// An ephemeral service: nothing is persisted.
     pub fn ephemeral(cfg: VectorConfig) -> Self {
@@ -387,62 +195,10 @@ impl VectorService {
     }
 
     /// Opens a persistent service: loads every index's snapshot and replays
-    /// its write-ahead log. Any corrupt snapshot or log entry stops the load
-    /// with an error naming its key.
+    /// its write-ahead log. A corrupt snapshot or log entry stops the load
+    /// with an error naming its key (see [`crate::recovery`]).
     pub async fn open(store: Arc<dyn ObjectStore>, cfg: VectorConfig) -> Result<Self> {
-        let mut keys = Vec::new();
-        let mut s = store.list(Some(&path(PREFIX.trim_end_matches('/'))?));
-        while let Some(m) = s.next().await {
-            keys.push(m?.location.as_ref().to_string());
-        }
-        keys.sort();
-        let mut indexes = BTreeMap::new();
-        for key in keys.iter().filter(|k| k.ends_with(".lhv1")) {
-            let blob = store.get(&path(key)?).await?.bytes().await?;
-            let k = key.clone();
-            let (state, version) =
-                tokio::task::spawn_blocking(move || IndexState::from_snapshot(&k, &blob))
-                    .await
-                    .map_err(|e| VectorError::Internal(e.to_string()))??;
-            let name = state.spec.name.clone();
-            if snapshot_key(&name) != *key {
-                return Err(VectorError::Corrupt {
-                    key: key.clone(),
-                    reason: format!("holds index {name:?}"),
-                });
-            }
-            let state = Arc::new(state);
-            // Replay the log entries newer than the snapshot, in order.
-            let wal_prefix = format!("{}/", wal_dir(&name));
-            let mut last = version;
-            for wkey in keys.iter().filter(|k| k.starts_with(&wal_prefix)) {
-                let body = store.get(&path(wkey)?).await?.bytes().await?;
-                let entry: WalEntry =
-                    serde_json::from_slice(&body).map_err(|e| VectorError::Corrupt {
-                        key: wkey.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if entry.seq <= version {
-                    continue; // already in the snapshot
-                }
-                last = entry.seq;
-                let st = state.clone();
-                tokio::task::spawn_blocking(move || -> Result<()> {
-                    match entry.op {
-                        WalOp::Add { items } => st.apply_add(items),
-                        WalOp::Delete { id } => {
-                            st.apply_delete(&id);
-                            Ok(())
-                        }
-                    }
-                })
-                .await
-                .map_err(|e| VectorError::Internal(e.to_string()))??;
-            }
-            state.writer.lock().await.next_seq = last + 1;
-            tracing::info!(index = %name, items = state.index.len(), replayed = last - version, "vector index loaded");
-            indexes.insert(name, state);
-        }
+        let indexes = crate::recovery::load_all(&store).await?;
         Ok(Self {
             store: Some(store),
             cfg,
@@ -463,11 +219,7 @@ impl VectorService {
     /// other parameters are a conflict.
     pub async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)> {
         validate_name(&spec.name)?;
-        Params::new(spec.dim, spec.metric)
-            .with_m(spec.m)
-            .with_ef_construction(spec.ef_construction)
-            .validate()
-            .map_err(|e| VectorError::InvalidParams(e.to_string()))?;
+        limits::check_index_params(spec.dim, spec.m, spec.ef_construction)?;
         let _admin = self.admin.lock().await;
         if let Some(existing) = self.indexes.read().get(&spec.name) {
             if existing.spec == spec {
@@ -517,7 +269,7 @@ impl VectorService {
         let _writer = state.writer.lock().await;
         if let Some(store) = &self.store {
             let mut keys = vec![snapshot_key(name)];
-            let mut s = store.list(Some(&path(&wal_dir(name))?));
+            let mut s = store.list(Some(&path(&wal::dir(PREFIX, name))?));
             while let Some(m) = s.next().await {
                 keys.push(m?.location.as_ref().to_string());
             }
@@ -535,69 +287,60 @@ impl VectorService {
         Ok(())
     }
 
-    /// Validates the whole batch, logs it, then applies it.
+    /// [`VectorService::add_batch`] of items.
     pub async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult> {
+        self.add_batch(name, Batch::from_items(items)).await
+    }
+
+    /// Validates the whole batch, logs it, then applies it.
+    pub async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
         let state = self.get_state(name)?;
-        if items.len() > MAX_BATCH {
-            return Err(VectorError::BatchTooLarge {
-                got: items.len(),
-                limit: MAX_BATCH,
-            });
-        }
-        for (i, it) in items.iter().enumerate() {
-            let bad = |reason: String| VectorError::InvalidItem {
-                position: i,
-                id: it.id.clone(),
-                reason,
-            };
-            if it.id.is_empty() {
-                return Err(bad("the id is empty".to_string()));
-            }
-            if it.id.len() > MAX_ID_LEN {
-                return Err(bad(format!("the id is longer than {MAX_ID_LEN} bytes")));
-            }
-            check_vector(&state.spec, &it.vector).map_err(bad)?;
-        }
-        let added = items.len();
-        let mut writer = state.writer.lock().await;
-        let seq = writer.next_seq;
-        let items = self.log(name, seq, WalOp::Add { items }).await?;
+        let added = batch.len();
         let st = state.clone();
-        tokio::task::spawn_blocking(move || st.apply_add(items))
-            .await
-            .map_err(|e| VectorError::Internal(e.to_string()))??;
-        writer.next_seq += 1;
+        let batch = blocking(move || batch.validate(&st.spec).map(|()| batch)).await?;
+        let mut writer = state.writer.lock().await;
+        let seq = take_seq(&mut writer);
+        let batch = match &self.store {
+            Some(store) => {
+                let dim = state.spec.dim;
+                let (batch, body) = blocking(move || {
+                    let body = wal::encode_add(seq, &batch, dim);
+                    Ok((batch, body))
+                })
+                .await?;
+                self.log(store, name, seq, body).await?;
+                batch
+            }
+            None => batch,
+        };
+        let st = state.clone();
+        blocking(move || st.apply_add(batch)).await?;
         writer.since_snapshot += added;
         self.maybe_snapshot(&state, &mut writer);
         drop(writer);
         Ok(AddResult {
             added,
-            count: state.meta.read().by_id.len(),
+            count: state.count(),
         })
     }
 
-    /// Stores one WAL entry (when persistent); returns the batch back.
-    async fn log(&self, name: &str, seq: u64, op: WalOp) -> Result<Vec<Item>> {
-        let Some(store) = &self.store else {
-            return Ok(match op {
-                WalOp::Add { items } => items,
-                WalOp::Delete { .. } => vec![],
-            });
-        };
-        let entry = WalEntry { seq, op };
-        let body = serde_json::to_vec(&entry).map_err(|e| VectorError::Internal(e.to_string()))?;
-        // Create-only: a sequence number is never written twice.
+    /// Stores one WAL entry, create-only: a sequence number is never
+    /// written twice.
+    async fn log(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        name: &str,
+        seq: u64,
+        body: Vec<u8>,
+    ) -> Result<()> {
         store
             .put_opts(
-                &path(&wal_key(name, seq))?,
+                &path(&wal::key(PREFIX, name, seq))?,
                 PutPayload::from(body),
                 PutMode::Create.into(),
             )
             .await?;
-        Ok(match entry.op {
-            WalOp::Add { items } => items,
-            WalOp::Delete { .. } => vec![],
-        })
+        Ok(())
     }
 
     pub async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
@@ -609,11 +352,12 @@ impl VectorService {
                 id: id.to_string(),
             });
         }
-        let seq = writer.next_seq;
-        self.log(name, seq, WalOp::Delete { id: id.to_string() })
-            .await?;
+        let seq = take_seq(&mut writer);
+        if let Some(store) = &self.store {
+            self.log(store, name, seq, wal::encode_delete(seq, id))
+                .await?;
+        }
         state.apply_delete(id);
-        writer.next_seq += 1;
         writer.since_snapshot += 1;
         self.maybe_snapshot(&state, &mut writer);
         Ok(())
@@ -649,50 +393,42 @@ impl VectorService {
 
     pub async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
         let state = self.get_state(name)?;
-        if req.k == 0 || req.k > MAX_K {
-            return Err(VectorError::InvalidSearch(format!(
-                "k must be between 1 and {MAX_K}, got {}",
-                req.k
-            )));
+        let ef = limits::check_search(req.k, req.ef, 1)?;
+        if let Some(f) = &req.filter {
+            limits::check_filter(f)?;
         }
         check_vector(&state.spec, &req.vector).map_err(VectorError::InvalidSearch)?;
-        let ef = req.ef.unwrap_or(64).max(req.k);
-        if ef > 100_000 {
-            return Err(VectorError::InvalidSearch(format!(
-                "ef must be at most 100000, got {ef}"
-            )));
+        blocking(move || state.search_one(&req.vector, req.k, ef, req.filter.as_ref())).await
+    }
+
+    /// Many queries at once, on every core; one list of hits per query.
+    pub async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
+        let state = self.get_state(name)?;
+        let ef = limits::check_search(req.k, req.ef, req.vectors.len())?;
+        if let Some(f) = &req.filter {
+            limits::check_filter(f)?;
         }
-        tokio::task::spawn_blocking(move || {
-            let meta = state.meta.read();
-            let hits = match &req.filter {
-                Some(f) if !f.is_empty() => {
-                    let matches = |key: u64| {
-                        meta.items.get(&key).is_some_and(|(_, md)| {
-                            md.as_ref()
-                                .is_some_and(|md| f.iter().all(|(k, v)| md.get(k) == Some(v)))
-                        })
-                    };
-                    state
-                        .index
-                        .search_filtered(&req.vector, req.k, ef, &matches)
-                }
-                _ => state.index.search(&req.vector, req.k, ef),
-            }
-            .map_err(|e| VectorError::InvalidSearch(e.to_string()))?;
-            Ok(hits
-                .into_iter()
-                .filter_map(|h| {
-                    meta.items.get(&h.key).map(|(id, md)| Hit {
-                        id: id.clone(),
-                        distance: h.distance,
-                        metadata: md.clone(),
-                    })
-                })
-                .collect())
+        for (i, q) in req.vectors.iter().enumerate() {
+            check_vector(&state.spec, q)
+                .map_err(|e| VectorError::InvalidSearch(format!("query {i}: {e}")))?;
+        }
+        blocking(move || {
+            req.vectors
+                .par_iter()
+                .map(|q| state.search_one(q, req.k, ef, req.filter.as_ref()))
+                .collect()
         })
         .await
-        .map_err(|e| VectorError::Internal(e.to_string()))?
     }
+}
+
+/// The next sequence number. It is spent whatever happens next: a put that
+/// failed may still have stored the entry, and reusing its number would make
+/// every later create-only put fail.
+fn take_seq(writer: &mut Writer) -> u64 {
+    let seq = writer.next_seq;
+    writer.next_seq += 1;
+    seq
 }
 
 /// Snapshot: capture under the writer lock, store it, then drop the log
@@ -702,9 +438,7 @@ async fn snapshot(store: Arc<dyn ObjectStore>, state: &Arc<IndexState>) -> Resul
         let writer = state.writer.lock().await;
         let version = writer.next_seq - 1;
         let st = state.clone();
-        let blob = tokio::task::spawn_blocking(move || st.snapshot_blob(version))
-            .await
-            .map_err(|e| VectorError::Internal(e.to_string()))?;
+        let blob = blocking(move || Ok(st.snapshot_blob(version))).await?;
         (blob, version)
     };
     let name = &state.spec.name;
@@ -716,13 +450,10 @@ async fn snapshot(store: Arc<dyn ObjectStore>, state: &Arc<IndexState>) -> Resul
         )
         .await?;
     let mut covered = Vec::new();
-    let mut s = store.list(Some(&path(&wal_dir(name))?));
+    let mut s = store.list(Some(&path(&wal::dir(PREFIX, name))?));
     while let Some(m) = s.next().await {
         let loc = m?.location;
-        let seq = loc
-            .filename()
-            .and_then(|f| f.strip_suffix(".json"))
-            .and_then(|n| n.parse::<u64>().ok());
+        let seq = loc.filename().and_then(wal::parse_name).map(|(s, _)| s);
         if seq.is_some_and(|s| s <= version) {
             covered.push(loc);
         }

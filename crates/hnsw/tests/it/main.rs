@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lakehouse_hnsw::{DecodeError, Error, Index, Metric, Params, ParamsError, VectorError};
 
+mod fuzz;
+
 /// Deterministic generator (splitmix64) so every run sees the same data.
 struct Rng(u64);
 

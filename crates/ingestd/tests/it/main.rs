@@ -15,6 +15,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+mod csv_edges;
+mod csv_property;
+mod csv_sniff;
+mod fuzz;
+mod python;
+
 struct Env {
     store: Arc<dyn ObjectStore>,
     catalog: Arc<dyn Catalog>,

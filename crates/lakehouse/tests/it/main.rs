@@ -4,6 +4,7 @@
 mod acceptance;
 mod adversarial;
 mod catalog;
+mod console;
 mod ingest;
 mod protocols;
 mod query;

@@ -465,8 +465,13 @@ async fn identifiers_match_columns_in_any_case() {
         "Country,City\nNorway,Oslo\nPeru,Lima\n",
     )
     .await;
-    env.ingest("pairs", lakehouse_ingestd::Format::Csv, "a,A\n1,2\n")
-        .await;
+    // NDJSON keeps both names (a CSV header renames the second, as DuckDB does).
+    env.ingest(
+        "pairs",
+        lakehouse_ingestd::Format::Ndjson,
+        "{\"a\": 1, \"A\": 2}\n",
+    )
+    .await;
     let engine = env.engine(EngineConfig::default());
     for sql in [
         "SELECT Country FROM places ORDER BY Country",

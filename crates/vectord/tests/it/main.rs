@@ -13,6 +13,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
+mod fast_path;
+mod fuzz;
+
 fn spec(name: &str, dim: usize, metric: Metric) -> IndexSpec {
     IndexSpec {
         name: name.to_string(),

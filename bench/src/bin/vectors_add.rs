@@ -1,0 +1,251 @@
+//! Adding vectors through the HTTP API at the speed of the index: loads
+//! `gen_vectors.py` data into a fresh `lakehouse serve` as JSON bodies and as
+//! Arrow IPC bodies (the fast path, through `VectorClient::add_batch`), builds
+//! the same vectors with the engine in-process, and times hnswlib's build
+//! (same M, ef_construction and threads) in the same run. Each round uses a
+//! fresh server; medians and ratios to hnswlib are printed at the end.
+//!
+//! ```text
+//! vectors_add --lakehouse target/release/lakehouse --data bench/data/emb-384 \
+//!   [--batch 10000] [--rounds 3] [--m 16] [--ef-construction 200] [--python python3]
+//! ```
+//! The time of an add-all starts before the first body is encoded and ends
+//! when the last add is acknowledged (in the log and searchable).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use lakehouse_bench::{Server, median};
+use lakehouse_hnsw::{Index, Metric, Params};
+use lakehouse_vectord::{Batch, IndexSpec, VectorClient, Vectors};
+use serde_json::Value;
+
+struct Args {
+    lakehouse: PathBuf,
+    data: PathBuf,
+    batch: usize,
+    rounds: usize,
+    m: usize,
+    ef_construction: usize,
+    python: String,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        lakehouse: PathBuf::from("target/release/lakehouse"),
+        data: PathBuf::from("bench/data/emb-384"),
+        batch: 10_000,
+        rounds: 3,
+        m: 16,
+        ef_construction: 200,
+        python: "python3".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--lakehouse" => a.lakehouse = v.into(),
+            "--data" => a.data = v.into(),
+            "--batch" => a.batch = v.parse()?,
+            "--rounds" => a.rounds = v.parse()?,
+            "--m" => a.m = v.parse()?,
+            "--ef-construction" => a.ef_construction = v.parse()?,
+            "--python" => a.python = v,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(a)
+}
+
+struct Data {
+    n: usize,
+    dim: usize,
+    metric: Metric,
+    base: Vec<f32>,
+}
+
+fn load(dir: &Path) -> anyhow::Result<Data> {
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("meta.json"))
+            .with_context(|| format!("{} (run bench/ann.sh to generate)", dir.display()))?,
+    )?;
+    let n = meta["n"].as_u64().context("meta.json: n")? as usize;
+    let dim = meta["dim"].as_u64().context("meta.json: dim")? as usize;
+    let metric: Metric = meta["metric"]
+        .as_str()
+        .unwrap_or("l2")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let b = std::fs::read(dir.join("base.f32"))?;
+    anyhow::ensure!(b.len() == n * dim * 4, "base.f32 has the wrong size");
+    let base = b
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(Data {
+        n,
+        dim,
+        metric,
+        base,
+    })
+}
+
+/// What one add-all sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wire {
+    Json,
+    Arrow,
+}
+
+fn batch_of(d: &Data, range: std::ops::Range<usize>) -> Batch {
+    let mut b = Batch::with_capacity(range.len(), d.dim);
+    for i in range {
+        b.push(i.to_string(), &d.base[i * d.dim..(i + 1) * d.dim], None);
+    }
+    b
+}
+
+/// A JSON add body, serialised straight from the slices (what a careful
+/// client does; no `serde_json::Value` per number).
+fn json_body(d: &Data, range: std::ops::Range<usize>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        id: String,
+        vector: &'a [f32],
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        items: Vec<Item<'a>>,
+    }
+    let items = range
+        .map(|i| Item {
+            id: i.to_string(),
+            vector: &d.base[i * d.dim..(i + 1) * d.dim],
+        })
+        .collect();
+    serde_json::to_vec(&Body { items }).expect("serialises")
+}
+
+/// Seconds to add every vector to a new index over HTTP.
+async fn add_all(a: &Args, d: &Data, wire: Wire) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(&a.lakehouse, dir.path(), &[])?;
+    let client = VectorClient::new(&server.url);
+    let spec = IndexSpec {
+        name: "bench".into(),
+        dim: d.dim,
+        metric: d.metric,
+        m: a.m,
+        ef_construction: a.ef_construction,
+    };
+    client.create(spec).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/vectors/indexes/bench/add", server.url);
+    let t = Instant::now();
+    for start in (0..d.n).step_by(a.batch) {
+        let range = start..(start + a.batch).min(d.n);
+        match wire {
+            Wire::Arrow => {
+                client.add_batch("bench", batch_of(d, range)).await?;
+            }
+            Wire::Json => {
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(json_body(d, range))
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("add: {}", r.text().await?);
+                }
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let info = client.get("bench").await?;
+    anyhow::ensure!(info.count == d.n, "{} items, expected {}", info.count, d.n);
+    Ok(secs)
+}
+
+/// Seconds for the engine alone to build the index in-process, one batch.
+fn engine_build(a: &Args, d: &Data) -> anyhow::Result<f64> {
+    let ix = Index::new(Params {
+        dim: d.dim,
+        metric: d.metric,
+        m: a.m,
+        ef_construction: a.ef_construction,
+    })?;
+    let items: Vec<(u64, &[f32])> = d
+        .base
+        .chunks_exact(d.dim)
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
+    let t = Instant::now();
+    ix.insert_batch(&items)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds for hnswlib's `add_items` on every core (as `peers_ann.py`).
+fn hnswlib_build(a: &Args) -> anyhow::Result<f64> {
+    let script = r#"
+import json, os, sys, time
+import numpy as np, hnswlib
+data_dir, m, efc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+meta = json.load(open(os.path.join(data_dir, "meta.json")))
+n, d = meta["n"], meta["dim"]
+base = np.fromfile(os.path.join(data_dir, "base.f32"), dtype="<f4").reshape(n, d)
+h = hnswlib.Index(space="l2" if meta["metric"] == "l2" else "cosine", dim=d)
+h.init_index(max_elements=n, ef_construction=efc, M=m)
+h.set_num_threads(os.cpu_count())
+t = time.perf_counter(); h.add_items(base, np.arange(n)); print(time.perf_counter() - t)
+"#;
+    let out = std::process::Command::new(&a.python)
+        .arg("-c")
+        .arg(script)
+        .arg(&a.data)
+        .arg(a.m.to_string())
+        .arg(a.ef_construction.to_string())
+        .output()
+        .with_context(|| format!("running {}", a.python))?;
+    if !out.status.success() {
+        bail!("hnswlib: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    let d = load(&a.data)?;
+    let label = format!(
+        "{} x {} {:?}, m={} efc={}, batches of {}",
+        d.n, d.dim, d.metric, a.m, a.ef_construction, a.batch
+    );
+    let (mut hnswlib, mut engine, mut json, mut arrow) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=a.rounds.max(1) {
+        hnswlib.push(hnswlib_build(&a)?);
+        engine.push(engine_build(&a, &d)?);
+        json.push(add_all(&a, &d, Wire::Json).await?);
+        arrow.push(add_all(&a, &d, Wire::Arrow).await?);
+        let h = hnswlib[round - 1];
+        println!(
+            "round={round} hnswlib_build_s={h:.2} engine_build_s={:.2} http_json_s={:.2} http_arrow_s={:.2}",
+            engine[round - 1],
+            json[round - 1],
+            arrow[round - 1]
+        );
+    }
+    let (h, e, j, r) = (median(hnswlib), median(engine), median(json), median(arrow));
+    println!(
+        "vectors add ({label}), medians of {} rounds: hnswlib build {h:.2} s; engine in-process {e:.2} s ({:.2}x); \
+         HTTP JSON {j:.2} s ({:.2}x); HTTP Arrow {r:.2} s ({:.2}x hnswlib, {:.0} items/s)",
+        a.rounds.max(1),
+        e / h,
+        j / h,
+        r / h,
+        d.n as f64 / r
+    );
+    Ok(())
+}
