@@ -21,7 +21,7 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use lakehouse_common::auth::{Authenticator, Role};
 use lakehouse_queryd::QueryEngine;
 use lakehouse_queryd::catalog::{CATALOG_NAME, SCHEMA_NAME};
@@ -106,7 +106,7 @@ fn to_status(e: arrow_flight::error::FlightError) -> Status {
 /// One metadata batch as a DoGet answer.
 fn one_batch(
     schema: SchemaRef,
-    batch: arrow::error::Result<RecordBatch>,
+    batch: Result<RecordBatch, arrow_flight::error::FlightError>,
 ) -> Result<Response<DoGetStream>, Status> {
     let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
     let stream = FlightDataEncoderBuilder::new()

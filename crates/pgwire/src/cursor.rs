@@ -74,7 +74,8 @@ pub fn declare_simple<C: ClientInfo>(
         stream: batches.stream,
         pending: None,
     };
-    let mut open = cursors(client).open.lock();
+    let store = cursors(client);
+    let mut open = store.open.lock();
     if open.contains_key(name) {
         return Err(user_error("42P03", format!("cursor \"{name}\" already exists")));
     }

@@ -29,7 +29,7 @@ use lakehouse_queryd::{Described, QueryEngine, QueryError};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -256,7 +256,7 @@ impl QueryHandler {
         if let Command::Fetch { .. } | Command::Close(_) = cmd {
             return cursor::run(client, cmd, format).await;
         }
-        crate::settings::run(client, cmd)
+        crate::settings::run(client, cmd, format)
     }
 
     /// `DECLARE`: starts the query and keeps its stream as a cursor.
