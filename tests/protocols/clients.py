@@ -7,6 +7,10 @@ hand:
 
     python3 tests/protocols/clients.py psycopg PORT READ_TOKEN
     python3 tests/protocols/clients.py adbc PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-limits PORT READ_TOKEN
+    python3 tests/protocols/clients.py psycopg-limits PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-hostile-tokens PORT READ_TOKEN
+        (a server with max_rows=5, timeout_secs=1, memory_limit=4MiB)
     python3 tests/protocols/clients.py hold-pg PORT TOKEN SQL   (runs SQL, never returns)
     python3 tests/protocols/clients.py hold-flight PORT TOKEN SQL
 
@@ -151,6 +155,75 @@ def adbc_checks(port, token):
     expect_error("no token", no_token, "needs a token")
 
 
+# A query over the memory limit (a hash join's build side cannot spill) and
+# one that runs for minutes unless stopped.
+BIG_JOIN = ("SELECT count(*) FROM generate_series(1, 2000000) a(v) "
+            "JOIN generate_series(1, 2000000) b(w) ON v = w")
+SLOW = "SELECT count(*) FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b"
+
+
+def limit_checks(run):
+    """`run(sql)` returns all rows; the server has max_rows=5, timeout 1 s, 4 MiB."""
+    check("under max_rows", len(run("SELECT * FROM generate_series(1, 5)")) == 5)
+    expect_error("over max_rows", lambda: run("SELECT * FROM generate_series(1, 100)"), "max_rows")
+    expect_error("timeout", lambda: run(SLOW), "timeout_secs")
+    expect_error("memory limit", lambda: run(BIG_JOIN), "memory_limit")
+    check("still usable after limits", run("SELECT 1 AS one") == [(1,)])
+
+
+def adbc_limit_checks(port, token):
+    with adbc_connect(port, **bearer(token)) as conn:
+        def run(sql):
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                return cur.fetchall()
+            finally:
+                cur.close()
+        limit_checks(run)
+        e = expect_error("over max_rows code", lambda: run("SELECT * FROM generate_series(1, 100)"), "max_rows")
+        text = str(e)
+        check("over max_rows status", "RESOURCE_EXHAUSTED" in text or "ResourceExhausted" in text, text)
+
+
+def psycopg_limit_checks(port, token):
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester password={token} sslmode=disable"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        limit_checks(lambda sql: conn.execute(sql).fetchall())
+        expect_error("timeout state", lambda: conn.execute(SLOW), "57014")
+        expect_error("memory state", lambda: conn.execute(BIG_JOIN), "53200")
+        expect_error("max_rows state", lambda: conn.execute("SELECT * FROM generate_series(1, 100)").fetchall(),
+                     "54000")
+
+
+def adbc_hostile_token_checks(port, token):
+    """Wrong, oversized and malformed credentials: errors, and the server still serves."""
+    def attempt(**kwargs):
+        with adbc_connect(port, **kwargs) as c:
+            cur = c.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+    cases = [
+        ("wrong bearer", bearer("not-a-valid-token-0000")),
+        ("reader token with a suffix", bearer(token + "x")),
+        ("64 KiB bearer", bearer("a" * (64 << 10))),
+        ("basic, wrong password", {"username": "x", "password": "not-a-valid-token-0000"}),
+        ("basic, empty password", {"username": "x", "password": ""}),
+        ("unknown scheme", {"adbc.flight.sql.authorization_header": "Digest abc"}),
+        ("basic, not base64", {"adbc.flight.sql.authorization_header": "Basic !!!"}),
+    ]
+    for name, kwargs in cases:
+        expect_error(name, lambda: attempt(**kwargs))
+    with adbc_connect(port, **bearer(token)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1 AS one")
+        check("serves after hostile tokens", cur.fetchall() == [(1,)])
+        cur.close()
+
+
 def hold(kind, port, token, sql):
     """Runs a long query and waits forever (the test kills this process)."""
     print("started", flush=True)
@@ -173,6 +246,12 @@ def main():
         psycopg_checks(port, token)
     elif cmd == "adbc":
         adbc_checks(port, token)
+    elif cmd == "adbc-limits":
+        adbc_limit_checks(port, token)
+    elif cmd == "adbc-hostile-tokens":
+        adbc_hostile_token_checks(port, token)
+    elif cmd == "psycopg-limits":
+        psycopg_limit_checks(port, token)
     elif cmd in ("hold-pg", "hold-flight"):
         hold(cmd.split("-")[1], port, token, sys.argv[4])
     else:

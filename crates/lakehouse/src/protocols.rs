@@ -30,16 +30,67 @@ pub struct Listeners {
     flight: Option<TcpListener>,
 }
 
-/// Binds the configured (or default) protocol listeners.
-pub async fn bind(cfg: &QuerydConfig, open_to_public: bool) -> anyhow::Result<Listeners> {
+/// The address a listener is to bind: `None` when it is off.
+fn address<'a>(configured: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+    match configured.map(str::trim) {
+        Some(a) if a.eq_ignore_ascii_case("off") || a.is_empty() => None,
+        Some(a) => Some(a),
+        None => Some(default),
+    }
+}
+
+/// Without auth, refuses a non-loopback protocol address exactly as HTTP's
+/// `--bind` is refused; called before any data is touched.
+pub async fn refuse_public(cfg: &QuerydConfig) -> anyhow::Result<()> {
+    let listeners = [
+        (
+            "PostgreSQL",
+            "[queryd].pg_bind",
+            cfg.pg_bind.as_deref(),
+            PG_DEFAULT,
+        ),
+        (
+            "Flight SQL",
+            "[queryd].flight_bind",
+            cfg.flight_bind.as_deref(),
+            FLIGHT_DEFAULT,
+        ),
+    ];
+    for (what, key, configured, default) in listeners {
+        let Some(addr) = address(configured, default) else {
+            continue;
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .with_context(|| format!("resolving the {what} listen address {addr} ({key})"))?
+            .collect();
+        if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            bail!(
+                "refusing to serve {what} on {public} without auth: configure tokens ([[auth.tokens]] or \
+                 LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address ({key}), or set \
+                 [auth].allow_public_without_auth = true"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Binds the configured (or default) protocol listeners; see
+/// [`refuse_public`] for the check that comes first.
+pub async fn bind(cfg: &QuerydConfig) -> anyhow::Result<Listeners> {
     Ok(Listeners {
-        pg: bind_one("PostgreSQL", "[queryd].pg_bind", cfg.pg_bind.as_deref(), PG_DEFAULT, open_to_public).await?,
+        pg: bind_one(
+            "PostgreSQL",
+            "[queryd].pg_bind",
+            cfg.pg_bind.as_deref(),
+            PG_DEFAULT,
+        )
+        .await?,
         flight: bind_one(
             "Flight SQL",
             "[queryd].flight_bind",
             cfg.flight_bind.as_deref(),
             FLIGHT_DEFAULT,
-            open_to_public,
         )
         .await?,
     })
@@ -50,26 +101,10 @@ async fn bind_one(
     key: &str,
     configured: Option<&str>,
     default: &str,
-    open_to_public: bool,
 ) -> anyhow::Result<Option<TcpListener>> {
-    let addr = match configured.map(str::trim) {
-        Some(a) if a.eq_ignore_ascii_case("off") || a.is_empty() => return Ok(None),
-        Some(a) => a,
-        None => default,
+    let Some(addr) = address(configured, default) else {
+        return Ok(None);
     };
-    if !open_to_public {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
-            .await
-            .with_context(|| format!("resolving the {what} listen address {addr} ({key})"))?
-            .collect();
-        if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            bail!(
-                "refusing to serve {what} on {public} without auth: configure tokens ([[auth.tokens]] or \
-                 LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
-                 [auth].allow_public_without_auth = true"
-            );
-        }
-    }
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(Some(l)),
         Err(e) if configured.is_none() => {
@@ -105,7 +140,9 @@ impl Listeners {
             println!("lakehouse flight-sql on grpc://{addr}");
             tracing::info!(%addr, "serving Arrow Flight SQL");
             tokio::spawn(async move {
-                if let Err(e) = lakehouse_flightsql::serve(l, engine, auth, shutdown.cancelled_owned()).await {
+                if let Err(e) =
+                    lakehouse_flightsql::serve(l, engine, auth, shutdown.cancelled_owned()).await
+                {
                     tracing::error!(error = %e, "the Flight SQL listener stopped");
                 }
             });

@@ -106,6 +106,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                  [auth].allow_public_without_auth = true"
             );
         }
+        if runs(Service::Queryd) {
+            protocols::refuse_public(&cfg.queryd).await?;
+        }
     }
     // What this process presents to the services it calls (split mode).
     let client_opts = ClientOptions::with_token(cfg.auth.outgoing_token());
@@ -250,8 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
         tracing::info!(config = ?engine.config(), "queryd ready");
         let engine = Arc::new(engine);
-        let open = auth.is_some() || cfg.auth.allow_public_without_auth;
-        proto_listeners = Some((engine.clone(), protocols::bind(&cfg.queryd, open).await?));
+        proto_listeners = Some((engine.clone(), protocols::bind(&cfg.queryd).await?));
         router = router.merge(lakehouse_queryd::http::router(engine));
     }
 
