@@ -72,8 +72,10 @@ fn password_attempt(port: u16, password: &[u8]) -> Vec<u8> {
     out
 }
 
-/// ReadyForQuery, idle.
+/// ReadyForQuery, idle (pgwire also sends one after a FATAL, then closes).
 const READY: &[u8] = b"Z\0\0\0\x05I";
+/// AuthenticationOk: the one sign of a session.
+const AUTH_OK: &[u8] = &[b'R', 0, 0, 0, 8, 0, 0, 0, 0];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -100,7 +102,7 @@ async fn wrong_tokens_on_the_postgres_port_are_refused() {
         let out = tokio::task::spawn_blocking(move || password_attempt(port, &password))
             .await
             .unwrap();
-        assert!(!contains(&out, READY), "{name}: got a session");
+        assert!(!contains(&out, AUTH_OK), "{name}: got a session");
         assert!(
             out.is_empty() || contains(&out, b"28P01") || contains(&out, b"08P01"),
             "{name}: {:?}",
@@ -111,11 +113,11 @@ async fn wrong_tokens_on_the_postgres_port_are_refused() {
     let out = tokio::task::spawn_blocking(move || password_attempt(port, &vec![b'a'; 4 << 20]))
         .await
         .unwrap();
-    assert!(!contains(&out, READY), "oversized password: got a session");
+    assert!(!contains(&out, AUTH_OK), "oversized password: got a session");
     let right = tokio::task::spawn_blocking(move || password_attempt(port, READER.as_bytes()));
     let out = right.await.unwrap();
     // AuthenticationOk, then ReadyForQuery.
-    assert!(contains(&out, &[b'R', 0, 0, 0, 8, 0, 0, 0, 0]), "{out:?}");
+    assert!(contains(&out, AUTH_OK), "{out:?}");
     assert!(contains(&out, READY), "{out:?}");
     // The same on the Flight SQL port, through the ADBC driver.
     crate::protocols::python_checks("adbc-hostile-tokens", server.flight);
