@@ -97,13 +97,24 @@ mod tests {
     #[test]
     fn bearer_and_basic() {
         let a = auth();
-        let ok = authorize(Some(&a), &md("Bearer reader-token-0123456789"), Role::Read, "x");
+        let ok = authorize(
+            Some(&a),
+            &md("Bearer reader-token-0123456789"),
+            Role::Read,
+            "x",
+        );
         assert_eq!(ok.unwrap().unwrap().name, "r");
-        let basic = base64::engine::general_purpose::STANDARD.encode("anyone:reader-token-0123456789");
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("anyone:reader-token-0123456789");
         let ok = authorize(Some(&a), &md(&format!("Basic {basic}")), Role::Read, "x");
         assert!(ok.unwrap().is_some());
         assert!(matches!(
-            authorize(Some(&a), &md("Bearer wrong-token-0123456789"), Role::Read, "x"),
+            authorize(
+                Some(&a),
+                &md("Bearer wrong-token-0123456789"),
+                Role::Read,
+                "x"
+            ),
             Err(FlightError::Unauthenticated(_))
         ));
         assert!(matches!(
@@ -111,9 +122,18 @@ mod tests {
             Err(FlightError::Unauthenticated(_))
         ));
         assert!(matches!(
-            authorize(Some(&a), &md("Bearer reader-token-0123456789"), Role::Write, "x"),
+            authorize(
+                Some(&a),
+                &md("Bearer reader-token-0123456789"),
+                Role::Write,
+                "x"
+            ),
             Err(FlightError::Forbidden(_))
         ));
-        assert!(authorize(None, &MetadataMap::new(), Role::Admin, "x").unwrap().is_none());
+        assert!(
+            authorize(None, &MetadataMap::new(), Role::Admin, "x")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn bad_handles_are_errors() {
         for bad in [&b""[..], b"XYZ", b"LH1\x05\0\0\0ab", b"LH1\x01\0\0\0\xff"] {
-            assert!(matches!(Handle::decode(bad), Err(FlightError::BadHandle(_))));
+            assert!(matches!(
+                Handle::decode(bad),
+                Err(FlightError::BadHandle(_))
+            ));
         }
         let mut h = Handle::new("SELECT 1".into()).encode().unwrap().to_vec();
         h.extend_from_slice(b"garbage ipc");

@@ -215,7 +215,11 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing catalogs")?;
         let schema = query.clone().into_builder().schema();
-        Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn get_flight_info_schemas(
@@ -225,7 +229,11 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing schemas")?;
         let schema = query.clone().into_builder().schema();
-        Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn get_flight_info_tables(
@@ -235,7 +243,11 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing tables")?;
         let schema = query.clone().into_builder().schema();
-        Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn get_flight_info_table_types(
@@ -245,7 +257,11 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing table types")?;
         let schema = query.clone().into_builder().schema();
-        Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn get_flight_info_sql_info(
@@ -255,7 +271,11 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "server information")?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_statement(
@@ -342,7 +362,9 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.check(&request, "binding parameters")?;
         let mut handle = Handle::decode(&query.prepared_statement_handle)?;
-        let data = request.into_inner().map_err(arrow_flight::error::FlightError::from);
+        let data = request
+            .into_inner()
+            .map_err(arrow_flight::error::FlightError::from);
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
                 .try_collect()

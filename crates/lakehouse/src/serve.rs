@@ -20,8 +20,8 @@ use lakehouse_vectord::{VectorConfig, VectorService};
 use object_store::ObjectStore;
 
 use crate::ServeArgs;
-use crate::protocols;
 use crate::config::{Config, Overrides, process_env};
+use crate::protocols;
 
 /// The services a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -77,15 +77,26 @@ pub fn declare_simple<C: ClientInfo>(
     let store = cursors(client);
     let mut open = store.open.lock();
     if open.contains_key(name) {
-        return Err(user_error("42P03", format!("cursor \"{name}\" already exists")));
+        return Err(user_error(
+            "42P03",
+            format!("cursor \"{name}\" already exists"),
+        ));
     }
-    open.insert(name.to_string(), (hold, Arc::new(tokio::sync::Mutex::new(state))));
+    open.insert(
+        name.to_string(),
+        (hold, Arc::new(tokio::sync::Mutex::new(state))),
+    );
     Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
 }
 
 /// Like [`declare_simple`], and makes the cursor a portal the client can
 /// `Describe` (psycopg does).
-pub fn declare<C>(client: &mut C, name: &str, hold: bool, batches: Batches) -> PgWireResult<Response>
+pub fn declare<C>(
+    client: &mut C,
+    name: &str,
+    hold: bool,
+    batches: Batches,
+) -> PgWireResult<Response>
 where
     C: ClientInfo + ClientPortalStore,
     C::PortalStore: PortalStore<Statement = PgStatement>,
@@ -158,7 +169,10 @@ where
                 }
                 Some(n) => {
                     if all.open.lock().remove(n).is_none() {
-                        return Err(user_error("34000", format!("cursor \"{n}\" does not exist")));
+                        return Err(user_error(
+                            "34000",
+                            format!("cursor \"{n}\" does not exist"),
+                        ));
                     }
                     client.portal_store().rm_portal(n);
                 }

@@ -51,7 +51,8 @@ impl PgDialect {
     /// A dialect whose `pg_catalog` describes `engine`'s datasets.
     pub fn new(engine: Arc<QueryEngine>) -> Result<Self, QueryError> {
         let internal = |e: Box<DataFusionError>| QueryError::Internal(e.to_string());
-        let static_tables = Arc::new(PgCatalogStaticTables::try_new().map_err(|e| internal(Box::new(e)))?);
+        let static_tables =
+            Arc::new(PgCatalogStaticTables::try_new().map_err(|e| internal(Box::new(e)))?);
         let pg_catalog = PgCatalogSchemaProvider::try_new(
             LakehouseInfo { engine },
             static_tables.clone(),
@@ -111,7 +112,10 @@ impl Dialect for PgDialect {
         ] {
             ctx.register_udf(udf);
         }
-        ctx.register_udtf("pg_get_keywords", self.static_tables.pg_get_keywords.clone());
+        ctx.register_udtf(
+            "pg_get_keywords",
+            self.static_tables.pg_get_keywords.clone(),
+        );
         datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(&ctx);
         let state = SessionStateBuilder::new_from_existing(ctx.state())
             .with_type_planner(Arc::new(

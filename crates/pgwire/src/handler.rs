@@ -29,7 +29,8 @@ use lakehouse_queryd::{Described, QueryEngine, QueryError};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -118,7 +119,11 @@ impl QueryParser for StatementParser {
         match session::classify(sql).map_err(|e| user_error(e.sqlstate, e.message))? {
             Some(Command::Declare { name, query, hold }) => {
                 let sql = typed_sql(&query, types);
-                let described = self.engine.describe(&sql, None).await.map_err(query_error)?;
+                let described = self
+                    .engine
+                    .describe(&sql, None)
+                    .await
+                    .map_err(query_error)?;
                 Ok(Some(PgStatement::Declare {
                     name,
                     sql,
@@ -129,7 +134,11 @@ impl QueryParser for StatementParser {
             Some(cmd) => Ok(Some(PgStatement::Command(cmd))),
             None => {
                 let sql = typed_sql(sql, types);
-                let described = self.engine.describe(&sql, None).await.map_err(query_error)?;
+                let described = self
+                    .engine
+                    .describe(&sql, None)
+                    .await
+                    .map_err(query_error)?;
                 Ok(Some(PgStatement::Query { sql, described }))
             }
         }
@@ -194,23 +203,20 @@ where
     };
     let cancel = handle.start_query().await;
     let rows = rows.boxed();
-    futures::stream::unfold(
-        (rows, Some(cancel)),
-        |(mut rows, cancel)| async move {
-            let mut cancel = cancel?;
-            tokio::select! {
-                biased;
-                r = &mut cancel, if !cancel.is_terminated() => {
-                    if r.is_ok() {
-                        let e = user_error("57014", "canceling statement due to user request");
-                        return Some((Err(e), (rows, None)));
-                    }
-                    rows.next().await.map(|row| (row, (rows, Some(cancel))))
+    futures::stream::unfold((rows, Some(cancel)), |(mut rows, cancel)| async move {
+        let mut cancel = cancel?;
+        tokio::select! {
+            biased;
+            r = &mut cancel, if !cancel.is_terminated() => {
+                if r.is_ok() {
+                    let e = user_error("57014", "canceling statement due to user request");
+                    return Some((Err(e), (rows, None)));
                 }
-                row = rows.next() => row.map(|row| (row, (rows, Some(cancel)))),
+                rows.next().await.map(|row| (row, (rows, Some(cancel))))
             }
-        },
-    )
+            row = rows.next() => row.map(|row| (row, (rows, Some(cancel)))),
+        }
+    })
     .boxed()
 }
 
@@ -387,7 +393,13 @@ impl ExtendedQueryHandler for QueryHandler {
         let schema = match &portal.statement.statement {
             PgStatement::Query { sql, described } => match bound(portal, described)? {
                 None => described.schema.clone(),
-                Some(p) => self.engine.describe(sql, Some(p)).await.map_err(query_error)?.schema,
+                Some(p) => {
+                    self.engine
+                        .describe(sql, Some(p))
+                        .await
+                        .map_err(query_error)?
+                        .schema
+                }
             },
             PgStatement::Cursor { name } => cursor::schema(client, name).await?,
             PgStatement::Command(Command::Fetch {
@@ -400,7 +412,11 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Ok(DescribePortalResponse::no_data());
             }
         };
-        Ok(DescribePortalResponse::new(fields(&schema, format, Some(options))?))
+        Ok(DescribePortalResponse::new(fields(
+            &schema,
+            format,
+            Some(options),
+        )?))
     }
 
     async fn do_query<C>(
@@ -441,7 +457,9 @@ impl ExtendedQueryHandler for QueryHandler {
 
 /// The cursor store of a connection.
 pub fn cursors<C: ClientInfo>(client: &C) -> Arc<Cursors> {
-    client.session_extensions().get_or_insert_with(Cursors::default)
+    client
+        .session_extensions()
+        .get_or_insert_with(Cursors::default)
 }
 
 /// For a portal store entry that stands for a cursor.

@@ -80,7 +80,10 @@ pub struct PgServer {
 impl PgServer {
     /// Builds the PostgreSQL dialect of `engine` (sharing its runtime,
     /// memory pool and limits).
-    pub fn new(engine: Arc<QueryEngine>, auth: Option<Arc<Authenticator>>) -> Result<Self, QueryError> {
+    pub fn new(
+        engine: Arc<QueryEngine>,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Result<Self, QueryError> {
         let dialect = Arc::new(PgDialect::new(engine.clone())?);
         let pg_engine = Arc::new(engine.with_dialect(dialect)?);
         let manager = Arc::new(ConnectionManager::new());

@@ -68,13 +68,13 @@ mod tests {
     #[test]
     fn declared_types_become_casts() {
         assert_eq!(
-            cast_placeholders("SELECT $1, '$2', $2 FROM t", &[Some(Type::INT8), Some(Type::TEXT)]),
+            cast_placeholders(
+                "SELECT $1, '$2', $2 FROM t",
+                &[Some(Type::INT8), Some(Type::TEXT)]
+            ),
             "SELECT CAST($1 AS BIGINT), '$2', CAST($2 AS VARCHAR) FROM t"
         );
-        assert_eq!(
-            cast_placeholders("SELECT $1", &[None]),
-            "SELECT $1"
-        );
+        assert_eq!(cast_placeholders("SELECT $1", &[None]), "SELECT $1");
         assert_eq!(
             cast_placeholders("SELECT $1", &[Some(Type::JSON)]),
             "SELECT $1"

@@ -22,7 +22,10 @@ pub enum Command {
     Commit,
     Rollback,
     /// `SET [SESSION|LOCAL] name {=|TO} value`, `SET TIME ZONE value`.
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     /// `RESET name` / `RESET ALL` (`None`).
     Reset(Option<String>),
     Show(String),
@@ -126,15 +129,23 @@ pub fn classify(sql: &str) -> Result<Option<Command>, CommandError> {
         "fetch" | "move" => fetch(rest, first == "move")?,
         "close" => match rest {
             [t] if is_kw(Some(t), "all") => Command::Close(None),
-            [t] => Command::Close(Some(word(&t.token).ok_or_else(|| syntax("CLOSE needs a cursor name"))?)),
+            [t] => Command::Close(Some(
+                word(&t.token).ok_or_else(|| syntax("CLOSE needs a cursor name"))?,
+            )),
             _ => return Err(syntax("CLOSE needs one cursor name or ALL")),
         },
         "discard" => Command::Discard,
         "deallocate" => {
-            let rest = if is_kw(rest.first(), "prepare") { &rest[1..] } else { rest };
+            let rest = if is_kw(rest.first(), "prepare") {
+                &rest[1..]
+            } else {
+                rest
+            };
             match rest {
                 [t] if is_kw(Some(t), "all") => Command::Deallocate(None),
-                [t] => Command::Deallocate(Some(word(&t.token).ok_or_else(|| syntax("DEALLOCATE needs a name"))?)),
+                [t] => Command::Deallocate(Some(
+                    word(&t.token).ok_or_else(|| syntax("DEALLOCATE needs a name"))?,
+                )),
                 _ => return Err(syntax("DEALLOCATE needs one statement name or ALL")),
             }
         }
@@ -211,14 +222,22 @@ fn declare(sql: &str, rest: &[TokenWithSpan]) -> Result<Command, CommandError> {
     if !rest[..pos].iter().any(|t| is_kw(Some(t), "cursor")) {
         return Err(syntax("only DECLARE … CURSOR FOR a query is supported"));
     }
-    if rest[..pos].iter().any(|t| is_kw(Some(t), "scroll") || is_kw(Some(t), "binary")) {
+    if rest[..pos]
+        .iter()
+        .any(|t| is_kw(Some(t), "scroll") || is_kw(Some(t), "binary"))
+    {
         return Err(CommandError {
             sqlstate: "0A000",
             message: "cursors here are forward-only and text/binary by the FETCH: SCROLL and BINARY are not supported".to_string(),
         });
     }
-    let after_for = rest.get(pos + 1).ok_or_else(|| syntax("DECLARE … FOR needs a query"))?;
-    let query = slice_from(sql, after_for).trim().trim_end_matches(';').to_string();
+    let after_for = rest
+        .get(pos + 1)
+        .ok_or_else(|| syntax("DECLARE … FOR needs a query"))?;
+    let query = slice_from(sql, after_for)
+        .trim()
+        .trim_end_matches(';')
+        .to_string();
     let hold = rest[..pos]
         .windows(2)
         .any(|w| is_kw(Some(&w[0]), "with") && is_kw(Some(&w[1]), "hold"));
@@ -278,7 +297,10 @@ pub(crate) fn offset(sql: &str, t: &TokenWithSpan) -> usize {
     let mut off = 0;
     for (i, l) in sql.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return off + l.char_indices().nth(col.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+            return off
+                + l.char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(l.len(), |(b, _)| b);
         }
         off += l.len();
     }
@@ -315,7 +337,10 @@ mod tests {
     #[test]
     fn recognises_session_statements() {
         assert_eq!(classify("BEGIN").unwrap(), Some(Command::Begin));
-        assert_eq!(classify("start transaction read only").unwrap(), Some(Command::Begin));
+        assert_eq!(
+            classify("start transaction read only").unwrap(),
+            Some(Command::Begin)
+        );
         assert_eq!(classify("COMMIT;").unwrap(), Some(Command::Commit));
         assert_eq!(
             classify("SET extra_float_digits = 3").unwrap(),
@@ -338,16 +363,23 @@ mod tests {
                 value: "UTC".into()
             })
         );
-        assert_eq!(classify("show search_path").unwrap(), Some(Command::Show("search_path".into())));
+        assert_eq!(
+            classify("show search_path").unwrap(),
+            Some(Command::Show("search_path".into()))
+        );
         assert_eq!(classify("SELECT 1").unwrap(), None);
-        assert_eq!(classify("with x as (select 1) select * from x").unwrap(), None);
+        assert_eq!(
+            classify("with x as (select 1) select * from x").unwrap(),
+            None
+        );
         assert!(classify("SET").is_err());
     }
 
     #[test]
     fn cursors() {
         assert_eq!(
-            classify("DECLARE \"c1\" CURSOR WITHOUT HOLD FOR SELECT a FROM t WHERE b = $1").unwrap(),
+            classify("DECLARE \"c1\" CURSOR WITHOUT HOLD FOR SELECT a FROM t WHERE b = $1")
+                .unwrap(),
             Some(Command::Declare {
                 name: "c1".into(),
                 query: "SELECT a FROM t WHERE b = $1".into(),
@@ -370,9 +402,20 @@ mod tests {
                 moving: false
             })
         );
-        assert_eq!(classify("CLOSE \"c1\"").unwrap(), Some(Command::Close(Some("c1".into()))));
-        assert_eq!(classify("FETCH PRIOR FROM c").unwrap_err().sqlstate, "0A000");
-        assert_eq!(classify("DECLARE c SCROLL CURSOR FOR SELECT 1").unwrap_err().sqlstate, "0A000");
+        assert_eq!(
+            classify("CLOSE \"c1\"").unwrap(),
+            Some(Command::Close(Some("c1".into())))
+        );
+        assert_eq!(
+            classify("FETCH PRIOR FROM c").unwrap_err().sqlstate,
+            "0A000"
+        );
+        assert_eq!(
+            classify("DECLARE c SCROLL CURSOR FOR SELECT 1")
+                .unwrap_err()
+                .sqlstate,
+            "0A000"
+        );
     }
 
     #[test]
@@ -381,7 +424,10 @@ mod tests {
             split("SELECT ';'; SELECT \"a;b\" FROM t -- x;\n; ; SELECT 3"),
             vec!["SELECT ';'", " SELECT \"a;b\" FROM t -- x;\n", " SELECT 3"]
         );
-        assert_eq!(split("SELECT 'é'; SELECT 2"), vec!["SELECT 'é'", " SELECT 2"]);
+        assert_eq!(
+            split("SELECT 'é'; SELECT 2"),
+            vec!["SELECT 'é'", " SELECT 2"]
+        );
         assert_eq!(split("  "), Vec::<String>::new());
     }
 }

@@ -80,7 +80,10 @@ impl Startup {
         if who.role < NEEDED {
             return Err(fatal(
                 "42501",
-                format!("token {:?} has role {}; connecting needs {NEEDED}", who.name, who.role),
+                format!(
+                    "token {:?} has role {}; connecting needs {NEEDED}",
+                    who.name, who.role
+                ),
             ));
         }
         Ok(Some(who))

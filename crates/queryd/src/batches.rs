@@ -243,9 +243,7 @@ impl Job {
             plan
         };
         verify(&plan)?;
-        let types = plan
-            .get_parameter_types()
-            .map_err(|e| self.classify(&e))?;
+        let types = plan.get_parameter_types().map_err(|e| self.classify(&e))?;
         Ok(Described {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             params: positional(types)?,
@@ -254,7 +252,9 @@ impl Job {
 }
 
 /// `$1 … $n` in order; a gap gets `None`, a named parameter is refused.
-fn positional(types: HashMap<String, Option<DataType>>) -> Result<Vec<Option<DataType>>, QueryError> {
+fn positional(
+    types: HashMap<String, Option<DataType>>,
+) -> Result<Vec<Option<DataType>>, QueryError> {
     let mut indexed = Vec::with_capacity(types.len());
     for (name, t) in types {
         let n: usize = name

@@ -57,10 +57,10 @@ use url::Url;
 use crate::catalog::{
     CATALOG_NAME, Caches, DatasetSchema, LakehouseCatalog, SCHEMA_NAME, STORE_URL, Shared,
 };
+use crate::dialect::Dialect;
 use crate::encode::{Encoder, Format};
 use crate::error::{Damage, DamagedObject, QueryError, classify, find, message};
 use crate::guard::{CancelExec, QueryPool, QueryStats, Registration, Running};
-use crate::dialect::Dialect;
 use crate::{idents, limits, sandbox, udf};
 
 /// An encoded result: chunks of the chosen format, in order. An `Err` item
@@ -370,7 +370,11 @@ impl QueryEngine {
     /// pool (so the guard knows what it holds).
     fn session(&self, schema: Arc<DatasetSchema>, pool: Arc<QueryPool>) -> SessionState {
         let list = MemoryCatalogProviderList::new();
-        let extra = self.dialect.as_ref().map(|d| d.schemas()).unwrap_or_default();
+        let extra = self
+            .dialect
+            .as_ref()
+            .map(|d| d.schemas())
+            .unwrap_or_default();
         list.register_catalog(
             CATALOG_NAME.to_string(),
             Arc::new(LakehouseCatalog::new(schema, extra)),
@@ -621,7 +625,9 @@ impl Job {
     /// and no values is refused with their names.
     pub(crate) fn bind(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
         match &self.params {
-            Some(p) => plan.with_param_values(p.clone()).map_err(|e| self.classify(&e)),
+            Some(p) => plan
+                .with_param_values(p.clone())
+                .map_err(|e| self.classify(&e)),
             None => {
                 let mut names: Vec<String> = plan
                     .get_parameter_names()

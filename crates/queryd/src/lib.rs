@@ -26,8 +26,8 @@
 pub mod batches;
 pub mod catalog;
 pub mod client;
-pub mod encode;
 pub mod dialect;
+pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod guard;

@@ -27,7 +27,12 @@ async fn engines() -> (Arc<QueryEngine>, QueryEngine, tempfile::TempDir) {
     let csv = "id,name\n1,a\n2,b\n";
     let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(csv))]);
     ingestor
-        .ingest("sales", IngestOptions::new(lakehouse_ingestd::Format::Csv), body, None)
+        .ingest(
+            "sales",
+            IngestOptions::new(lakehouse_ingestd::Format::Csv),
+            body,
+            None,
+        )
         .await
         .unwrap();
     let base = Arc::new(QueryEngine::new(catalog, store, EngineConfig::default()).unwrap());
@@ -43,8 +48,15 @@ async fn texts(engine: &QueryEngine, sql: &str) -> Result<Vec<String>, QueryErro
     let mut s = b.stream;
     while let Some(batch) = s.next().await {
         let batch = batch?;
-        let col = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
-        let col = col.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
+        let col = datafusion::arrow::compute::cast(
+            batch.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let col = col
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
         out.extend(col.iter().map(|v| v.unwrap_or("NULL").to_string()));
     }
     Ok(out)
@@ -55,11 +67,19 @@ async fn catalog_queries_see_the_datasets() {
     let (_base, pg, _spool) = engines().await;
     let got = texts(&pg, "SELECT relname FROM pg_catalog.pg_class WHERE relkind = 'r' AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'public')").await.unwrap();
     assert_eq!(got, ["sales"]);
-    let got = texts(&pg, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").await.unwrap();
+    let got = texts(
+        &pg,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .await
+    .unwrap();
     assert_eq!(got, ["sales"]);
     let got = texts(&pg, "SELECT column_name FROM information_schema.columns WHERE table_name = 'sales' ORDER BY ordinal_position").await.unwrap();
     assert_eq!(got, ["id", "name"]);
-    assert_eq!(texts(&pg, "SELECT current_database()").await.unwrap(), ["lakehouse"]);
+    assert_eq!(
+        texts(&pg, "SELECT current_database()").await.unwrap(),
+        ["lakehouse"]
+    );
     // psql's \dt, as psql 15 sends it.
     let dt = "SELECT n.nspname as \"Schema\", c.relname as \"Name\", \
         CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as \"Type\", \
@@ -70,7 +90,12 @@ async fn catalog_queries_see_the_datasets() {
         AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2";
     assert_eq!(texts(&pg, dt).await.unwrap(), ["public"]);
     // Plain queries behave as over HTTP.
-    assert_eq!(texts(&pg, "SELECT name FROM sales WHERE id = 2").await.unwrap(), ["b"]);
+    assert_eq!(
+        texts(&pg, "SELECT name FROM sales WHERE id = 2")
+            .await
+            .unwrap(),
+        ["b"]
+    );
 }
 
 #[tokio::test]
@@ -80,15 +105,25 @@ async fn limits_and_the_sandbox_hold_in_the_dialect() {
         ("SELECT lpad('x', 2000000000)", "value_too_large"),
         ("SELECT array_repeat(1, 1000000000)", "value_too_large"),
         ("DROP TABLE sales", "forbidden_statement"),
-        ("SET datafusion.execution.batch_size = 1", "forbidden_statement"),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            "forbidden_statement",
+        ),
         ("COPY sales TO '/tmp/x.csv'", "forbidden_statement"),
         ("SELECT * FROM '/etc/passwd'", "unknown_table"),
     ] {
-        let e = pg.run_batches(sql, None).await.err().unwrap_or_else(|| panic!("{sql} ran"));
+        let e = pg
+            .run_batches(sql, None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} ran"));
         assert_eq!(e.code(), code, "{sql}: {e}");
     }
     let deep = format!("SELECT {}", vec!["1"; 20_000].join("+"));
-    assert_eq!(pg.run_batches(&deep, None).await.err().unwrap().code(), "query_too_complex");
+    assert_eq!(
+        pg.run_batches(&deep, None).await.err().unwrap().code(),
+        "query_too_complex"
+    );
     // The dialect's engine shares the running-query registry.
     assert_eq!(base.query_stats().started, pg.query_stats().started);
 }

@@ -11,7 +11,9 @@ use lakehouse_queryd::{EngineConfig, QueryError};
 
 use crate::{Env, assert_err, rows, table};
 
-async fn collect(b: lakehouse_queryd::Batches) -> Result<Vec<arrow::array::RecordBatch>, QueryError> {
+async fn collect(
+    b: lakehouse_queryd::Batches,
+) -> Result<Vec<arrow::array::RecordBatch>, QueryError> {
     let mut out = Vec::new();
     let mut s = b.stream;
     while let Some(batch) = s.next().await {
@@ -26,8 +28,16 @@ async fn batches_with_parameters_and_descriptions() {
     let engine = env.engine(EngineConfig::default());
     let sql = "SELECT id, region FROM sales WHERE id > $1 AND region = $2 ORDER BY id";
     let d = engine.describe(sql, None).await.unwrap();
-    assert_eq!(d.params, vec![Some(DataType::Int64), Some(DataType::Utf8View)]);
-    let names: Vec<&str> = d.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        d.params,
+        vec![Some(DataType::Int64), Some(DataType::Utf8View)]
+    );
+    let names: Vec<&str> = d
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     assert_eq!(names, ["id", "region"]);
     let params = ParamValues::from(vec![
         ScalarValue::Int64(Some(1)),
@@ -46,8 +56,14 @@ async fn batches_with_parameters_and_descriptions() {
     assert_eq!(b.schema.field(0).name(), "id");
     assert!(collect(b).await.unwrap().is_empty());
     // The sandbox and the errors are the HTTP ones.
-    assert_err(engine.run_batches("DROP TABLE sales", None).await, "forbidden_statement");
-    assert_err(engine.describe("SELECT * FROM nope", None).await, "unknown_table");
+    assert_err(
+        engine.run_batches("DROP TABLE sales", None).await,
+        "forbidden_statement",
+    );
+    assert_err(
+        engine.describe("SELECT * FROM nope", None).await,
+        "unknown_table",
+    );
 }
 
 #[tokio::test]
@@ -60,7 +76,9 @@ async fn the_row_cap_ends_a_stream_with_an_error() {
     });
     // Known before the first batch: an error up front.
     assert_err(
-        engine.run_batches("SELECT * FROM generate_series(1, 100)", None).await,
+        engine
+            .run_batches("SELECT * FROM generate_series(1, 100)", None)
+            .await,
         "too_many_rows",
     );
     // Found while streaming: rows, then the error — never a short result.
@@ -75,7 +93,15 @@ async fn the_row_cap_ends_a_stream_with_an_error() {
         .run_batches("SELECT v FROM generate_series(1, 10) t(v)", None)
         .await
         .unwrap();
-    assert_eq!(collect(b).await.unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    assert_eq!(
+        collect(b)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        10
+    );
 }
 
 #[tokio::test]
@@ -110,10 +136,19 @@ async fn tables_and_schemas_for_metadata_calls() {
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["sales", "web/events"]);
     assert_eq!(tables[0].schema.field(0).name(), "id");
-    assert_eq!(engine.dataset_names().await.unwrap(), ["sales", "web/events"]);
+    assert_eq!(
+        engine.dataset_names().await.unwrap(),
+        ["sales", "web/events"]
+    );
     assert!(engine.table_schema("nope").await.unwrap().is_none());
     assert_eq!(
-        engine.table_schema("web/events").await.unwrap().unwrap().fields().len(),
+        engine
+            .table_schema("web/events")
+            .await
+            .unwrap()
+            .unwrap()
+            .fields()
+            .len(),
         3
     );
 }

@@ -113,7 +113,10 @@ async fn wrong_tokens_on_the_postgres_port_are_refused() {
     let out = tokio::task::spawn_blocking(move || password_attempt(port, &vec![b'a'; 4 << 20]))
         .await
         .unwrap();
-    assert!(!contains(&out, AUTH_OK), "oversized password: got a session");
+    assert!(
+        !contains(&out, AUTH_OK),
+        "oversized password: got a session"
+    );
     let right = tokio::task::spawn_blocking(move || password_attempt(port, READER.as_bytes()));
     let out = right.await.unwrap();
     // AuthenticationOk, then ReadyForQuery.
