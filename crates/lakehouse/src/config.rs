@@ -137,6 +137,13 @@ pub struct QuerydConfig {
     /// Process memory (RSS) over which the largest running query is
     /// cancelled (default: 90 % of the machine's or cgroup's memory; 0 = off).
     pub process_memory_limit: Option<ByteSize>,
+    /// PostgreSQL wire protocol listener (default 127.0.0.1:5432, skipped
+    /// with a warning when that port is taken; "off" disables it). An
+    /// address set here must bind.
+    pub pg_bind: Option<String>,
+    /// Arrow Flight SQL listener (default 127.0.0.1:50051, skipped with a
+    /// warning when taken; "off" disables it). An address set here must bind.
+    pub flight_bind: Option<String>,
 }
 
 impl Default for QuerydConfig {
@@ -154,6 +161,8 @@ impl Default for QuerydConfig {
             max_expr_depth: 1000,
             function_output_limit: None,
             process_memory_limit: None,
+            pg_bind: None,
+            flight_bind: None,
         }
     }
 }

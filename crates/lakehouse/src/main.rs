@@ -4,6 +4,7 @@
 mod config;
 mod datasets;
 mod ingest;
+mod protocols;
 mod remote;
 mod serve;
 mod sql;

@@ -21,6 +21,7 @@ use object_store::ObjectStore;
 
 use crate::ServeArgs;
 use crate::config::{Config, Overrides, process_env};
+use crate::protocols;
 
 /// The services a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +106,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                  [auth].allow_public_without_auth = true"
             );
         }
+        if runs(Service::Queryd) {
+            protocols::refuse_public(&cfg.queryd).await?;
+        }
     }
     // What this process presents to the services it calls (split mode).
     let client_opts = ClientOptions::with_token(cfg.auth.outgoing_token());
@@ -123,6 +127,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The object store of an in-process storaged, for the other services.
     let mut local_store: Option<Arc<dyn ObjectStore>> = None;
     let mut local_catalog: Option<Arc<dyn Catalog>> = None;
+    // queryd's engine and its PostgreSQL / Flight SQL listeners.
+    let mut proto_listeners: Option<(Arc<QueryEngine>, protocols::Listeners)> = None;
 
     if runs(Service::Storaged) {
         if cfg.storaged.backend == BackendKind::Fs {
@@ -246,7 +252,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
         tracing::info!(config = ?engine.config(), "queryd ready");
-        router = router.merge(lakehouse_queryd::http::router(Arc::new(engine)));
+        let engine = Arc::new(engine);
+        proto_listeners = Some((engine.clone(), protocols::bind(&cfg.queryd).await?));
+        router = router.merge(lakehouse_queryd::http::router(engine));
     }
 
     if runs(Service::Vectord) {
@@ -342,6 +350,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // One line on stdout, for people and for tests that bind port 0.
     println!("lakehouse listening on http://{addr}");
+    let stop_protocols = tokio_util::sync::CancellationToken::new();
+    if let Some((engine, listeners)) = proto_listeners {
+        listeners.spawn(engine, auth.clone(), stop_protocols.clone())?;
+    }
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
     server::serve(
         listener,
@@ -350,6 +362,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server::shutdown_signal(),
     )
     .await?;
+    stop_protocols.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -82,25 +82,35 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// `lakehouse`: one schema, `public`.
+/// `lakehouse`: the datasets in `public`, plus the read-only schemas a
+/// protocol's dialect adds (`pg_catalog` for PostgreSQL clients).
 #[derive(Debug)]
 pub(crate) struct LakehouseCatalog {
     schema: Arc<DatasetSchema>,
+    extra: Vec<(String, Arc<dyn SchemaProvider>)>,
 }
 
 impl LakehouseCatalog {
-    pub fn new(schema: Arc<DatasetSchema>) -> Self {
-        Self { schema }
+    pub fn new(schema: Arc<DatasetSchema>, extra: Vec<(String, Arc<dyn SchemaProvider>)>) -> Self {
+        Self { schema, extra }
     }
 }
 
 impl CatalogProvider for LakehouseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA_NAME.to_string()]
+        std::iter::once(SCHEMA_NAME.to_string())
+            .chain(self.extra.iter().map(|(n, _)| n.clone()))
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SCHEMA_NAME).then(|| self.schema.clone() as Arc<dyn SchemaProvider>)
+        if name == SCHEMA_NAME {
+            return Some(self.schema.clone() as Arc<dyn SchemaProvider>);
+        }
+        self.extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
     }
 }
 
@@ -237,7 +247,7 @@ impl DatasetTable {
     }
 }
 
-async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfResult<SchemaRef> {
+pub(crate) async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfResult<SchemaRef> {
     let key = (manifest.name.clone(), manifest.schema_fingerprint.clone());
     if let Some(s) = shared.caches.schemas.lock().get(&key) {
         return Ok(s.clone());

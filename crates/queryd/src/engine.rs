@@ -32,6 +32,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::ParamValues;
 use datafusion::common::stats::Precision;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
@@ -56,6 +57,7 @@ use url::Url;
 use crate::catalog::{
     CATALOG_NAME, Caches, DatasetSchema, LakehouseCatalog, SCHEMA_NAME, STORE_URL, Shared,
 };
+use crate::dialect::Dialect;
 use crate::encode::{Encoder, Format};
 use crate::error::{Damage, DamagedObject, QueryError, classify, find, message};
 use crate::guard::{CancelExec, QueryPool, QueryStats, Registration, Running};
@@ -188,10 +190,10 @@ impl ObjectStoreRegistry for LakehouseStores {
 
 /// The runtime queries execute on; shut down without blocking when the
 /// engine goes (dropping a runtime inside another would panic).
-struct ExecRuntime(Option<tokio::runtime::Runtime>);
+pub(crate) struct ExecRuntime(Option<tokio::runtime::Runtime>);
 
 impl ExecRuntime {
-    fn handle(&self) -> &tokio::runtime::Handle {
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         self.0
             .as_ref()
             .expect("runtime lives as long as the engine")
@@ -208,12 +210,18 @@ impl Drop for ExecRuntime {
 }
 
 /// SQL over every catalogued dataset.
+///
+/// [`QueryEngine::with_dialect`] derives an engine for a wire protocol that
+/// shares everything with this one — runtime, memory pool, running-query
+/// registry and memory guard, caches, limits — and adds only the protocol's
+/// parser and metadata schemas.
 pub struct QueryEngine {
-    shared: Shared,
-    base: SessionState,
-    cfg: EngineConfig,
-    running: Arc<Running>,
-    exec: ExecRuntime,
+    pub(crate) shared: Shared,
+    pub(crate) base: SessionState,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) running: Arc<Running>,
+    pub(crate) exec: Arc<ExecRuntime>,
+    pub(crate) dialect: Option<Arc<dyn Dialect>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -307,7 +315,22 @@ impl QueryEngine {
             base,
             cfg,
             running,
-            exec: ExecRuntime(Some(exec)),
+            exec: Arc::new(ExecRuntime(Some(exec))),
+            dialect: None,
+        })
+    }
+
+    /// An engine for a wire protocol's `dialect`, sharing this engine's
+    /// runtime, memory pool, running queries, caches and limits.
+    pub fn with_dialect(&self, dialect: Arc<dyn Dialect>) -> Result<QueryEngine, QueryError> {
+        let base = dialect.configure(self.base.clone())?;
+        Ok(QueryEngine {
+            shared: self.shared.clone(),
+            base,
+            cfg: self.cfg.clone(),
+            running: self.running.clone(),
+            exec: self.exec.clone(),
+            dialect: Some(dialect),
         })
     }
 
@@ -347,9 +370,14 @@ impl QueryEngine {
     /// pool (so the guard knows what it holds).
     fn session(&self, schema: Arc<DatasetSchema>, pool: Arc<QueryPool>) -> SessionState {
         let list = MemoryCatalogProviderList::new();
+        let extra = self
+            .dialect
+            .as_ref()
+            .map(|d| d.schemas())
+            .unwrap_or_default();
         list.register_catalog(
             CATALOG_NAME.to_string(),
-            Arc::new(LakehouseCatalog::new(schema)),
+            Arc::new(LakehouseCatalog::new(schema, extra)),
         );
         let rt = &self.shared.runtime;
         let runtime = RuntimeEnv {
@@ -367,11 +395,38 @@ impl QueryEngine {
     fn memory_limit_text(&self) -> String {
         lakehouse_common::size::ByteSize(self.cfg.memory_limit).to_string()
     }
+
+    /// A registered query with its own session; dropping the guard (the
+    /// caller's side) cancels it.
+    pub(crate) fn job(&self, format: Format, params: Option<ParamValues>) -> (Job, CancelOnDrop) {
+        let pool = Arc::new(QueryPool::new(self.shared.runtime.memory_pool.clone()));
+        let registration = self.running.register(pool.clone());
+        let schema = Arc::new(DatasetSchema::new(self.shared.clone()));
+        let state = self.session(schema.clone(), pool.clone());
+        let guard = CancelOnDrop(registration.cancel.clone());
+        let job = Job {
+            shared: self.shared.clone(),
+            schema,
+            state,
+            pool,
+            max_rows: self.cfg.max_rows,
+            max_depth: self.cfg.max_expr_depth,
+            memory_limit: self.memory_limit_text(),
+            format,
+            deadline: Instant::now() + self.cfg.timeout,
+            timeout_secs: self.cfg.timeout.as_secs(),
+            running: self.running.clone(),
+            registration,
+            dialect: self.dialect.clone(),
+            params,
+        };
+        (job, guard)
+    }
 }
 
 /// Cancels the query when the consumer drops its side (the HTTP client
 /// went away, or the caller stopped reading).
-struct CancelOnDrop(CancellationToken);
+pub(crate) struct CancelOnDrop(CancellationToken);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -390,30 +445,11 @@ impl Query for QueryEngine {
     }
 
     async fn sql_result(&self, sql: &str, format: Format) -> Result<ResultStream, QueryError> {
-        let pool = Arc::new(QueryPool::new(self.shared.runtime.memory_pool.clone()));
-        let registration = self.running.register(pool.clone());
-        let schema = Arc::new(DatasetSchema::new(self.shared.clone()));
-        let state = self.session(schema.clone(), pool.clone());
-        let cancel = registration.cancel.clone();
-        let job = Job {
-            shared: self.shared.clone(),
-            schema,
-            state,
-            pool,
-            max_rows: self.cfg.max_rows,
-            max_depth: self.cfg.max_expr_depth,
-            memory_limit: self.memory_limit_text(),
-            format,
-            deadline: Instant::now() + self.cfg.timeout,
-            timeout_secs: self.cfg.timeout.as_secs(),
-            running: self.running.clone(),
-            registration,
-        };
+        let (job, guard) = self.job(format, None);
         let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryError>>(4);
         let (end_tx, end_rx) = oneshot::channel();
         let sql = sql.to_string();
         // From here on, dropping this future or the stream stops the query.
-        let guard = CancelOnDrop(cancel);
         self.exec.handle().spawn(async move {
             let err_tx = tx.clone();
             match job.run(sql, tx).await {
@@ -446,24 +482,28 @@ impl Query for QueryEngine {
 }
 
 /// One query's work, run on the engine runtime.
-struct Job {
-    shared: Shared,
-    schema: Arc<DatasetSchema>,
-    state: SessionState,
-    pool: Arc<QueryPool>,
-    max_rows: u64,
-    max_depth: usize,
-    memory_limit: String,
-    format: Format,
-    deadline: Instant,
-    timeout_secs: u64,
-    running: Arc<Running>,
+pub(crate) struct Job {
+    pub(crate) shared: Shared,
+    pub(crate) schema: Arc<DatasetSchema>,
+    pub(crate) state: SessionState,
+    pub(crate) pool: Arc<QueryPool>,
+    pub(crate) max_rows: u64,
+    pub(crate) max_depth: usize,
+    pub(crate) memory_limit: String,
+    pub(crate) format: Format,
+    pub(crate) deadline: Instant,
+    pub(crate) timeout_secs: u64,
+    pub(crate) running: Arc<Running>,
     /// Unregisters the query when the job ends.
-    registration: Registration,
+    pub(crate) registration: Registration,
+    /// The protocol's parser and schemas, if not plain SQL over HTTP.
+    pub(crate) dialect: Option<Arc<dyn Dialect>>,
+    /// Values of the statement's `$n` placeholders (prepared statements).
+    pub(crate) params: Option<ParamValues>,
 }
 
 /// Whether `run` may go on.
-enum Stop {
+pub(crate) enum Stop {
     /// The consumer went away: stop quietly.
     Gone,
     /// The query must end with this error.
@@ -498,7 +538,7 @@ impl Job {
     }
 
     /// Awaits `fut` unless the deadline passes or the query is cancelled.
-    async fn guarded<T>(
+    pub(crate) async fn guarded<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, QueryError>>,
     ) -> Result<T, Stop> {
@@ -514,7 +554,7 @@ impl Job {
     }
 
     /// Why the query was cancelled: the guard's reason, else its client left.
-    fn interrupted(&self) -> Stop {
+    pub(crate) fn interrupted(&self) -> Stop {
         match self.registration.reason.lock().take() {
             Some(e) => Stop::Error(e),
             None => {
@@ -526,20 +566,13 @@ impl Job {
 
     /// Parse, check, plan (with case-insensitive columns), cap, and build
     /// the physical plan; `None` if there is nothing to run.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         sql: &str,
     ) -> Result<Option<(Arc<dyn ExecutionPlan>, bool)>, QueryError> {
-        let stmt = sandbox::check(sql, self.max_depth)?;
-        let plan = self.plan(stmt).await?;
-        // Second line of defence: whatever the parser let through, the plan
-        // must not define, modify or configure anything.
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| QueryError::Forbidden { what: message(&e) })?;
+        let plan = self.logical(sql).await?;
+        let plan = self.bind(plan)?;
+        verify(&plan)?;
         let is_explain = matches!(
             plan,
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
@@ -574,6 +607,45 @@ impl Job {
         Ok(Some((physical, false)))
     }
 
+    /// Parses (with the dialect's parser, if any), checks and plans `sql`.
+    pub(crate) async fn logical(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let stmt = match &self.dialect {
+            None => sandbox::check(sql, self.max_depth)?,
+            Some(d) => sandbox::check_with(sql, self.max_depth, &|s| d.parse(s))?,
+        };
+        if self.dialect.is_some() && crate::batches::reads_information_schema(&stmt) {
+            // DataFusion lists tables synchronously from the names cache.
+            let names = self.shared.catalog.list().await?;
+            *self.shared.caches.names.lock() = names.into_iter().map(|m| m.name).collect();
+        }
+        self.plan(stmt).await
+    }
+
+    /// Substitutes the bound parameter values; a statement with parameters
+    /// and no values is refused with their names.
+    pub(crate) fn bind(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+        match &self.params {
+            Some(p) => plan
+                .with_param_values(p.clone())
+                .map_err(|e| self.classify(&e)),
+            None => {
+                let mut names: Vec<String> = plan
+                    .get_parameter_names()
+                    .map_err(|e| self.classify(&e))?
+                    .into_iter()
+                    .collect();
+                if names.is_empty() {
+                    return Ok(plan);
+                }
+                names.sort();
+                Err(QueryError::InvalidRequest(format!(
+                    "the statement has parameters ({}) but no values were bound",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
     /// Plans the statement; a column that only differs in case from the
     /// name written is matched (see [`idents`]).
     async fn plan(&self, mut stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
@@ -606,7 +678,7 @@ impl Job {
 
     /// Classifies an error, naming the dataset of an object that vanished
     /// while the query read it.
-    fn classify(&self, e: &DataFusionError) -> QueryError {
+    pub(crate) fn classify(&self, e: &DataFusionError) -> QueryError {
         if let Some(object_store::Error::NotFound { path, .. }) = find::<object_store::Error>(e)
             && let Some(dataset) = self.schema.dataset_of(path)
         {
@@ -689,7 +761,7 @@ impl Job {
     }
 
     /// The consumer went away mid-stream.
-    fn gone(&self, rows: u64) -> StreamEnd {
+    pub(crate) fn gone(&self, rows: u64) -> StreamEnd {
         self.running.note_disconnected();
         StreamEnd::Complete { rows }
     }
@@ -746,6 +818,17 @@ impl Job {
             Err(ce) => QueryError::Catalog(ce),
         }
     }
+}
+
+/// Second line of defence: whatever the parser let through, the plan must
+/// not define, modify or configure anything.
+pub(crate) fn verify(plan: &LogicalPlan) -> Result<(), QueryError> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|e| QueryError::Forbidden { what: message(&e) })
 }
 
 /// The plan's row count, when its statistics know it exactly.

@@ -406,6 +406,11 @@ fn find_typed(e: &DataFusionError) -> Option<QueryError> {
     None
 }
 
+/// A SQL parser error from a protocol's own parser, classified like ours.
+pub fn from_parser_error(e: &ParserError) -> QueryError {
+    syntax_error(e, None)
+}
+
 /// A parser error as a person reads it: `syntax error at line 1, column 1:
 /// expected a SQL statement, found "selec"`, with the position as fields.
 /// sqlparser reports only text (`Expected: …, found: … at Line: L, Column:

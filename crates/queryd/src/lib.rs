@@ -7,6 +7,10 @@
 //!   runtime, with a timeout, a memory pool and a row cap.
 //! - [`http::router`]: `POST /query/sql`; [`QueryClient`]: the same
 //!   [`Query`] trait over HTTP.
+//! - [`batches`]: the same engine for the wire protocols (Flight SQL,
+//!   PostgreSQL): results as Arrow batches, statements described before
+//!   they run, table metadata; [`dialect`]: a protocol's parser and
+//!   metadata schemas.
 //!
 //! Limits and their errors: `timeout_secs` → 408 `query_timeout`;
 //! `memory_limit` (DataFusion's memory pool, shared by running queries;
@@ -19,8 +23,10 @@
 //! band it was truncated ([`encode`]). A client that disconnects cancels its
 //! query.
 
+pub mod batches;
 pub mod catalog;
 pub mod client;
+pub mod dialect;
 pub mod encode;
 pub mod engine;
 pub mod error;
@@ -31,7 +37,9 @@ pub mod limits;
 pub mod sandbox;
 mod udf;
 
+pub use batches::{Batches, Described, TableInfo};
 pub use client::QueryClient;
+pub use dialect::Dialect;
 pub use encode::Format;
 pub use engine::{ByteStream, EngineConfig, Query, QueryEngine, ResultStream, StreamEnd};
 pub use error::QueryError;

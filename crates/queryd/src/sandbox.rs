@@ -52,6 +52,31 @@ pub fn check(sql: &str, max_depth: usize) -> Result<DfStatement, QueryError> {
     Ok(stmt)
 }
 
+/// Like [`check`], with a protocol's own parser (e.g. PostgreSQL's, which
+/// rewrites catalog queries): the same token guard first, then exactly one
+/// statement, the same allow-list and the same depth check.
+pub fn check_with(
+    sql: &str,
+    max_depth: usize,
+    parse: &dyn Fn(&str) -> Result<Vec<SqlStatement>, QueryError>,
+) -> Result<DfStatement, QueryError> {
+    if sql.trim().is_empty() {
+        return Err(QueryError::InvalidRequest("the SQL is empty".to_string()));
+    }
+    limits::check_tokens(sql, max_depth)?;
+    let mut statements = parse(sql)?;
+    if statements.len() != 1 {
+        return Err(QueryError::InvalidRequest(format!(
+            "expected exactly one SQL statement, found {}",
+            statements.len()
+        )));
+    }
+    let stmt = DfStatement::Statement(Box::new(statements.remove(0)));
+    allowed(&stmt)?;
+    limits::check_statement(&stmt, max_depth)?;
+    Ok(stmt)
+}
+
 fn allowed(stmt: &DfStatement) -> Result<(), QueryError> {
     match stmt {
         DfStatement::Statement(s) => allowed_sql(s),

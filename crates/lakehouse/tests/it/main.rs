@@ -7,6 +7,7 @@ mod catalog;
 mod console;
 mod edges;
 mod ingest;
+mod protocols;
 mod query;
 mod storage;
 mod support;

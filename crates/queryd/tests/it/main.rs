@@ -18,6 +18,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tower::ServiceExt;
 
+mod batches;
 mod hardening;
 
 struct Env {

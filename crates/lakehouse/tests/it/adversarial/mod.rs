@@ -13,6 +13,7 @@ mod cases;
 mod fixtures;
 mod harness;
 mod http;
+mod protocols;
 mod soak;
 
 use std::time::Duration;

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Real-client checks of lakehouse's PostgreSQL and Flight SQL listeners.
+
+Run by crates/lakehouse/tests/it/protocols.rs against a live server holding
+the fixture dataset `sales` (ids 1-3, see FIXTURE below); also usable by
+hand:
+
+    python3 tests/protocols/clients.py psycopg PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-limits PORT READ_TOKEN
+    python3 tests/protocols/clients.py psycopg-limits PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-hostile-tokens PORT READ_TOKEN
+        (a server with max_rows=5, timeout_secs=1, memory_limit=4MiB)
+    python3 tests/protocols/clients.py hold-pg PORT TOKEN SQL   (runs SQL, never returns)
+    python3 tests/protocols/clients.py hold-flight PORT TOKEN SQL
+
+Exits 0 when every check passed; a failed check raises (non-zero exit, with
+the traceback). Prints one line per check.
+"""
+
+import datetime as dt
+import decimal
+import sys
+
+# The rows the Rust test ingests (id, name, price, qty, ok, day, ts, tsz, amount, tags).
+FIXTURE = [
+    (1, "a", 1.5, 10, True, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 1),
+     dt.datetime(2024, 1, 1, 0, 0, 1, tzinfo=dt.timezone.utc), decimal.Decimal("1.25"), ["x"]),
+    (2, "b", 2.5, 20, False, dt.date(2024, 1, 2), dt.datetime(2024, 1, 2, 3, 4, 5, 678000),
+     dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc), decimal.Decimal("-2.50"), ["y", "z"]),
+    (3, "c", None, 30, None, dt.date(2024, 1, 3), dt.datetime(2024, 1, 3, 0, 0, 0),
+     dt.datetime(2024, 1, 3, 0, 0, 0, tzinfo=dt.timezone.utc), decimal.Decimal("0.00"), []),
+]
+COLUMNS = "id, name, price, qty, ok, day, ts, tsz, amount, tags"
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok {name}")
+
+
+def expect_error(name, fn, *needles):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the client's own error classes differ
+        text = f"{type(e).__name__}: {e} {getattr(e, 'sqlstate', '')}"
+        for n in needles:
+            check(name, n in text, f"{n!r} not in {text!r}")
+        return e
+    raise AssertionError(f"{name}: no error")
+
+
+def psycopg_checks(port, token):
+    import psycopg
+
+    base = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester sslmode=disable"
+    dsn = f"{base} password={token}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(f"SELECT {COLUMNS} FROM sales ORDER BY id").fetchall()
+        check("text rows round-trip every type", rows == FIXTURE, rows)
+        with conn.cursor(binary=True) as cur:
+            cur.execute(f"SELECT {COLUMNS} FROM sales WHERE id = %s", [2])
+            check("binary rows with a parameter", cur.fetchall() == [FIXTURE[1]])
+        r = conn.execute(
+            "SELECT %s::bigint + 1, %s || 'x', %s * 2, %s, %s::date, %s::timestamp",
+            [41, "a", 1.25, True, dt.date(2020, 2, 29), dt.datetime(2020, 1, 1, 12, 30)],
+        ).fetchone()
+        check("parameters of each type", r == (42, "ax", 2.5, True, dt.date(2020, 2, 29),
+                                                dt.datetime(2020, 1, 1, 12, 30)), r)
+        r = conn.execute("SELECT name FROM sales WHERE day > %s AND qty < %s ORDER BY id",
+                         [dt.date(2024, 1, 1), 30]).fetchall()
+        check("inferred parameter types", r == [("b",)], r)
+        stmt = "SELECT count(*) FROM sales WHERE qty >= %s"
+        for n, want in [(10, 3), (20, 2), (31, 0)]:
+            got = conn.execute(stmt, [n], prepare=True).fetchone()[0]
+            check(f"prepared statement with {n}", got == want, got)
+        e = expect_error("unknown table", lambda: conn.execute("SELECT * FROM nope"), "42P01")
+        check("unknown table class", isinstance(e, psycopg.errors.UndefinedTable), type(e))
+        expect_error("syntax error", lambda: conn.execute("SELEC 1"), "42601")
+        expect_error("read-only", lambda: conn.execute("CREATE TABLE t2 AS SELECT 1"), "42501")
+        check("still usable after errors", conn.execute("SELECT 1").fetchone() == (1,))
+    # Server-side cursor inside a transaction (psycopg sends BEGIN, DECLARE, FETCH, CLOSE).
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor(name="c1") as cur:
+            cur.itersize = 2
+            cur.execute("SELECT id, name FROM sales WHERE id >= %s ORDER BY id", [1])
+            check("cursor description", [d.name for d in cur.description] == ["id", "name"])
+            got = [r for r in cur]
+            check("server-side cursor rows", got == [(1, "a"), (2, "b"), (3, "c")], got)
+        with conn.cursor(name="c2", binary=True) as cur:
+            cur.execute(f"SELECT {COLUMNS} FROM sales ORDER BY id")
+            check("binary server-side cursor", cur.fetchmany(2) == FIXTURE[:2])
+            check("cursor rest", cur.fetchall() == FIXTURE[2:])
+        conn.commit()
+    expect_error("wrong token", lambda: psycopg.connect(f"{base} password=not-a-valid-token-0000"),
+                 "password authentication failed")
+    expect_error("no token", lambda: psycopg.connect(base, connect_timeout=5), "password")
+
+
+def adbc_connect(port, **kwargs):
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    return flightsql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=kwargs)
+
+
+def bearer(token):
+    return {"adbc.flight.sql.authorization_header": f"Bearer {token}"}
+
+
+def adbc_checks(port, token):
+    with adbc_connect(port, **bearer(token)) as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT {COLUMNS} FROM sales ORDER BY id")
+        t = cur.fetch_arrow_table()
+        check("fetch_arrow_table", t.num_rows == 3 and t.column("name").to_pylist() == ["a", "b", "c"], t)
+        check("decimal and list types", t.column("amount").to_pylist() == [r[8] for r in FIXTURE]
+              and t.column("tags").to_pylist() == [r[9] for r in FIXTURE], t)
+        cur.execute("SELECT name, qty FROM sales WHERE id = ? OR qty > ? ORDER BY id", parameters=(1, 25))
+        got = cur.fetchall()
+        check("bind parameters", got == [("a", 10), ("c", 30)], got)
+        cur.execute("SELECT ? + 1 AS n", parameters=(41,))
+        check("untyped parameter", cur.fetchall() == [(42,)])
+        objs = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        cat = [c for c in objs if c["catalog_name"] == "lakehouse"]
+        check("get_objects catalog", len(cat) == 1, objs)
+        schemas = {s["db_schema_name"]: s for s in cat[0]["catalog_db_schemas"]}
+        tables = {t["table_name"]: t for t in schemas["public"]["db_schema_tables"]}
+        check("get_objects tables", "sales" in tables, tables.keys())
+        cols = [c["column_name"] for c in tables["sales"]["table_columns"]]
+        check("get_objects columns", cols == COLUMNS.split(", "), cols)
+        check("get_table_schema", conn.adbc_get_table_schema("sales").names == COLUMNS.split(", "))
+        expect_error("unknown table", lambda: cur.execute("SELECT * FROM nope"), "unknown table")
+        expect_error("syntax error", lambda: cur.execute("SELEC 1"), "syntax error")
+        expect_error("read-only", lambda: cur.execute("CREATE TABLE t2 AS SELECT 1"), "not allowed")
+        cur.close()
+    with adbc_connect(port, username="anyone", password=token) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) AS n FROM sales")
+        check("basic-auth handshake", cur.fetchall() == [(3,)])
+        cur.close()
+
+    def wrong():
+        with adbc_connect(port, **bearer("not-a-valid-token-0000")) as c:
+            cur = c.cursor()
+            cur.execute("SELECT 1")
+
+    expect_error("wrong token", wrong, "token is not valid")
+
+    def no_token():
+        with adbc_connect(port) as c:
+            cur = c.cursor()
+            cur.execute("SELECT 1")
+
+    expect_error("no token", no_token, "needs a token")
+
+
+# A query over the memory limit (a hash join's build side cannot spill) and
+# one that runs for minutes unless stopped.
+BIG_JOIN = ("SELECT count(*) FROM generate_series(1, 2000000) a(v) "
+            "JOIN generate_series(1, 2000000) b(w) ON v = w")
+SLOW = "SELECT count(*) FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b"
+
+
+def limit_checks(run):
+    """`run(sql)` returns all rows; the server has max_rows=5, timeout 1 s, 4 MiB."""
+    check("under max_rows", len(run("SELECT * FROM generate_series(1, 5)")) == 5)
+    expect_error("over max_rows", lambda: run("SELECT * FROM generate_series(1, 100)"), "max_rows")
+    expect_error("timeout", lambda: run(SLOW), "timeout_secs")
+    expect_error("memory limit", lambda: run(BIG_JOIN), "memory_limit")
+    check("still usable after limits", run("SELECT 1 AS one") == [(1,)])
+
+
+def adbc_limit_checks(port, token):
+    with adbc_connect(port, **bearer(token)) as conn:
+        def run(sql):
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                return cur.fetchall()
+            finally:
+                cur.close()
+        limit_checks(run)
+        e = expect_error("over max_rows code", lambda: run("SELECT * FROM generate_series(1, 100)"), "max_rows")
+        text = str(e)
+        check("over max_rows status", "RESOURCE_EXHAUSTED" in text or "ResourceExhausted" in text, text)
+
+
+def psycopg_limit_checks(port, token):
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester password={token} sslmode=disable"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        limit_checks(lambda sql: conn.execute(sql).fetchall())
+        expect_error("timeout state", lambda: conn.execute(SLOW), "57014")
+        expect_error("memory state", lambda: conn.execute(BIG_JOIN), "53200")
+        expect_error("max_rows state", lambda: conn.execute("SELECT * FROM generate_series(1, 100)").fetchall(),
+                     "54000")
+
+
+def adbc_hostile_token_checks(port, token):
+    """Wrong, oversized and malformed credentials: errors, and the server still serves."""
+    def attempt(**kwargs):
+        with adbc_connect(port, **kwargs) as c:
+            cur = c.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+    cases = [
+        ("wrong bearer", bearer("not-a-valid-token-0000")),
+        ("reader token with a suffix", bearer(token + "x")),
+        ("64 KiB bearer", bearer("a" * (64 << 10))),
+        ("basic, wrong password", {"username": "x", "password": "not-a-valid-token-0000"}),
+        ("basic, empty password", {"username": "x", "password": ""}),
+        ("unknown scheme", {"adbc.flight.sql.authorization_header": "Digest abc"}),
+        ("basic, not base64", {"adbc.flight.sql.authorization_header": "Basic !!!"}),
+    ]
+    for name, kwargs in cases:
+        expect_error(name, lambda: attempt(**kwargs))
+    with adbc_connect(port, **bearer(token)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1 AS one")
+        check("serves after hostile tokens", cur.fetchall() == [(1,)])
+        cur.close()
+
+
+def hold(kind, port, token, sql):
+    """Runs a long query and waits forever (the test kills this process)."""
+    print("started", flush=True)
+    if kind == "pg":
+        import psycopg
+
+        conn = psycopg.connect(f"host=127.0.0.1 port={port} dbname=lakehouse user=t "
+                               f"password={token} sslmode=disable")
+        conn.execute(sql).fetchall()
+    else:
+        with adbc_connect(port, **bearer(token)) as conn:
+            cur = conn.cursor()
+            cur.execute(sql)
+            cur.fetchall()
+
+
+def main():
+    cmd, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if cmd == "psycopg":
+        psycopg_checks(port, token)
+    elif cmd == "adbc":
+        adbc_checks(port, token)
+    elif cmd == "adbc-limits":
+        adbc_limit_checks(port, token)
+    elif cmd == "adbc-hostile-tokens":
+        adbc_hostile_token_checks(port, token)
+    elif cmd == "psycopg-limits":
+        psycopg_limit_checks(port, token)
+    elif cmd in ("hold-pg", "hold-flight"):
+        hold(cmd.split("-")[1], port, token, sys.argv[4])
+    else:
+        sys.exit(f"unknown command {cmd}")
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
