@@ -54,7 +54,9 @@ impl http_body::Body for Tap {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(http_body::Body::is_end_stream)
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -142,7 +144,9 @@ mod tests {
             body.len()
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&body).await.expect("the server read the whole body");
+        s.write_all(&body)
+            .await
+            .expect("the server read the whole body");
         let mut answer = Vec::new();
         let _ = s.read_to_end(&mut answer).await;
         let text = String::from_utf8_lossy(&answer);

@@ -5,6 +5,7 @@
 //! `unknown_table`, `too_many_rows`, …) travels in the `lakehouse-error-code`
 //! metadata. Server faults carry only an id; the details are logged.
 
+use lakehouse_common::upstream::UpstreamKind;
 use lakehouse_queryd::QueryError;
 use tonic::{Code, Status};
 
@@ -70,6 +71,10 @@ fn query_code(q: &QueryError) -> Code {
         | QueryError::ValueTooLarge(_)
         | QueryError::TooManyRows { .. } => Code::ResourceExhausted,
         QueryError::MemoryPressure { .. } | QueryError::Unavailable { .. } => Code::Unavailable,
+        QueryError::Upstream(up) => match up.kind {
+            UpstreamKind::Timeout => Code::DeadlineExceeded,
+            UpstreamKind::Unreachable | UpstreamKind::Broken => Code::Unavailable,
+        },
         QueryError::Catalog(_) => match q.status().as_u16() {
             503 => Code::Unavailable,
             _ => Code::Internal,

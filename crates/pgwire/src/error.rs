@@ -15,9 +15,11 @@
 //! | memory limit, memory pressure | 53200 `out_of_memory` |
 //! | function output over its limit, more rows than `max_rows` | 54000 `program_limit_exceeded` |
 //! | damaged dataset | XX001 `data_corrupted` |
-//! | a remote service unavailable | 58000 `system_error` |
+//! | a remote service unavailable (or unreachable) | 58000 `system_error` |
+//! | a remote service that timed out | 57014 `query_canceled` |
 //! | anything else on the server | XX000 `internal_error` (message: an id; details logged) |
 
+use lakehouse_common::upstream::UpstreamKind;
 use lakehouse_queryd::QueryError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
@@ -39,6 +41,10 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::ValueTooLarge(_) | QueryError::TooManyRows { .. } => "54000",
         QueryError::DatasetDamaged(_) => "XX001",
         QueryError::Unavailable { .. } => "58000",
+        QueryError::Upstream(up) => match up.kind {
+            UpstreamKind::Timeout => "57014",
+            UpstreamKind::Unreachable | UpstreamKind::Broken => "58000",
+        },
         QueryError::Catalog(_) | QueryError::Internal(_) => match e.status().as_u16() {
             503 => "58000",
             _ => "XX000",

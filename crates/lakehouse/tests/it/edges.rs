@@ -432,10 +432,7 @@ async fn traversal_variants_get_the_same_answer_in_both_deployments() {
         // Keys and sizes (etags and times differ between the two stores).
         let listed = |v: Value| -> Value {
             match v["objects"].as_array() {
-                Some(objs) => objs
-                    .iter()
-                    .map(|o| json!([o["key"], o["size"]]))
-                    .collect(),
+                Some(objs) => objs.iter().map(|o| json!([o["key"], o["size"]])).collect(),
                 None => v["error"]["code"].clone(),
             }
         };
