@@ -140,7 +140,7 @@ mod tests {
         let body = vec![b'a'; 6 << 20];
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = format!(
-            "POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            "POST /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         s.write_all(head.as_bytes()).await.unwrap();

@@ -77,8 +77,11 @@ impl UpstreamError {
     /// Classifies a failed `reqwest` call by the error's type: a failed
     /// connect is `Unreachable` (a connect timeout included: nothing
     /// answered), any other timeout is `Timeout`, anything else `Broken`.
+    /// A pooled connection the service closed before any answer (hyper's
+    /// `is_incomplete_message`: the process went away between requests) is
+    /// `Unreachable` too.
     pub fn from_reqwest(service: &'static str, url: impl Into<String>, e: reqwest::Error) -> Self {
-        let kind = if e.is_connect() {
+        let kind = if e.is_connect() || closed_before_answer(&e) {
             UpstreamKind::Unreachable
         } else if e.is_timeout() {
             UpstreamKind::Timeout
@@ -182,6 +185,19 @@ impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> Self {
         ApiError::from(&e)
     }
+}
+
+/// Whether hyper says the connection closed before a whole answer came
+/// (typed: `hyper::Error::is_incomplete_message`, found in the source chain).
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing catalogs")?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Self::info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -256,7 +256,7 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request, "listing table types")?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Self::info(
             &schema,
             query.as_any().encode_to_vec(),

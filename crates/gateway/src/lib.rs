@@ -153,16 +153,34 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// (`Trailer`, which names a response's trailer fields, is end to end; `TE`
+/// is re-sent by [`wants_trailers`].)
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Whether the client accepts trailers (`TE: trailers`): then the gateway
+/// asks the upstream for them too and passes them on (queryd's Arrow results
+/// say in a trailer whether they were cut at `max_rows`).
+fn wants_trailers(h: &HeaderMap) -> bool {
+    h.get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
+}
 
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
@@ -261,6 +279,10 @@ impl Gateway {
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         copy_headers(&parts.headers, out.headers_mut());
+        if wants_trailers(&parts.headers) {
+            out.headers_mut()
+                .insert(header::TE, http::HeaderValue::from_static("trailers"));
+        }
         let resp = match tokio::time::timeout(self.cfg.response_timeout, self.forward.request(out))
             .await
         {

@@ -31,7 +31,7 @@ pub enum IngestError {
     #[error("completing the upload failed: {0}")]
     Upload(#[source] std::io::Error),
     #[error("catalog error: {0}")]
-    Catalog(#[source] lakehouse_catalogd::CatalogError),
+    Catalog(#[source] Box<lakehouse_catalogd::CatalogError>),
     /// The dataset's stored manifest lists objects it does not own; the
     /// catalog refuses it until an admin deletes it or it is registered again.
     #[error("{0}")]

@@ -124,7 +124,7 @@ fn catalog_err(e: CatalogError) -> IngestError {
     match e.kind() {
         ErrorKind::InvalidName => IngestError::InvalidName(e.to_string()),
         ErrorKind::Quarantined => IngestError::Quarantined(e.to_string()),
-        _ => IngestError::Catalog(e),
+        _ => IngestError::Catalog(Box::new(e)),
     }
 }
 

