@@ -727,12 +727,14 @@ const SLOW_ENV: [(&str, &str); 2] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_all_in_one() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let d = Deployment::all_in_one(&SLOW_ENV);
     slow_clients_are_cut_off(d.front()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_split() {
+    let _heavy = crate::support::HEAVY.lock().await;
     // The gateway is the front door; the daemons keep the defaults (their
     // idle timeout must stay above the gateway's pool idle timeout).
     let d = Deployment::split(&SLOW_ENV);

@@ -352,3 +352,10 @@ pub fn parquet_file(rows: u64, size: usize) -> Vec<u8> {
     }
     panic!("cannot pad a Parquet file to {size} bytes");
 }
+
+/// Held by the tests that load the machine on purpose (the adversarial
+/// suite, the soak, hundreds of slow connections), so they run one at a
+/// time: each measures timings that another one beside it would distort.
+/// (`HEAVY.blocking_lock()` in a plain test, `HEAVY.lock().await` in an
+/// async one.)
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -22,17 +22,20 @@ use crate::support::Cluster;
 
 #[test]
 fn adversarial_all_in_one() {
+    let _heavy = crate::support::HEAVY.blocking_lock();
     harness::run(false);
 }
 
 #[test]
 fn adversarial_split() {
+    let _heavy = crate::support::HEAVY.blocking_lock();
     harness::run(true);
 }
 
 /// The soak, short (`LAKEHOUSE_SOAK_SECS`, default 25) on a debug build.
 #[test]
 fn soak_short() {
+    let _heavy = crate::support::HEAVY.blocking_lock();
     let secs = std::env::var("LAKEHOUSE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
