@@ -221,7 +221,7 @@ pub async fn serve(
     limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let max = effective_max_connections(limits.max_connections, fd_limit());
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -273,6 +273,103 @@ pub async fn serve(
     // Every connection holds a slot until it ends: all slots back = all done.
     let _all = slots.acquire_many(max as u32).await;
     Ok(())
+}
+
+/// The listen backlog asked for (the kernel caps it at
+/// `net.core.somaxconn`). The usual 128 overflows under a burst of
+/// connections; with SYN cookies on, an overflowed connection that sends
+/// nothing stays open on the client's side and is never served.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` (`host:port`) with [`LISTEN_BACKLOG`] and
+/// `SO_REUSEADDR` (a restart does not wait for old connections' TIME_WAIT).
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    }))
+}
+
+/// Raises this process's soft limit on open files to its hard limit, as
+/// servers do at start: the default soft limit (often 1,024) is below
+/// [`ConnLimits::max_connections`], and a process at its limit cannot
+/// accept (the connection hangs in the backlog) nor open a file. Returns the
+/// soft limit now in force (`None` where it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// The soft limit on open files (`None`: unknown or unlimited).
+fn fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Descriptors kept for everything but client connections (files, the
+/// services' own clients, listeners).
+const FD_RESERVE: u64 = 256;
+
+/// The connection cap actually used: the configured one, lowered so that
+/// connections (each may cost two descriptors: the client's and, through
+/// the gateway, one upstream) cannot exhaust the file limit. At the cap new
+/// connections wait in the backlog and are served in turn; out of
+/// descriptors, they would wait with no turn coming.
+fn effective_max_connections(configured: usize, fd_limit: Option<u64>) -> usize {
+    let configured = configured.clamp(1, u32::MAX as usize);
+    let Some(limit) = fd_limit else {
+        return configured;
+    };
+    let by_fds = (limit.saturating_sub(FD_RESERVE) / 2).max(16) as usize;
+    if by_fds < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_file_limit = limit,
+            using = by_fds,
+            "the open-file limit is too low for max_connections: capping connections (raise `ulimit -n`)"
+        );
+    }
+    configured.min(by_fds)
 }
 
 /// Accept errors: a connection that died in the backlog is skipped; running
@@ -364,4 +461,60 @@ enum Closing {
     TimedOut,
     /// Server shutdown: every in-flight request finishes.
     Draining,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_max_connections as eff;
+
+    #[tokio::test]
+    async fn listeners_have_a_deep_backlog() {
+        let l = super::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        // 300 connections with nobody accepting: all complete (a backlog
+        // of 128 would leave some in SYN-cookie limbo or refused).
+        let mut conns = Vec::new();
+        for _ in 0..300 {
+            let c = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            .expect("connect in time")
+            .expect("connected");
+            conns.push(c);
+        }
+        let mut accepted = 0;
+        while accepted < 300 {
+            tokio::time::timeout(std::time::Duration::from_secs(5), l.accept())
+                .await
+                .expect("every connection is in the backlog")
+                .unwrap();
+            accepted += 1;
+        }
+        assert!(super::bind("no-such-host.invalid:1").await.is_err());
+    }
+
+    #[test]
+    fn the_cap_follows_the_open_file_limit() {
+        assert_eq!(eff(4096, None), 4096);
+        assert_eq!(eff(4096, Some(1_048_576)), 4096);
+        assert_eq!(eff(4096, Some(1024)), 384);
+        assert_eq!(eff(100, Some(1024)), 100);
+        assert_eq!(eff(4096, Some(10)), 16);
+        assert_eq!(eff(0, None), 1);
+    }
+
+    #[test]
+    fn raising_the_file_limit_reaches_the_hard_limit() {
+        let now = super::raise_fd_limit().expect("readable");
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        #[allow(unsafe_code)]
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+        assert!(ok);
+        assert_eq!((lim.rlim_cur, lim.rlim_cur), (lim.rlim_max, now));
+    }
 }

@@ -94,6 +94,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format);
+            match lakehouse_common::conn::raise_fd_limit() {
+                Some(n) => tracing::debug!(open_file_limit = n, "open-file limit"),
+                None => tracing::warn!("the open-file limit cannot be read"),
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -105,7 +105,7 @@ async fn bind_one(
     let Some(addr) = address(configured, default) else {
         return Ok(None);
     };
-    match TcpListener::bind(addr).await {
+    match lakehouse_common::conn::bind(addr).await {
         Ok(l) => Ok(Some(l)),
         Err(e) if configured.is_none() => {
             tracing::warn!(

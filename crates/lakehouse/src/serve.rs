@@ -341,7 +341,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics_sources,
     };
     let app = server::finish_router(router, metrics, checks, &opts);
-    let listener = tokio::net::TcpListener::bind(&bind)
+    let listener = lakehouse_common::conn::bind(&bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;

@@ -577,7 +577,7 @@ async fn every_error_is_json_with_allow_in_both_deployments() {
 /// every `every`; returns how long the server kept it open (`None`: still
 /// open after `give_up`).
 async fn slowloris(front: String, every: Duration, give_up: Duration) -> Option<Duration> {
-    let s = TcpStream::connect(addr(&front)).await.ok()?;
+    let s = connect(&front).await;
     let start = Instant::now();
     let (mut r, mut w) = s.into_split();
     let drip = async {
@@ -607,9 +607,17 @@ async fn slowloris(front: String, every: Duration, give_up: Duration) -> Option<
     }
 }
 
+/// A connection that must open (a failure here is the test's own, e.g. out
+/// of descriptors, not the server holding a connection).
+async fn connect(front: &str) -> TcpStream {
+    TcpStream::connect(addr(front))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {front}: {e}"))
+}
+
 /// Holds a connection without sending anything; how long it stayed open.
 async fn silent(front: String, give_up: Duration) -> Option<Duration> {
-    let mut s = TcpStream::connect(addr(&front)).await.ok()?;
+    let mut s = connect(&front).await;
     let start = Instant::now();
     let mut buf = [0u8; 64];
     match tokio::time::timeout(give_up, s.read(&mut buf)).await {
@@ -647,6 +655,8 @@ async fn real_requests(front: &str, round: usize) -> Duration {
 }
 
 async fn slow_clients_are_cut_off(front: &str) {
+    // This process holds 650 client sockets beside the rest of the suite's.
+    lakehouse_common::conn::raise_fd_limit();
     const SLOW: usize = 600;
     const SILENT: usize = 50;
     // Generous: with the rest of the suite running beside it on two cores,
