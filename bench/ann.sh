@@ -37,7 +37,7 @@ for metric in l2 cosine; do
   [ -f "$dir/meta.json" ] || "$py" "$shared/bench/gen_vectors.py" "$dir" --metric "$metric"
 done
 
-cargo build --release -q -p lakehouse-bench --bin ann
+cargo build --release -q --workspace --bins
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

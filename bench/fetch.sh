@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check duckdb==2.0.0 pyarrow==26.0.1 \
   'psycopg[binary]==3.3.9' adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p lakehouse
+cargo build --release -q --workspace --bins
 exec python3 bench/fetch.py --lakehouse "$target/release/lakehouse" "$@"

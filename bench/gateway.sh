@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin gateway
+cargo build --release -q --workspace --bins
 exec "$target/release/gateway" --lakehouse "$target/release/lakehouse" "$@"

@@ -8,6 +8,6 @@ if [ ! -f bench/data/tpch-csv/lineitem.csv ]; then
   tpchgen-cli csv -s 1 --tables lineitem --output-dir bench/data/tpch-csv
 fi
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin ingest
+cargo build --release -q --workspace --bins
 exec "$target/release/ingest" --lakehouse "$target/release/lakehouse" \
   --csv bench/data/tpch-csv/lineitem.csv --peers ../shared/bench/peers_ingest.py "$@"

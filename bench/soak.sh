@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin soak
+cargo build --release -q --workspace --bins
 exec "$target/release/soak" --lakehouse "$target/release/lakehouse" "$@"

@@ -14,6 +14,6 @@ if [ ! -f "$data/lineitem.parquet" ]; then
   tpchgen-cli parquet -s 1 --output-dir "$data"
 fi
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin tpch
+cargo build --release -q --workspace --bins
 exec "$target/release/tpch" --lakehouse "$target/release/lakehouse" --data "$data" \
   --peers "$shared/bench/peers_tpch.py" "$@"

@@ -39,7 +39,7 @@ fi
 [ -f bench/data/ann-l2/meta.json ] ||
   "$py" "$shared/bench/gen_vectors.py" bench/data/ann-l2 --metric l2
 
-cargo build --release -q -p lakehouse -p lakehouse-bench --bin lakehouse --bin vectors_add
+cargo build --release -q --workspace --bins
 
 for data in emb-384 ann-l2; do
   echo "== $data ($(uptime | sed 's/.*load average/load average/'))"

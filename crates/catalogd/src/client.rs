@@ -5,13 +5,11 @@
 //! from message text, so `err.kind()` is the same for a remote catalog as for
 //! an in-process one.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lakehouse_common::error::ErrorBody;
-use lakehouse_common::{ClientOptions, UpstreamError, UpstreamKind, http_client};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use lakehouse_common::client::{CallError, ServiceClient, path_segments};
+use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -19,18 +17,10 @@ use crate::error::{CatalogError, ErrorKind, Result};
 use crate::http::ListResponse;
 use crate::{Catalog, Manifest, RegisterRequest, RegisterResponse};
 
-/// Everything but RFC 3986 unreserved characters is escaped in a segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// A remote catalogd at `base_url`.
 #[derive(Debug, Clone)]
 pub struct CatalogClient {
-    base: Arc<str>,
-    http: reqwest::Client,
+    remote: ServiceClient,
 }
 
 impl CatalogClient {
@@ -49,77 +39,46 @@ impl CatalogClient {
 
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {
         Self {
-            base: base_url.trim_end_matches('/').into(),
-            http,
+            remote: ServiceClient::new("catalogd", base_url, http),
         }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.remote.base_url()
     }
 
     fn manifest_url(&self, name: &str) -> String {
-        let encoded: Vec<String> = name
-            .split('/')
-            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-            .collect();
-        format!("{}/catalog/manifest/{}", self.base, encoded.join("/"))
+        self.remote
+            .url(&format!("/catalog/manifest/{}", path_segments(name)))
     }
 
     /// No usable answer: the source is an [`UpstreamError`] (classified by
     /// the error's type), so every edge can answer 503/504/502 naming catalogd.
     fn unavailable(&self, source: UpstreamError) -> CatalogError {
         CatalogError::Unavailable {
-            url: self.base.to_string(),
+            url: self.base_url().to_string(),
             source: Box::new(source),
         }
     }
 
-    fn transport(&self, e: reqwest::Error) -> CatalogError {
-        self.unavailable(UpstreamError::from_reqwest("catalogd", &*self.base, e))
+    fn error(&self, e: CallError) -> CatalogError {
+        match e {
+            CallError::Upstream(up) => self.unavailable(up),
+            CallError::Remote(r) => CatalogError::Remote {
+                kind: kind_from(r.status, &r.code),
+                status: r.status.as_u16(),
+                code: r.code,
+                message: r.message,
+            },
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = lakehouse_common::request_id::propagate(req)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(self.error_from(resp).await)
-        }
+        self.remote.send(req).await.map_err(|e| self.error(e))
     }
 
     async fn json<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
-        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
-        serde_json::from_slice(&body).map_err(|e| {
-            self.unavailable(UpstreamError::new(
-                "catalogd",
-                &*self.base,
-                UpstreamKind::Broken,
-                Some(Box::new(e)),
-            ))
-        })
-    }
-
-    async fn error_from(&self, resp: reqwest::Response) -> CatalogError {
-        let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(b) => (b.error.code, b.error.message),
-            // Not our envelope (a proxy's page, say): keep a bounded excerpt.
-            Err(_) => (
-                String::new(),
-                String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
-            ),
-        };
-        CatalogError::Remote {
-            kind: kind_from(status, &code),
-            status: status.as_u16(),
-            code,
-            message,
-        }
+        self.remote.json(resp).await.map_err(|e| self.error(e))
     }
 }
 
@@ -160,8 +119,9 @@ impl Catalog for CatalogClient {
     async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
         let resp = self
             .send(
-                self.http
-                    .post(format!("{}/catalog/register", self.base))
+                self.remote
+                    .http()
+                    .post(self.remote.url("/catalog/register"))
                     .json(&req),
             )
             .await?;
@@ -169,19 +129,24 @@ impl Catalog for CatalogClient {
     }
 
     async fn get(&self, name: &str) -> Result<Manifest> {
-        let resp = self.send(self.http.get(self.manifest_url(name))).await?;
+        let resp = self
+            .send(self.remote.http().get(self.manifest_url(name)))
+            .await?;
         self.json(resp).await
     }
 
     async fn list(&self) -> Result<Vec<Manifest>> {
         let resp = self
-            .send(self.http.get(format!("{}/catalog/list", self.base)))
+            .send(self.remote.http().get(self.remote.url("/catalog/list")))
             .await?;
         Ok(self.json::<ListResponse>(resp).await?.manifests)
     }
 
     async fn delete(&self, name: &str) -> Result<bool> {
-        match self.send(self.http.delete(self.manifest_url(name))).await {
+        match self
+            .send(self.remote.http().delete(self.manifest_url(name)))
+            .await
+        {
             Ok(_) => Ok(true),
             // Delete is idempotent for callers: "was not there" is not an error.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),

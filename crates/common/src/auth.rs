@@ -20,6 +20,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Service;
 use crate::error::ApiError;
 
 /// What a token may do. Ordered: `Read < Write < Admin`.
@@ -313,20 +314,23 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         return Some(Role::Read);
     }
     if method == Method::POST {
-        if path.starts_with("/query/") {
-            return Some(Role::Read);
-        }
-        if let Some(rest) = path.strip_prefix("/vectors/indexes/") {
-            if rest.ends_with("/search") {
-                return Some(Role::Read);
-            }
-            if rest.ends_with("/add") {
-                return Some(Role::Write);
-            }
-        }
-        if path.starts_with("/ingest/") || path == "/catalog/register" || path == "/vectors/indexes"
-        {
-            return Some(Role::Write);
+        // By the service owning the route (the one service table), then
+        // by the route.
+        let rest = |s: Service| path.strip_prefix(s.prefix()).unwrap_or_default();
+        match Service::of_path(path) {
+            Some(s @ Service::Queryd) if !rest(s).is_empty() => return Some(Role::Read),
+            Some(s @ Service::Ingestd) if !rest(s).is_empty() => return Some(Role::Write),
+            Some(s @ Service::Catalogd) if rest(s) == "/register" => return Some(Role::Write),
+            Some(s @ Service::Vectord) => match rest(s).strip_prefix("/indexes") {
+                Some("") => return Some(Role::Write),
+                Some(r) => match r.strip_prefix('/') {
+                    Some(n) if n.ends_with("/search") => return Some(Role::Read),
+                    Some(n) if n.ends_with("/add") => return Some(Role::Write),
+                    _ => {}
+                },
+                None => {}
+            },
+            _ => {}
         }
     }
     Some(Role::Admin)

@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod request_id;
 pub mod server;
+pub mod services;
 pub mod size;
 pub mod upstream;
 
@@ -21,4 +22,5 @@ pub use client::{ClientOptions, http_client};
 pub use error::{ApiError, ApiJson};
 pub use metrics::Metrics;
 pub use server::{ReadyCheck, ServerOptions};
+pub use services::Service;
 pub use upstream::{UpstreamError, UpstreamKind};

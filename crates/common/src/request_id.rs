@@ -40,6 +40,11 @@ pub fn carry<F: std::future::Future>(fut: F) -> impl std::future::Future<Output 
     }
 }
 
+/// `fut` with `id` as the current request id.
+pub async fn with_id<F: std::future::Future>(id: HeaderValue, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
+}
+
 /// Adds the current request id to an outgoing request.
 pub fn propagate(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     match current() {

@@ -48,6 +48,8 @@ pub struct UpstreamError {
     /// How long the caller waited, when it was the caller's own deadline.
     pub waited: Option<Duration>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+    /// The message of another service's answer this one relays.
+    relayed: Option<String>,
 }
 
 impl UpstreamError {
@@ -63,7 +65,26 @@ impl UpstreamError {
             kind,
             waited: None,
             source: source.map(Arc::from),
+            relayed: None,
         }
+    }
+
+    /// The service called answered that *its* upstream failed (503/504/502
+    /// with `"upstream": "<service>"`): the same error, one hop further.
+    /// `None` for any other answer.
+    pub fn from_remote(e: &crate::client::RemoteError) -> Option<Self> {
+        let kind = match e.code.as_str() {
+            "upstream_unavailable" => UpstreamKind::Unreachable,
+            "upstream_timeout" => UpstreamKind::Timeout,
+            "bad_gateway" => UpstreamKind::Broken,
+            _ => return None,
+        };
+        let service = crate::Service::from_name(e.detail_str("upstream"))
+            .map_or(e.service, crate::Service::name);
+        Some(Self {
+            relayed: Some(e.message.clone()),
+            ..Self::new(service, "", kind, Some(Box::new(e.clone())))
+        })
     }
 
     /// The caller's own deadline passed after `waited`.
@@ -146,6 +167,9 @@ impl UpstreamError {
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(m) = &self.relayed {
+            return f.write_str(m);
+        }
         let Self { service, url, .. } = self;
         match (self.kind, self.waited) {
             (UpstreamKind::Unreachable, _) => write!(f, "{service} at {url} is not reachable")?,

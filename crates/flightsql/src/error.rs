@@ -70,7 +70,7 @@ fn query_code(q: &QueryError) -> Code {
         QueryError::MemoryLimit { .. }
         | QueryError::ValueTooLarge(_)
         | QueryError::TooManyRows { .. } => Code::ResourceExhausted,
-        QueryError::MemoryPressure { .. } | QueryError::Unavailable { .. } => Code::Unavailable,
+        QueryError::MemoryPressure { .. } => Code::Unavailable,
         QueryError::Upstream(up) => match up.kind {
             UpstreamKind::Timeout => Code::DeadlineExceeded,
             UpstreamKind::Unreachable | UpstreamKind::Broken => Code::Unavailable,

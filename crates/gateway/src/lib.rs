@@ -35,46 +35,9 @@ use lakehouse_common::{
     ApiError, ClientOptions, ReadyCheck, UpstreamError, UpstreamKind, http_client,
 };
 
-/// The services behind the gateway, each with its route prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Upstream {
-    Storaged,
-    Catalogd,
-    Ingestd,
-    Queryd,
-    Vectord,
-}
-
-impl Upstream {
-    pub const ALL: [Upstream; 5] = [
-        Upstream::Storaged,
-        Upstream::Catalogd,
-        Upstream::Ingestd,
-        Upstream::Queryd,
-        Upstream::Vectord,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Upstream::Storaged => "storaged",
-            Upstream::Catalogd => "catalogd",
-            Upstream::Ingestd => "ingestd",
-            Upstream::Queryd => "queryd",
-            Upstream::Vectord => "vectord",
-        }
-    }
-
-    /// The route prefix this service owns.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Upstream::Storaged => "/storage",
-            Upstream::Catalogd => "/catalog",
-            Upstream::Ingestd => "/ingest",
-            Upstream::Queryd => "/query",
-            Upstream::Vectord => "/vectors",
-        }
-    }
-}
+/// The services behind the gateway, each with its route prefix: rows of
+/// the one service table ([`Service::UPSTREAMS`]).
+pub use lakehouse_common::Service as Upstream;
 
 /// Where each upstream lives, and how long to wait for it.
 #[derive(Clone, Default)]
@@ -321,7 +284,7 @@ impl Gateway {
     /// One `/ready` probe per configured upstream: ready when its own
     /// `/ready` answers 200.
     pub fn ready_checks(self: &Arc<Self>) -> Vec<ReadyCheck> {
-        Upstream::ALL
+        Upstream::UPSTREAMS
             .iter()
             .filter_map(|&up| {
                 let url = format!("{}/ready", self.url(up)?);
@@ -350,7 +313,7 @@ impl Gateway {
 
     /// Every reachable upstream's `/metrics`, for the merged exposition.
     pub async fn upstream_metrics(&self) -> Vec<(String, String)> {
-        let fetches = Upstream::ALL.iter().filter_map(|&up| {
+        let fetches = Upstream::UPSTREAMS.iter().filter_map(|&up| {
             let url = format!("{}/metrics", self.url(up)?);
             Some(async move {
                 let text = async {
@@ -382,7 +345,7 @@ impl Gateway {
 /// The gateway's routes: each prefix (and everything under it) to its upstream.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let mut r = Router::new();
-    for up in Upstream::ALL {
+    for up in Upstream::UPSTREAMS {
         let handler = move |State(gw): State<Arc<Gateway>>, req: Request| async move {
             match gw.forward(up, req).await {
                 Ok(resp) => resp,

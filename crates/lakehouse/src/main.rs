@@ -15,6 +15,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use lakehouse_common::Service;
 
 /// jemalloc rather than glibc malloc: storage streams allocate and free
 /// megabytes per request, and glibc hands those pages back to the kernel, so
@@ -63,8 +64,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Run just this service as a daemon.
-    #[arg(long, value_enum)]
-    pub only: Option<serve::Service>,
+    #[arg(long, value_parser = service_parser())]
+    pub only: Option<Service>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -87,6 +88,13 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// `--only`'s values: the names in the service table.
+fn service_parser() -> impl clap::builder::TypedValueParser<Value = Service> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Service::ALL.map(Service::name))
+        .try_map(|s| s.parse::<Service>())
 }
 
 fn main() -> anyhow::Result<()> {

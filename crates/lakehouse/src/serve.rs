@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, MANIFEST_PREFIX, Registry};
 use lakehouse_common::server::{self, ServerOptions};
-use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck};
+use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck, Service};
 use lakehouse_gateway::{Gateway, GatewayConfig, Upstream};
 use lakehouse_ingestd::writer::WriterConfig;
 use lakehouse_ingestd::{IngestConfig, Ingestor};
@@ -23,44 +23,17 @@ use crate::ServeArgs;
 use crate::config::{Config, Overrides, process_env};
 use crate::protocols;
 
-/// The services a process can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Service {
-    Storaged,
-    Catalogd,
-    Ingestd,
-    Queryd,
-    Vectord,
-    /// The front door of a split deployment: routes to the others.
-    Gateway,
-}
-
-impl Service {
-    fn default_bind(self) -> &'static str {
-        match self {
-            Service::Storaged => "127.0.0.1:8081",
-            Service::Catalogd => "127.0.0.1:8082",
-            Service::Ingestd => "127.0.0.1:8083",
-            Service::Queryd => "127.0.0.1:8084",
-            Service::Vectord => "127.0.0.1:8085",
-            Service::Gateway => "127.0.0.1:8080",
-        }
-    }
-
-    /// The listen address this service uses when it runs alone.
-    fn bind(self, cfg: &Config) -> String {
-        let configured = match self {
-            Service::Storaged => &cfg.storaged.bind,
-            Service::Catalogd => &cfg.catalogd.bind,
-            Service::Ingestd => &cfg.ingestd.bind,
-            Service::Queryd => &cfg.queryd.bind,
-            Service::Vectord => &cfg.vectord.bind,
-            Service::Gateway => &cfg.gateway.bind,
-        };
-        configured
-            .clone()
-            .unwrap_or_else(|| self.default_bind().to_string())
-    }
+/// The listen address a service uses when it runs alone.
+fn bind_of(service: Service, cfg: &Config) -> String {
+    let configured = match service {
+        Service::Storaged => &cfg.storaged.bind,
+        Service::Catalogd => &cfg.catalogd.bind,
+        Service::Ingestd => &cfg.ingestd.bind,
+        Service::Queryd => &cfg.queryd.bind,
+        Service::Vectord => &cfg.vectord.bind,
+        Service::Gateway => &cfg.gateway.bind,
+    };
+    configured.clone().unwrap_or_else(|| service.default_bind())
 }
 
 /// A required upstream URL for a service running alone.
@@ -83,7 +56,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bind = match (overrides.bind, args.only) {
         (Some(b), _) => b,
         (None, None) => cfg.server.bind.clone(),
-        (None, Some(s)) => s.bind(&cfg),
+        (None, Some(s)) => bind_of(s, &cfg),
     };
     // All-in-one runs every service (no gateway: it is the front door itself).
     let runs = |s: Service| match args.only {

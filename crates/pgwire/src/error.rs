@@ -40,7 +40,6 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::MemoryLimit { .. } | QueryError::MemoryPressure { .. } => "53200",
         QueryError::ValueTooLarge(_) | QueryError::TooManyRows { .. } => "54000",
         QueryError::DatasetDamaged(_) => "XX001",
-        QueryError::Unavailable { .. } => "58000",
         QueryError::Upstream(up) => match up.kind {
             UpstreamKind::Timeout => "57014",
             UpstreamKind::Unreachable | UpstreamKind::Broken => "58000",

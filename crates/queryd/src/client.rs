@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use lakehouse_common::error::ErrorBody;
-use lakehouse_common::{ClientOptions, http_client};
+use lakehouse_common::client::{CallError, ServiceClient};
+use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 
 use crate::encode::Format;
 use crate::engine::{ByteStream, Query};
@@ -12,8 +12,7 @@ use crate::error::QueryError;
 /// Talks to `POST {base_url}/query/sql`.
 #[derive(Debug, Clone)]
 pub struct QueryClient {
-    base_url: String,
-    http: reqwest::Client,
+    remote: ServiceClient,
 }
 
 impl QueryClient {
@@ -28,63 +27,51 @@ impl QueryClient {
 
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {
         Self {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            http,
+            remote: ServiceClient::new("queryd", base_url, http),
         }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.remote.base_url()
     }
+}
 
-    fn unavailable(&self, e: impl std::fmt::Display) -> QueryError {
-        QueryError::Unavailable {
-            url: self.base_url.clone(),
-            detail: e.to_string(),
-        }
+/// An error answer from queryd, as the typed error an edge maps again:
+/// a relayed upstream failure stays one; anything else keeps its status,
+/// code and details.
+fn from_call(e: CallError) -> QueryError {
+    match e {
+        CallError::Upstream(up) => QueryError::Upstream(up),
+        CallError::Remote(r) => match UpstreamError::from_remote(&r) {
+            Some(up) => QueryError::Upstream(up),
+            None => QueryError::Remote {
+                status: r.status.as_u16(),
+                code: if r.code.is_empty() {
+                    "remote_error".to_string()
+                } else {
+                    r.code
+                },
+                message: r.message,
+                details: r.details,
+            },
+        },
     }
 }
 
 #[async_trait]
 impl Query for QueryClient {
     async fn sql(&self, sql: &str, format: Format) -> Result<ByteStream, QueryError> {
-        let resp = self
-            .http
-            .post(format!("{}/query/sql", self.base_url))
+        let req = self
+            .remote
+            .http()
+            .post(self.remote.url("/query/sql"))
             .header(reqwest::header::ACCEPT, format.content_type())
-            .json(&serde_json::json!({ "sql": sql, "format": format.name() }))
-            .send()
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.map_err(|e| self.unavailable(e))?;
-            // Typed by status and code, never by the message.
-            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(b) => QueryError::Remote {
-                    status: status.as_u16(),
-                    code: b.error.code,
-                    message: b.error.message,
-                    details: b.error.details,
-                },
-                Err(_) => QueryError::Remote {
-                    status: status.as_u16(),
-                    code: "remote_error".to_string(),
-                    message: format!(
-                        "queryd answered {status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(512)])
-                    ),
-                    details: Default::default(),
-                },
-            });
-        }
-        let url = self.base_url.clone();
+            .json(&serde_json::json!({ "sql": sql, "format": format.name() }));
+        let resp = self.remote.send(req).await.map_err(from_call)?;
+        let remote = self.remote.clone();
         Ok(resp
             .bytes_stream()
-            .map_err(move |e| QueryError::Unavailable {
-                url: url.clone(),
-                detail: format!("the result stream broke off: {e}"),
-            })
+            .map_err(move |e| QueryError::Upstream(remote.transport(e)))
             .boxed())
     }
 }

@@ -130,9 +130,6 @@ pub enum QueryError {
         message: String,
         details: serde_json::Map<String, serde_json::Value>,
     },
-    /// The remote queryd could not be reached.
-    #[error("query service at {url} is unavailable: {detail}")]
-    Unavailable { url: String, detail: String },
 }
 
 fn syntax_message(detail: &str, line: Option<u64>, column: Option<u64>) -> String {
@@ -248,7 +245,6 @@ impl QueryError {
             // A remote answer is passed through with its own code, mapped
             // back to one of ours so no string is leaked into 'static.
             QueryError::Remote { code, .. } => static_code(code),
-            QueryError::Unavailable { .. } => "unavailable",
         }
     }
 
@@ -279,7 +275,6 @@ impl QueryError {
             QueryError::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
-            QueryError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use lakehouse_common::client::{RemoteError, path_segments};
 use lakehouse_common::request_id::propagate;
 use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use object_store::path::Path;
@@ -26,7 +27,6 @@ use object_store::{
     MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, UploadPart,
 };
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode, header};
 use tokio::sync::{mpsc, watch};
 
@@ -37,22 +37,6 @@ const STORE: &str = "storaged";
 /// Bytes a multipart upload may have queued but not yet sent before
 /// `put_part` futures start to wait.
 const UPLOAD_WINDOW: u64 = 32 << 20;
-
-/// Everything but RFC 3986 unreserved characters is escaped in key segments.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// An error response from storaged.
-#[derive(Debug, thiserror::Error)]
-#[error("storaged answered {status}: {message}")]
-pub struct RemoteError {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-}
 
 /// The client got a nonsensical answer, or was used wrongly. (Failing to
 /// get an answer at all is an [`UpstreamError`], the source of an
@@ -125,11 +109,7 @@ impl StoragedClient {
     }
 
     fn object_url(&self, key: &str) -> String {
-        let encoded: Vec<String> = key
-            .split('/')
-            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-            .collect();
-        format!("{}/storage/objects/{}", self.base, encoded.join("/"))
+        format!("{}/storage/objects/{}", self.base, path_segments(key))
     }
 
     /// One page of `GET /storage/list`.
@@ -255,16 +235,7 @@ async fn error_from_response(
 ) -> object_store::Error {
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_slice::<lakehouse_common::error::ErrorBody>(&body)
-    {
-        Ok(b) => (b.error.code, b.error.message),
-        Err(_) => (String::new(), String::from_utf8_lossy(&body).into_owned()),
-    };
-    let source = Box::new(RemoteError {
-        status: status.as_u16(),
-        code,
-        message,
-    });
+    let source = Box::new(RemoteError::from_body(STORE, status, &body));
     let path = key.to_string();
     match status {
         StatusCode::NOT_FOUND => object_store::Error::NotFound { path, source },

@@ -3,6 +3,7 @@
 //! rebuilt from the status and the JSON `error.code`, never from the text.
 
 use async_trait::async_trait;
+use lakehouse_common::client::{CallError, RemoteError, ServiceClient};
 use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -72,8 +73,7 @@ impl Vectors for VectorService {
 /// vectord over HTTP.
 #[derive(Debug, Clone)]
 pub struct VectorClient {
-    base: String,
-    http: reqwest::Client,
+    remote: ServiceClient,
 }
 
 impl VectorClient {
@@ -84,13 +84,16 @@ impl VectorClient {
     /// With a bearer token (auth on).
     pub fn with_options(base_url: &str, opts: &ClientOptions) -> Self {
         Self {
-            base: base_url.trim_end_matches('/').to_string(),
-            http: http_client(opts),
+            remote: ServiceClient::new("vectord", base_url, http_client(opts)),
         }
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/vectors/indexes{rest}", self.base)
+        self.remote.url(&format!("/vectors/indexes{rest}"))
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.remote.http()
     }
 
     async fn send<T: DeserializeOwned>(
@@ -107,62 +110,86 @@ impl VectorClient {
         req: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<(StatusCode, Option<T>)> {
-        let transport = |e| UpstreamError::from_reqwest("vectord", &self.base, e);
-        let resp = lakehouse_common::request_id::propagate(req)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport)?;
-        if status.is_success() {
+        let call = async {
+            let resp = self.remote.send(req).await?;
+            let status = resp.status();
+            let body = self.remote.bytes(resp).await?;
             if status == StatusCode::NO_CONTENT || body.is_empty() {
                 return Ok((status, None));
             }
-            return serde_json::from_slice(&body)
+            serde_json::from_slice(&body)
                 .map(|v| (status, Some(v)))
-                .map_err(|e| VectorError::Internal(format!("bad answer from vectord: {e}")));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let code = v["error"]["code"].as_str().unwrap_or("");
-        let msg = v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        Err(match (status, code) {
-            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => VectorError::Denied {
-                forbidden: status == StatusCode::FORBIDDEN,
-                message: msg,
-            },
-            (StatusCode::NOT_FOUND, "item_not_found") => VectorError::ItemNotFound {
-                index: what.to_string(),
-                id: v["error"]["id"].as_str().unwrap_or_default().to_string(),
-            },
-            (StatusCode::NOT_FOUND, _) => VectorError::IndexNotFound(format!("{what}: {msg}")),
-            (StatusCode::CONFLICT, _) => VectorError::ParamsConflict {
-                name: what.to_string(),
-                existing: msg,
-            },
-            (StatusCode::PAYLOAD_TOO_LARGE, _) => VectorError::BatchTooLarge {
-                got: detail_usize(&v, "got"),
-                limit: detail_usize(&v, "limit"),
-            },
-            (_, "invalid_name") => VectorError::InvalidName {
-                name: what.to_string(),
-                reason: msg,
-            },
-            (_, "invalid_params") => VectorError::InvalidParams(msg),
-            (_, "invalid_body") => VectorError::InvalidBody(msg),
-            (_, "invalid_item") => VectorError::InvalidItem {
-                position: detail_usize(&v, "position"),
-                id: v["error"]["id"].as_str().unwrap_or_default().to_string(),
-                reason: v["error"]["reason"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or(msg),
-            },
-            (s, _) if s.is_client_error() => VectorError::InvalidSearch(msg),
-            _ => VectorError::Internal(msg),
+                .map_err(|e| CallError::Upstream(self.remote.broken(e)))
+        };
+        call.await.map_err(|e| match e {
+            CallError::Upstream(up) => VectorError::Upstream(up),
+            CallError::Remote(r) => from_remote(r, what),
         })
+    }
+}
+
+/// The inverse of the edge's `From<VectorError> for ApiError`: the code
+/// decides; the status only when the code is unknown (a proxy's answer).
+/// `what` is the index the call was about.
+pub fn from_remote(e: RemoteError, what: &str) -> VectorError {
+    if let Some(up) = UpstreamError::from_remote(&e) {
+        return VectorError::Upstream(up);
+    }
+    let index = what.to_string();
+    let id = e.detail_str("id").to_string();
+    let msg = e.message.clone();
+    match e.code.as_str() {
+        "invalid_name" => VectorError::InvalidName {
+            name: index,
+            reason: msg,
+        },
+        "invalid_params" => VectorError::InvalidParams(msg),
+        "invalid_item" => VectorError::InvalidItem {
+            position: e.detail_u64("position") as usize,
+            id,
+            reason: Some(e.detail_str("reason"))
+                .filter(|r| !r.is_empty())
+                .map_or(msg, str::to_string),
+        },
+        "invalid_search" => VectorError::InvalidSearch(msg),
+        // The body extractors' own codes (lakehouse_common::ApiJson).
+        "invalid_body" | "invalid_json" | "invalid_request" | "unsupported_media_type" => {
+            VectorError::InvalidBody(msg)
+        }
+        "forbidden" | "unauthorized" => VectorError::Denied {
+            forbidden: e.code == "forbidden",
+            message: msg,
+        },
+        "too_large" => VectorError::BatchTooLarge {
+            got: e.detail_u64("got") as usize,
+            limit: e.detail_u64("limit") as usize,
+        },
+        "params_conflict" => VectorError::ParamsConflict {
+            name: index,
+            existing: msg,
+        },
+        "not_found" => VectorError::IndexNotFound(format!("{what}: {msg}")),
+        "item_not_found" => VectorError::ItemNotFound { index, id },
+        "internal" => VectorError::Internal(msg),
+        _ => by_status(e, what),
+    }
+}
+
+/// An answer without one of our codes: the status tells what it can.
+fn by_status(e: RemoteError, what: &str) -> VectorError {
+    let msg = e.to_string();
+    match e.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => VectorError::Denied {
+            forbidden: e.status == StatusCode::FORBIDDEN,
+            message: msg,
+        },
+        StatusCode::NOT_FOUND => VectorError::IndexNotFound(format!("{what}: {msg}")),
+        StatusCode::CONFLICT => VectorError::ParamsConflict {
+            name: what.to_string(),
+            existing: msg,
+        },
+        s if s.is_client_error() => VectorError::InvalidSearch(msg),
+        _ => VectorError::Internal(msg),
     }
 }
 
@@ -170,7 +197,7 @@ impl VectorClient {
 impl Vectors for VectorClient {
     async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)> {
         let (status, info) = self
-            .send_status(self.http.post(self.url("")).json(&spec), &spec.name)
+            .send_status(self.http().post(self.url("")).json(&spec), &spec.name)
             .await?;
         let info = info.ok_or_else(|| VectorError::Internal("empty answer".to_string()))?;
         Ok((info, status == StatusCode::CREATED))
@@ -181,19 +208,19 @@ impl Vectors for VectorClient {
         struct L {
             indexes: Vec<IndexInfo>,
         }
-        let l: Option<L> = self.send(self.http.get(self.url("")), "list").await?;
+        let l: Option<L> = self.send(self.http().get(self.url("")), "list").await?;
         Ok(l.map(|l| l.indexes).unwrap_or_default())
     }
 
     async fn get(&self, name: &str) -> Result<IndexInfo> {
-        self.send(self.http.get(self.url(&format!("/{name}"))), name)
+        self.send(self.http().get(self.url(&format!("/{name}"))), name)
             .await?
             .ok_or_else(|| VectorError::Internal("empty answer".to_string()))
     }
 
     async fn drop_index(&self, name: &str) -> Result<()> {
         let _: Option<serde_json::Value> = self
-            .send(self.http.delete(self.url(&format!("/{name}"))), name)
+            .send(self.http().delete(self.url(&format!("/{name}"))), name)
             .await?;
         Ok(())
     }
@@ -205,7 +232,7 @@ impl Vectors for VectorClient {
         }
         let body = Body { items: &items };
         self.send(
-            self.http
+            self.http()
                 .post(self.url(&format!("/{name}/add")))
                 .json(&body),
             name,
@@ -219,7 +246,7 @@ impl Vectors for VectorClient {
             .await
             .map_err(|e| VectorError::Internal(e.to_string()))??;
         self.send(
-            self.http
+            self.http()
                 .post(self.url(&format!("/{name}/add")))
                 .header(reqwest::header::CONTENT_TYPE, ipc::CONTENT_TYPE)
                 .body(body),
@@ -240,7 +267,7 @@ impl Vectors for VectorClient {
         }
         Ok(self
             .send(
-                self.http
+                self.http()
                     .post(self.url(&format!("/{name}/search")))
                     .query(&query)
                     .header(reqwest::header::CONTENT_TYPE, ipc::CONTENT_TYPE)
@@ -254,7 +281,7 @@ impl Vectors for VectorClient {
     async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
         Ok(self
             .send(
-                self.http
+                self.http()
                     .post(self.url(&format!("/{name}/search")))
                     .json(&req),
                 name,
@@ -264,30 +291,130 @@ impl Vectors for VectorClient {
     }
 
     async fn get_item(&self, name: &str, id: &str) -> Result<Item> {
-        let url = self.url(&format!("/{name}/items/{}", item_path(id)));
-        self.send(self.http.get(url), name)
+        let url = self.url(&format!(
+            "/{name}/items/{}",
+            lakehouse_common::client::path_segments(id)
+        ));
+        self.send(self.http().get(url), name)
             .await?
             .ok_or_else(|| VectorError::Internal("vectord answered an item with no body".into()))
     }
 
     async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
-        let url = self.url(&format!("/{name}/items/{}", item_path(id)));
-        let _: Option<serde_json::Value> = self.send(self.http.delete(url), name).await?;
+        let url = self.url(&format!(
+            "/{name}/items/{}",
+            lakehouse_common::client::path_segments(id)
+        ));
+        let _: Option<serde_json::Value> = self.send(self.http().delete(url), name).await?;
         Ok(())
     }
 }
 
-/// An item id as URL path segments (a `/` in the id stays a separator, as
-/// the route's `{*id}` reads it back).
-fn item_path(id: &str) -> String {
-    id.split('/')
-        .map(|s| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use lakehouse_common::ApiError;
+    use lakehouse_common::UpstreamKind;
 
-fn detail_usize(v: &serde_json::Value, key: &str) -> usize {
-    v["error"][key].as_u64().unwrap_or_default() as usize
+    /// Through the edge's mapping and back through the client's: every
+    /// variant a client can meet comes back as itself.
+    #[tokio::test]
+    async fn errors_round_trip_through_the_wire() {
+        let n = cases().len();
+        for i in 0..n {
+            let (e, want) = (cases().remove(i), cases().remove(i));
+            let api = ApiError::from(e);
+            let status = api.status;
+            let resp = api.into_response();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let back = from_remote(RemoteError::from_body("vectord", status, &body), "i");
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&want),
+                "{want:?} came back as {back:?}"
+            );
+            match (&want, &back) {
+                (VectorError::Upstream(w), VectorError::Upstream(b)) => {
+                    assert_eq!((w.service, w.kind), (b.service, b.kind))
+                }
+                (
+                    VectorError::Denied { forbidden: w, .. },
+                    VectorError::Denied { forbidden: b, .. },
+                ) => {
+                    assert_eq!(w, b)
+                }
+                (
+                    VectorError::ItemNotFound { id: w, .. },
+                    VectorError::ItemNotFound { id: b, .. },
+                ) => {
+                    assert_eq!(w, b)
+                }
+                (
+                    VectorError::InvalidItem {
+                        position,
+                        id,
+                        reason,
+                    },
+                    VectorError::InvalidItem {
+                        position: p,
+                        id: i,
+                        reason: r,
+                    },
+                ) => assert_eq!((position, id, reason), (p, i, r)),
+                (
+                    VectorError::BatchTooLarge { got, limit },
+                    VectorError::BatchTooLarge { got: g, limit: l },
+                ) => assert_eq!((got, limit), (g, l)),
+                _ => {}
+            }
+        }
+        // Not our envelope: the status decides.
+        let e = RemoteError::from_body("vectord", StatusCode::NOT_FOUND, b"<html>");
+        assert!(matches!(from_remote(e, "i"), VectorError::IndexNotFound(_)));
+        let e = RemoteError::from_body("vectord", StatusCode::BAD_GATEWAY, b"<html>");
+        assert!(matches!(from_remote(e, "i"), VectorError::Internal(_)));
+    }
+
+    fn cases() -> Vec<VectorError> {
+        let up = |kind| UpstreamError::new("storaged", "http://s", kind, None);
+        vec![
+            VectorError::InvalidName {
+                name: "i".into(),
+                reason: "r".into(),
+            },
+            VectorError::InvalidParams("p".into()),
+            VectorError::ParamsConflict {
+                name: "i".into(),
+                existing: "e".into(),
+            },
+            VectorError::IndexNotFound("i".into()),
+            VectorError::ItemNotFound {
+                index: "i".into(),
+                id: "a/b".into(),
+            },
+            VectorError::InvalidItem {
+                position: 3,
+                id: "x".into(),
+                reason: "bad".into(),
+            },
+            VectorError::InvalidSearch("s".into()),
+            VectorError::InvalidBody("b".into()),
+            VectorError::BatchTooLarge { got: 9, limit: 5 },
+            VectorError::Upstream(up(UpstreamKind::Unreachable)),
+            VectorError::Upstream(up(UpstreamKind::Timeout)),
+            VectorError::Upstream(up(UpstreamKind::Broken)),
+            VectorError::Denied {
+                forbidden: true,
+                message: "m".into(),
+            },
+            VectorError::Denied {
+                forbidden: false,
+                message: "m".into(),
+            },
+            VectorError::Internal("x".into()),
+        ]
+    }
 }

@@ -775,7 +775,11 @@ async fn client_round_trip_over_http() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), "unavailable");
+    // The code every service uses for an upstream that does not answer.
+    assert_eq!(
+        (e.code(), e.status()),
+        ("upstream_unavailable", StatusCode::SERVICE_UNAVAILABLE)
+    );
 }
 
 #[tokio::test]
