@@ -131,13 +131,13 @@ impl Listeners {
             let addr = l.local_addr()?;
             let server = lakehouse_pgwire::PgServer::new(engine.clone(), auth.clone())
                 .map_err(|e| anyhow::anyhow!("starting the PostgreSQL listener: {e}"))?;
-            println!("lakehouse postgres on {addr}");
+            crate::serve::announce(&format!("lakehouse postgres on {addr}"));
             tracing::info!(%addr, "serving the PostgreSQL protocol");
             tokio::spawn(server.serve(l, shutdown.clone().cancelled_owned()));
         }
         if let Some(l) = self.flight {
             let addr = l.local_addr()?;
-            println!("lakehouse flight-sql on grpc://{addr}");
+            crate::serve::announce(&format!("lakehouse flight-sql on grpc://{addr}"));
             tracing::info!(%addr, "serving Arrow Flight SQL");
             tokio::spawn(async move {
                 if let Err(e) =

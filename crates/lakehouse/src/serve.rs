@@ -36,6 +36,15 @@ fn bind_of(service: Service, cfg: &Config) -> String {
     configured.clone().unwrap_or_else(|| service.default_bind())
 }
 
+/// One line on stdout for people and the programs that started us. A
+/// closed stdout (the parent read the first line and went away) is not a
+/// reason to stop serving: `println!` would panic on the broken pipe.
+pub(crate) fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 /// A required upstream URL for a service running alone.
 fn upstream<'a>(url: &'a Option<String>, key: &str) -> anyhow::Result<&'a str> {
     url.as_deref().filter(|u| !u.trim().is_empty()).with_context(|| {
@@ -322,7 +331,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(tokens = cfg.auth.tokens.len(), "bearer-token auth is on");
     }
     // One line on stdout, for people and for tests that bind port 0.
-    println!("lakehouse listening on http://{addr}");
+    announce(&format!("lakehouse listening on http://{addr}"));
     let stop_protocols = tokio_util::sync::CancellationToken::new();
     if let Some((engine, listeners)) = proto_listeners {
         listeners.spawn(engine, auth.clone(), stop_protocols.clone())?;

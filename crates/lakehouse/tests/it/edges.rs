@@ -799,3 +799,38 @@ async fn the_connection_cap_queues_instead_of_refusing() {
     eprintln!("served after {:?} at the cap", start.elapsed());
     drop(holders);
 }
+
+/// The parent that started the server read its first line and closed the
+/// pipe: the server keeps serving (it used to panic on the next line it
+/// printed, the protocol listeners' addresses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakehouse"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("LAKEHOUSE__QUERYD__PG_BIND", "127.0.0.1:0")
+        .env("LAKEHOUSE__QUERYD__FLIGHT_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+    } // stdout closed here, before the protocol listeners print theirs
+    let url = line
+        .trim()
+        .strip_prefix("lakehouse listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = reqwest::get(format!("{url}/health")).await;
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the server exited");
+    assert_eq!(r.unwrap().status(), StatusCode::OK);
+}
