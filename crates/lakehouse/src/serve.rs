@@ -239,6 +239,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         router = router.merge(lakehouse_queryd::http::router(engine));
     }
 
+    let mut vectors: Option<Arc<VectorService>> = None;
     if runs(Service::Vectord) {
         let vcfg = VectorConfig {
             snapshot_every: cfg.vectord.snapshot_every.max(1),
@@ -260,7 +261,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("loading the vector indexes")?
         };
         tracing::info!(indexes = svc.list().len(), "vectord ready");
-        router = router.merge(lakehouse_vectord::http::router(Arc::new(svc)));
+        let svc = Arc::new(svc);
+        vectors = Some(svc.clone());
+        router = router.merge(lakehouse_vectord::http::router(svc));
     }
 
     let mut metrics_sources = None;
@@ -345,6 +348,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     stop_protocols.cancel();
+    // Every request has finished (ingests included): what is left is state
+    // kept in memory.
+    if let Some(v) = vectors {
+        match v.flush().await {
+            Ok(n) => tracing::info!(snapshots = n, "vector indexes flushed"),
+            Err(e) => tracing::warn!(error = %e, "flushing the vector indexes failed; their logs still have every write"),
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

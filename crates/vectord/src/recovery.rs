@@ -133,7 +133,12 @@ async fn replay(
         last = e.seq;
         replayed += 1;
     }
-    state.writer.lock().await.next_seq = last + 1;
+    let mut writer = state.writer.lock().await;
+    writer.next_seq = last + 1;
+    // Replayed entries are not in the snapshot yet: the next snapshot
+    // (background, or at shutdown) takes them in.
+    writer.since_snapshot = replayed;
+    drop(writer);
     Ok(replayed)
 }
 

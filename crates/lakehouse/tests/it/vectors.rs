@@ -340,3 +340,57 @@ async fn a_corrupt_log_entry_refuses_the_start_naming_it() {
     assert!(!status.success());
     assert!(err.contains(key) && err.contains("checksum"), "{err}");
 }
+
+/// The files of index `name`'s log on disk.
+fn log_entries(data_dir: &std::path::Path, name: &str) -> usize {
+    std::fs::read_dir(data_dir.join(format!("objects/_vectors/{name}.wal")))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_snapshots_what_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // No background snapshot would happen: 120 adds, one every 100k.
+    let env = [("LAKEHOUSE__VECTORD__SNAPSHOT_EVERY", "100000")];
+    let mut server = Server::start(dir.path(), &[], &env);
+    let http = reqwest::Client::new();
+    let base = format!("{}/vectors/indexes", server.url);
+    let (s, _) = post(
+        &http,
+        base.clone(),
+        json!({"name": "emb", "dim": 8, "metric": "cosine"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    for batch in 0..3 {
+        let items: Vec<Value> = (batch * 40..(batch + 1) * 40)
+            .map(|i| json!({"id": format!("d{i}"), "vector": vector(i, 8)}))
+            .collect();
+        let (s, v) = post(&http, format!("{base}/emb/add"), json!({ "items": items })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    assert_eq!(log_entries(dir.path(), "emb"), 3, "one log entry per add");
+    assert!(server.terminate().success());
+    // The shutdown took a snapshot covering the log, and dropped the log.
+    assert_eq!(log_entries(dir.path(), "emb"), 0);
+
+    let server = Server::start(dir.path(), &[], &env);
+    let base = format!("{}/vectors/indexes", server.url);
+    let info: Value = http
+        .get(format!("{base}/emb"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["count"], 120, "{info}");
+    let (s, hits) = post(
+        &http,
+        format!("{base}/emb/search"),
+        json!({"vector": vector(77, 8), "k": 1}),
+    )
+    .await;
+    assert_eq!((s, &hits[0]["id"]), (StatusCode::OK, &json!("d77")));
+}
