@@ -353,7 +353,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = vectors {
         match v.flush().await {
             Ok(n) => tracing::info!(snapshots = n, "vector indexes flushed"),
-            Err(e) => tracing::warn!(error = %e, "flushing the vector indexes failed; their logs still have every write"),
+            Err(e) => {
+                tracing::warn!(error = %e, "flushing the vector indexes failed; their logs still have every write")
+            }
         }
     }
     tracing::info!("stopped");
