@@ -311,31 +311,23 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
 /// accept (the connection hangs in the backlog) nor open a file. Returns the
 /// soft limit now in force (`None` where it cannot be read).
 pub fn raise_fd_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
+    let lim = nofile()?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        #[allow(unsafe_code)]
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(raised.rlim_cur);
         }
     }
     Some(lim.rlim_cur)
 }
 
-/// The soft limit on open files (`None`: unknown or unlimited).
-fn fd_limit() -> Option<u64> {
+/// The open-file limits (soft and hard), `None` where they cannot be read.
+fn nofile() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -343,7 +335,14 @@ fn fd_limit() -> Option<u64> {
     // SAFETY: getrlimit only writes the struct we pass.
     #[allow(unsafe_code)]
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+    ok.then_some(lim)
+}
+
+/// The soft limit on open files (`None`: unknown or unlimited).
+fn fd_limit() -> Option<u64> {
+    nofile()
+        .map(|l| l.rlim_cur)
+        .filter(|&c| c != libc::RLIM_INFINITY)
 }
 
 /// Descriptors kept for everything but client connections (files, the
@@ -512,14 +511,8 @@ mod tests {
     }
 
     fn limits() -> (u64, u64) {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        #[allow(unsafe_code)]
-        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-        assert!(ok);
-        (lim.rlim_cur, lim.rlim_max)
+        let l = super::nofile().expect("readable");
+        (l.rlim_cur, l.rlim_max)
     }
 
     #[test]

@@ -18,21 +18,28 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, 
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A server in `dir` with an empty index `emb`; its `/vectors/indexes` URL.
+async fn server_with_index(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    dim: usize,
+    metric: &str,
+) -> (Server, String) {
+    let server = Server::start(dir, &[], env);
+    let base = format!("{}/vectors/indexes", server.url);
+    let spec = json!({"name": "emb", "dim": dim, "metric": metric});
+    let (s, v) = post(&reqwest::Client::new(), base.clone(), spec).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (server, base)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_adds_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     // Snapshots every 300 items: the restart needs a snapshot and the log.
     let env = [("LAKEHOUSE__VECTORD__SNAPSHOT_EVERY", "300")];
-    let mut server = Server::start(dir.path(), &[], &env);
+    let (mut server, base) = server_with_index(dir.path(), &env, 16, "l2").await;
     let http = reqwest::Client::new();
-    let base = format!("{}/vectors/indexes", server.url);
-    let (s, _) = post(
-        &http,
-        base.clone(),
-        json!({"name": "emb", "dim": 16, "metric": "l2"}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
     let mut acked = 0;
     for batch in 0..10 {
         let items: Vec<Value> = (batch * 100..(batch + 1) * 100)
@@ -353,16 +360,8 @@ async fn sigterm_snapshots_what_the_log_holds() {
     let dir = tempfile::tempdir().unwrap();
     // No background snapshot would happen: 120 adds, one every 100k.
     let env = [("LAKEHOUSE__VECTORD__SNAPSHOT_EVERY", "100000")];
-    let mut server = Server::start(dir.path(), &[], &env);
+    let (mut server, base) = server_with_index(dir.path(), &env, 8, "cosine").await;
     let http = reqwest::Client::new();
-    let base = format!("{}/vectors/indexes", server.url);
-    let (s, _) = post(
-        &http,
-        base.clone(),
-        json!({"name": "emb", "dim": 8, "metric": "cosine"}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
     for batch in 0..3 {
         let items: Vec<Value> = (batch * 40..(batch + 1) * 40)
             .map(|i| json!({"id": format!("d{i}"), "vector": vector(i, 8)}))
