@@ -43,6 +43,20 @@ pub use service::LakehouseFlightSql;
 /// Largest request message accepted (parameters, handles): 16 MiB.
 const MAX_REQUEST: usize = 16 << 20;
 
+/// Accepted connections with Nagle's algorithm off, as gRPC expects: tonic
+/// sets `TCP_NODELAY` only on listeners it binds itself, and without it a
+/// unary answer (`GetFlightInfo`) can wait for the client's delayed ACK.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    })
+}
+
 /// Serves Flight SQL on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -54,9 +68,6 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST);
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }
