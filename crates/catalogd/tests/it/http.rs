@@ -334,93 +334,11 @@ async fn concurrent_registers_over_http_make_one_dataset() {
 }
 
 /// Serves the router on an ephemeral port; returns its base URL.
-async fn serve(app: Router) -> String {
+pub(crate) async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
-}
-
-#[tokio::test]
-async fn client_speaks_the_trait_with_typed_errors() {
-    let (app, store, _) = app();
-    let client: Arc<dyn Catalog> = Arc::new(CatalogClient::new(&serve(app).await));
-    let k = put_parquet(&store, "datasets/tpch/orders/k", 4).await;
-    let k2 = put_parquet(&store, "datasets/tpch/orders/k2", 5).await;
-
-    let r = client
-        .register(req("tpch/orders", "fp", vec![k]))
-        .await
-        .unwrap();
-    assert!(!r.existing);
-    assert_eq!(r.manifest.row_count, 4);
-    let r2 = client
-        .register(req("tpch/orders", "fp", vec![k2.clone()]))
-        .await
-        .unwrap();
-    assert!(r2.existing);
-    assert_eq!(client.get("tpch/orders").await.unwrap(), r2.manifest);
-    assert_eq!(client.list().await.unwrap(), vec![r2.manifest.clone()]);
-
-    let kind = |e: lakehouse_catalogd::CatalogError| e.kind();
-    assert_eq!(
-        kind(
-            client
-                .register(req("tpch/orders", "other", vec![]))
-                .await
-                .unwrap_err()
-        ),
-        ErrorKind::FingerprintConflict
-    );
-    let mut stale = req("tpch/orders", "fp", vec![]);
-    stale.expected_version = Some(1);
-    assert_eq!(
-        kind(client.register(stale).await.unwrap_err()),
-        ErrorKind::VersionMismatch
-    );
-    assert_eq!(
-        kind(client.register(req("BAD", "fp", vec![])).await.unwrap_err()),
-        ErrorKind::InvalidName
-    );
-    assert_eq!(
-        kind(client.register(req("ok", "", vec![])).await.unwrap_err()),
-        ErrorKind::EmptyFingerprint
-    );
-    assert_eq!(
-        kind(client.get("missing").await.unwrap_err()),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        kind(client.get("a b").await.unwrap_err()),
-        ErrorKind::InvalidName
-    );
-    assert_eq!(
-        kind(
-            client
-                .register(req("other", "fp", vec![k2]))
-                .await
-                .unwrap_err()
-        ),
-        ErrorKind::InvalidObject
-    );
-
-    store.fail_puts.store(true, Ordering::SeqCst);
-    assert_eq!(
-        kind(client.register(req("x", "fp", vec![])).await.unwrap_err()),
-        ErrorKind::Internal
-    );
-    store.fail_puts.store(false, Ordering::SeqCst);
-
-    assert!(client.delete("tpch/orders").await.unwrap());
-    assert!(!client.delete("tpch/orders").await.unwrap());
-    assert!(client.list().await.unwrap().is_empty());
-
-    let mut create_only = RegisterRequest::new("fresh", "fp", vec![]);
-    create_only.expected_version = Some(0);
-    assert_eq!(
-        client.register(create_only).await.unwrap().manifest.version,
-        1
-    );
 }
 
 #[tokio::test]

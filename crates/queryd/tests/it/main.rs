@@ -1,6 +1,7 @@
 //! queryd integration tests: small datasets ingested with the in-process
 //! `Ingestor` (in-memory store + `Registry`), queried through the engine and
-//! through the HTTP router.
+//! through the HTTP router; the conformance suite runs against the engine and
+//! the client alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use object_store::memory::InMemory;
 use tower::ServiceExt;
 
 mod batches;
+mod conformance;
 mod hardening;
 
 struct Env {
@@ -222,65 +224,7 @@ async fn every_format_parses_back() {
         while let Some(c) = stream.next().await {
             buf.extend_from_slice(&c.unwrap());
         }
-        let got: Vec<(i64, String, Option<f64>)> = match format {
-            Format::Json => {
-                let v: Vec<serde_json::Value> = serde_json::from_slice(&buf).unwrap();
-                v.iter()
-                    .map(|r| {
-                        (
-                            r["id"].as_i64().unwrap(),
-                            r["region"].as_str().unwrap().to_string(),
-                            r["amount"].as_f64(),
-                        )
-                    })
-                    .collect()
-            }
-            Format::Ndjson => std::str::from_utf8(&buf)
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let r: serde_json::Value = serde_json::from_str(l).unwrap();
-                    (
-                        r["id"].as_i64().unwrap(),
-                        r["region"].as_str().unwrap().to_string(),
-                        r["amount"].as_f64(),
-                    )
-                })
-                .collect(),
-            Format::Csv => {
-                let text = std::str::from_utf8(&buf).unwrap();
-                let mut lines = text.lines();
-                assert_eq!(lines.next(), Some("id,region,amount"));
-                lines
-                    .map(|l| {
-                        let f: Vec<&str> = l.split(',').collect();
-                        (
-                            f[0].parse().unwrap(),
-                            f[1].to_string(),
-                            (!f[2].is_empty()).then(|| f[2].parse().unwrap()),
-                        )
-                    })
-                    .collect()
-            }
-            Format::Arrow => {
-                let reader =
-                    arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&buf), None)
-                        .unwrap();
-                let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-                typed_rows(&batches)
-            }
-            Format::Parquet => {
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                        Bytes::from(buf.clone()),
-                    )
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-                typed_rows(&batches)
-            }
-        };
+        let got = parse_sales(format, &buf);
         let expected = vec![
             (1, "north".to_string(), Some(10.5)),
             (2, "south".to_string(), Some(20.0)),
@@ -289,6 +233,67 @@ async fn every_format_parses_back() {
             (5, "south".to_string(), Some(7.0)),
         ];
         assert_eq!(got, expected, "{format:?}");
+    }
+}
+
+/// `SELECT id, region, amount FROM sales ORDER BY id` read back from `format`.
+fn parse_sales(format: Format, buf: &[u8]) -> Vec<(i64, String, Option<f64>)> {
+    match format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = serde_json::from_slice(buf).unwrap();
+            v.iter()
+                .map(|r| {
+                    (
+                        r["id"].as_i64().unwrap(),
+                        r["region"].as_str().unwrap().to_string(),
+                        r["amount"].as_f64(),
+                    )
+                })
+                .collect()
+        }
+        Format::Ndjson => std::str::from_utf8(buf)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["region"].as_str().unwrap().to_string(),
+                    r["amount"].as_f64(),
+                )
+            })
+            .collect(),
+        Format::Csv => {
+            let text = std::str::from_utf8(buf).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("id,region,amount"));
+            lines
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (
+                        f[0].parse().unwrap(),
+                        f[1].to_string(),
+                        (!f[2].is_empty()).then(|| f[2].parse().unwrap()),
+                    )
+                })
+                .collect()
+        }
+        Format::Arrow => {
+            let reader =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(buf), None).unwrap();
+            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            typed_rows(&batches)
+        }
+        Format::Parquet => {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                Bytes::copy_from_slice(buf),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            typed_rows(&batches)
+        }
     }
 }
 

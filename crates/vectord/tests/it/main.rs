@@ -1,6 +1,6 @@
 //! vectord integration tests: the service over an in-memory store (recall,
 //! filters, validation, WAL + snapshot recovery, LHV1 robustness) and the
-//! HTTP router.
+//! HTTP router; the conformance suite run against the service and the client.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
+mod conformance;
 mod fast_path;
 mod fuzz;
 
