@@ -1,4 +1,57 @@
 //! ingestd's error type; the HTTP edge maps each variant to a status.
+//!
+//! Callers branch on [`IngestError::kind`], which is the same whether the
+//! ingest ran in process or behind HTTP ([`crate::IngestClient`] rebuilds
+//! the kind from the answer's `error.code`, never from its text).
+
+use lakehouse_common::UpstreamError;
+
+/// What went wrong, independent of where the ingest ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A format option, the format itself or the mode is wrong.
+    InvalidOption,
+    InvalidName,
+    EmptyInput,
+    /// The data cannot be read exactly (the message names where and why).
+    BadData,
+    /// The request body broke off or could not be read.
+    InvalidBody,
+    SchemaMismatch,
+    /// Concurrent writers kept changing the dataset; retry.
+    Contended,
+    NotFound,
+    Quarantined,
+    /// The registration may or may not have taken effect; retry with the
+    /// same idempotency key.
+    Unconfirmed,
+    /// No token, or one the server does not know.
+    Unauthorized,
+    /// The token lacks the role.
+    Forbidden,
+    /// A service the ingest needs (storage, catalog) did not answer.
+    Upstream,
+    Internal,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::InvalidOption,
+        ErrorKind::InvalidName,
+        ErrorKind::EmptyInput,
+        ErrorKind::BadData,
+        ErrorKind::InvalidBody,
+        ErrorKind::SchemaMismatch,
+        ErrorKind::Contended,
+        ErrorKind::NotFound,
+        ErrorKind::Quarantined,
+        ErrorKind::Unconfirmed,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::Upstream,
+        ErrorKind::Internal,
+    ];
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -45,4 +98,43 @@ pub enum IngestError {
     Unconfirmed { dataset: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The ingest service itself could not be reached (from the client).
+    #[error("{0}")]
+    Upstream(#[source] UpstreamError),
+    /// An error answer from a remote ingestd, typed by its code.
+    #[error("{message}")]
+    Remote {
+        kind: ErrorKind,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl IngestError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IngestError::InvalidOption(_) => ErrorKind::InvalidOption,
+            IngestError::InvalidName(_) => ErrorKind::InvalidName,
+            IngestError::EmptyInput => ErrorKind::EmptyInput,
+            IngestError::BadData(_) => ErrorKind::BadData,
+            IngestError::Body(_) => ErrorKind::InvalidBody,
+            IngestError::SchemaMismatch { .. } => ErrorKind::SchemaMismatch,
+            IngestError::Contended(_) => ErrorKind::Contended,
+            IngestError::NotFound(_) => ErrorKind::NotFound,
+            IngestError::Quarantined(_) => ErrorKind::Quarantined,
+            IngestError::Unconfirmed { .. } => ErrorKind::Unconfirmed,
+            IngestError::Upstream(_) => ErrorKind::Upstream,
+            IngestError::Storage(_) | IngestError::Upload(_) | IngestError::Catalog(_) => {
+                match UpstreamError::find(self) {
+                    Some(_) => ErrorKind::Upstream,
+                    None => ErrorKind::Internal,
+                }
+            }
+            IngestError::Spool(_) | IngestError::Encode(_) | IngestError::Internal(_) => {
+                ErrorKind::Internal
+            }
+            IngestError::Remote { kind, .. } => *kind,
+        }
+    }
 }

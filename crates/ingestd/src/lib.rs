@@ -6,6 +6,7 @@
 //! uploads → one catalog registration. Memory stays bounded whatever the input
 //! size; nothing becomes visible until the registration succeeds.
 
+pub mod client;
 pub mod decode;
 pub mod error;
 pub mod fingerprint;
@@ -16,7 +17,8 @@ pub mod options;
 pub mod sniff;
 pub mod writer;
 
-pub use error::IngestError;
+pub use client::{Ingest, IngestClient};
+pub use error::{ErrorKind, IngestError};
 pub use options::{CsvOptions, Format, IngestOptions, Mode};
 pub mod service;
 

@@ -31,6 +31,16 @@ impl Format {
     }
 
     /// The format a `Content-Type` names, if any.
+    /// The name `parse` reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+            Self::Parquet => "parquet",
+            Self::Arrow => "arrow",
+        }
+    }
+
     pub fn from_content_type(ct: &str) -> Option<Self> {
         let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
         match mime.as_str() {
@@ -72,6 +82,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The name `parse` reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Replace => "replace",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, IngestError> {
         match s.to_ascii_lowercase().as_str() {
             "append" => Ok(Self::Append),
@@ -245,6 +263,84 @@ impl IngestOptions {
     }
 }
 
+impl IngestOptions {
+    /// The query parameters [`IngestOptions::from_query`] reads back into
+    /// these options (what [`crate::IngestClient`] sends). Options the query
+    /// string cannot say — no null strings at all, a schema type or column
+    /// name outside `schema=`'s grammar — are an `InvalidOption`.
+    pub fn to_query(&self) -> Result<Vec<(String, String)>, IngestError> {
+        let mut q = vec![
+            ("format".to_string(), self.format.name().to_string()),
+            ("mode".to_string(), self.mode.name().to_string()),
+            ("infer_rows".to_string(), self.infer_rows.to_string()),
+        ];
+        let c = &self.csv;
+        if let Some(h) = c.header {
+            q.push(("header".into(), h.to_string()));
+        }
+        for (name, b) in [
+            ("delimiter", c.delimiter),
+            ("quote", c.quote),
+            ("escape", c.escape),
+        ] {
+            if let Some(b) = b {
+                q.push((name.into(), (b as char).to_string()));
+            }
+        }
+        if c.nulls.is_empty() {
+            return Err(IngestError::InvalidOption(
+                "at least one null string is needed (the empty string by default)".into(),
+            ));
+        }
+        if c.nulls != CsvOptions::default().nulls {
+            q.extend(c.nulls.iter().map(|n| ("null".to_string(), n.clone())));
+        }
+        if let Some(schema) = &self.schema {
+            q.push(("schema".into(), schema_to_string(schema)?));
+        }
+        Ok(q)
+    }
+}
+
+/// `schema=`'s text for `schema`, which [`parse_schema`] reads back.
+pub fn schema_to_string(schema: &Schema) -> Result<String, IngestError> {
+    let mut parts = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let ty = match f.data_type() {
+            DataType::Boolean => "bool",
+            DataType::Int8 => "int8",
+            DataType::Int16 => "int16",
+            DataType::Int32 => "int32",
+            DataType::Int64 => "int64",
+            DataType::UInt8 => "uint8",
+            DataType::UInt16 => "uint16",
+            DataType::UInt32 => "uint32",
+            DataType::UInt64 => "uint64",
+            DataType::Float32 => "float32",
+            DataType::Float64 => "float64",
+            DataType::Utf8 => "utf8",
+            DataType::Date32 => "date",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => {
+                "timestamp"
+            }
+            other => {
+                return Err(IngestError::InvalidOption(format!(
+                    "column {:?}: type {other} cannot be given as schema=",
+                    f.name()
+                )));
+            }
+        };
+        let name = f.name();
+        if name.contains(',') || name.trim() != name || name.is_empty() {
+            return Err(IngestError::InvalidOption(format!(
+                "column name {name:?} cannot be given as schema="
+            )));
+        }
+        parts.push(format!("{name}:{ty}"));
+    }
+    Ok(parts.join(","))
+}
+
 fn parse_bool(name: &str, v: &str) -> Result<bool, IngestError> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
@@ -391,5 +487,49 @@ mod tests {
         let s = parse_schema("id:int64, name:utf8,when:timestamp").unwrap();
         assert_eq!(s.fields().len(), 3);
         assert_eq!(s.field(0).data_type(), &DataType::Int64);
+    }
+
+    #[test]
+    fn options_survive_the_query_string() {
+        let cases = [
+            q(&[("format", "csv")]),
+            q(&[
+                ("format", "csv"),
+                ("mode", "replace"),
+                ("header", "false"),
+                ("delimiter", "tab"),
+                ("quote", "'"),
+                ("escape", "\\"),
+                ("null", "NA"),
+                ("null", ""),
+                ("infer_rows", "7"),
+                (
+                    "schema",
+                    "a:int64, b c:utf8,d:timestamp,e:date,f:bool,g:uint16",
+                ),
+            ]),
+            q(&[("format", "ndjson"), ("schema", "x:float64")]),
+            q(&[("format", "parquet"), ("mode", "append")]),
+        ];
+        for params in cases {
+            let o = IngestOptions::from_query(&params, None).unwrap();
+            let back = IngestOptions::from_query(&o.to_query().unwrap(), None).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{o:?}"), "{params:?}");
+        }
+    }
+
+    #[test]
+    fn options_the_query_string_cannot_say_are_refused() {
+        let mut o = IngestOptions::new(Format::Csv);
+        o.csv.nulls.clear();
+        assert!(matches!(o.to_query(), Err(IngestError::InvalidOption(_))));
+        for field in [
+            Field::new("a", DataType::LargeUtf8, true),
+            Field::new("a,b", DataType::Utf8, true),
+        ] {
+            let mut o = IngestOptions::new(Format::Csv);
+            o.schema = Some(Arc::new(Schema::new(vec![field])));
+            assert!(matches!(o.to_query(), Err(IngestError::InvalidOption(_))));
+        }
     }
 }

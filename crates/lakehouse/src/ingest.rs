@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use lakehouse_ingestd::{Format, IngestResult};
+use lakehouse_ingestd::{Format, IngestClient, IngestError, IngestOptions};
 
 use crate::remote::Remote;
 
@@ -57,7 +57,7 @@ fn dataset_from_file(file: &std::path::Path) -> Option<String> {
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let format = match &args.format {
-        Some(f) => Format::parse(f).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(f) => Format::parse(f)?,
         None => Format::from_extension(&args.file.to_string_lossy()).with_context(|| {
             format!(
                 "cannot tell the format of {} from its name; pass --format",
@@ -75,7 +75,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let len = file.metadata().await?.len();
 
     let mut query: Vec<(String, String)> = vec![
-        ("format".into(), format!("{format:?}").to_lowercase()),
+        ("format".into(), format.name().into()),
         ("mode".into(), args.mode.clone()),
     ];
     for o in &args.options {
@@ -84,6 +84,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--option {o:?} is not KEY=VALUE"))?;
         query.push((k.to_string(), v.to_string()));
     }
+    // Checked here, before a byte is sent, by the server's own reading.
+    let opts = IngestOptions::from_query(&query, None)?;
 
     let pb = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -104,36 +106,32 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
     });
 
-    let url = format!(
-        "{}/ingest/{}",
-        args.remote.url.trim_end_matches('/'),
-        dataset
-    );
-    let mut req = args
-        .remote
-        .http()
-        .post(&url)
-        .query(&query)
-        .header(reqwest::header::CONTENT_LENGTH, len)
-        .body(reqwest::Body::wrap_stream(stream));
-    if let Some(k) = &args.idempotency_key {
-        req = req.header("idempotency-key", k);
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("sending {} to {url}", args.file.display()))?;
+    let client = IngestClient::with_http(&args.remote.url, args.remote.http());
+    let answer = client
+        .ingest_sized(
+            &dataset,
+            &opts,
+            stream.boxed(),
+            Some(len),
+            args.idempotency_key.as_deref(),
+        )
+        .await;
     pb.finish_and_clear();
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("ingest failed ({status}): {msg}");
-    }
-    let r: IngestResult = serde_json::from_slice(&body).context("reading the server's answer")?;
+    let r = match answer {
+        Ok(r) => r,
+        Err(IngestError::Remote {
+            status, message, ..
+        }) => {
+            let status =
+                reqwest::StatusCode::from_u16(status).map_or(status.to_string(), |s| s.to_string());
+            bail!("ingest failed ({status}): {message}")
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("sending {} to {}", args.file.display(), args.remote.url)
+            });
+        }
+    };
     println!(
         "{} {} rows into {} ({} new object{}); the dataset now has {} rows in {} objects, version {}",
         if r.replayed {

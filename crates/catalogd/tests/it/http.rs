@@ -9,13 +9,12 @@ use axum::body::Body;
 use http::{Method, Request, StatusCode, header};
 use lakehouse_catalogd::http::{ListResponse, MAX_BODY_BYTES, router};
 use lakehouse_catalogd::{
-    Catalog, CatalogClient, ErrorKind, Manifest, RegisterRequest, RegisterResponse, Registry,
-    dataset_id_for,
+    Catalog, CatalogClient, ErrorKind, Manifest, RegisterResponse, Registry, dataset_id_for,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{TestStore, put_parquet, req};
+use crate::support::{TestStore, put_parquet};
 
 fn app() -> (Router, Arc<TestStore>, Registry) {
     let store = TestStore::new();

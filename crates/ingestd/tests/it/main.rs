@@ -1,5 +1,6 @@
 //! ingestd integration tests: the in-process `Ingestor` over an in-memory
-//! store and registry, and the HTTP router.
+//! store and registry, the HTTP router, and the conformance suite run against
+//! the ingestor and the client alike.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+mod conformance;
 mod csv_edges;
 mod csv_property;
 mod csv_sniff;

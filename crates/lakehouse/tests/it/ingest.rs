@@ -158,8 +158,28 @@ async fn cli_ingest_then_datasets() {
         err.contains("CSV line 3, column 2 (\"amount\")"),
         "{out}{err}"
     );
+    // Options are read as the server reads them, before a byte is sent.
+    let (status, out, err) = run_cli(
+        &[
+            "ingest",
+            csv.to_str().unwrap(),
+            "--dataset",
+            "never",
+            "-o",
+            "delimiter=ab",
+            "--url",
+            &server.url,
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        err.contains("delimiter must be a single ASCII character"),
+        "{out}{err}"
+    );
     let (status, out, _) = run_cli(&["datasets", "--url", &server.url], &[]);
     assert!(status.success());
+    assert!(!out.contains("never"), "{out}");
     assert!(
         out.contains("sales_2024") && !out.contains("sales "),
         "{out}"
