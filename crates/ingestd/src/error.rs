@@ -98,9 +98,10 @@ pub enum IngestError {
     Unconfirmed { dataset: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
-    /// The ingest service itself could not be reached (from the client).
-    #[error("{0}")]
-    Upstream(#[source] UpstreamError),
+    /// The ingest service itself could not be reached, or relayed that
+    /// its own upstream failed (from the client).
+    #[error(transparent)]
+    Upstream(UpstreamError),
     /// An error answer from a remote ingestd, typed by its code.
     #[error("{message}")]
     Remote {

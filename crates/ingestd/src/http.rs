@@ -33,10 +33,10 @@ impl From<IngestError> for ApiError {
                 ApiError::unavailable(msg)
             }
             // storaged or catalogd not answering: 503/504/502 naming it.
-            IngestError::Storage(_)
-            | IngestError::Upload(_)
-            | IngestError::Catalog(_)
-            | IngestError::Upstream(_) => ApiError::internal_or_upstream(&e),
+            IngestError::Storage(_) | IngestError::Upload(_) | IngestError::Catalog(_) => {
+                ApiError::internal_or_upstream(&e)
+            }
+            IngestError::Upstream(up) => up.into(),
             IngestError::Spool(_) | IngestError::Encode(_) | IngestError::Internal(_) => {
                 ApiError::internal(&e)
             }
