@@ -3,14 +3,17 @@
 //! service, handed to that service explicitly; nothing global.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use lakehouse_common::AuthConfig;
 use lakehouse_common::size::ByteSize;
-use lakehouse_ingestd::writer::Codec;
+use lakehouse_ingestd::writer::{Codec, WriterConfig};
+use lakehouse_queryd::EngineConfig;
 use lakehouse_storaged::StoragedConfig;
+use lakehouse_vectord::VectorConfig;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the process itself (all-in-one mode).
@@ -50,7 +53,6 @@ impl ServerConfig {
     /// The connection limits every process serves with (zeros are raised
     /// to the smallest sensible value).
     pub fn conn_limits(&self) -> lakehouse_common::server::ConnLimits {
-        use std::time::Duration;
         lakehouse_common::server::ConnLimits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
@@ -93,15 +95,29 @@ pub struct IngestdConfig {
 }
 
 impl Default for IngestdConfig {
+    /// The writer's own defaults ([`WriterConfig::default`]).
     fn default() -> Self {
+        let w = WriterConfig::default();
         Self {
             bind: None,
             storaged_url: None,
             catalogd_url: None,
             spool_dir: None,
-            target_object_size: ByteSize(256 << 20),
-            row_group_rows: 122_880,
-            compression: Codec::Lz4,
+            target_object_size: ByteSize(w.target_object_size as u64),
+            row_group_rows: w.row_group_rows,
+            compression: w.compression,
+        }
+    }
+}
+
+impl IngestdConfig {
+    /// The Parquet writer these settings ask for.
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            target_object_size: self.target_object_size.0 as usize,
+            row_group_rows: self.row_group_rows,
+            compression: self.compression,
+            ..WriterConfig::default()
         }
     }
 }
@@ -147,22 +163,41 @@ pub struct QuerydConfig {
 }
 
 impl Default for QuerydConfig {
+    /// The engine's own defaults ([`EngineConfig::default`]).
     fn default() -> Self {
+        let e = EngineConfig::default();
         Self {
             bind: None,
             storaged_url: None,
             catalogd_url: None,
-            timeout_secs: 300,
-            memory_limit: ByteSize(4 << 30),
-            max_rows: 1_000_000,
-            target_partitions: 0,
-            batch_size: 8192,
-            pushdown_filters: false,
-            max_expr_depth: 1000,
-            function_output_limit: None,
-            process_memory_limit: None,
+            timeout_secs: e.timeout.as_secs(),
+            memory_limit: ByteSize(e.memory_limit),
+            max_rows: e.max_rows,
+            target_partitions: e.target_partitions,
+            batch_size: e.batch_size,
+            pushdown_filters: e.pushdown_filters,
+            max_expr_depth: e.max_expr_depth,
+            function_output_limit: e.function_output_limit.map(ByteSize),
+            process_memory_limit: e.process_memory_limit.map(ByteSize),
             pg_bind: None,
             flight_bind: None,
+        }
+    }
+}
+
+impl QuerydConfig {
+    /// The engine these settings ask for (a zero timeout is one second).
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            timeout: Duration::from_secs(self.timeout_secs.max(1)),
+            memory_limit: self.memory_limit.0,
+            max_rows: self.max_rows,
+            target_partitions: self.target_partitions,
+            batch_size: self.batch_size,
+            pushdown_filters: self.pushdown_filters,
+            max_expr_depth: self.max_expr_depth,
+            function_output_limit: self.function_output_limit.map(|b| b.0),
+            process_memory_limit: self.process_memory_limit.map(|b| b.0),
         }
     }
 }
@@ -182,12 +217,22 @@ pub struct VectordConfig {
 }
 
 impl Default for VectordConfig {
+    /// The service's own defaults ([`VectorConfig::default`]).
     fn default() -> Self {
         Self {
             bind: None,
             storaged_url: None,
             persist: true,
-            snapshot_every: 50_000,
+            snapshot_every: VectorConfig::default().snapshot_every,
+        }
+    }
+}
+
+impl VectordConfig {
+    /// The service settings these ask for.
+    pub fn service(&self) -> VectorConfig {
+        VectorConfig {
+            snapshot_every: self.snapshot_every.max(1),
         }
     }
 }
@@ -337,6 +382,17 @@ pub fn process_env() -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use lakehouse_common::size::ByteSize;
+
+    /// Each service's defaults are defined once, in its crate: an empty
+    /// config hands every service exactly those.
+    #[test]
+    fn defaults_are_the_services_own() {
+        let c = Config::default();
+        let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        assert_eq!(debug(&c.queryd.engine()), debug(&EngineConfig::default()));
+        assert_eq!(debug(&c.ingestd.writer()), debug(&WriterConfig::default()));
+        assert_eq!(debug(&c.vectord.service()), debug(&VectorConfig::default()));
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -1,5 +1,11 @@
 //! `lakehouse serve`: assemble the services this process runs, bind, serve
 //! until SIGINT/SIGTERM.
+//!
+//! Each service has a builder (`storaged`, `catalogd`, …) that turns its
+//! config and its dependencies into a [`Part`]: routes, readiness checks,
+//! what starts once the port is bound and what runs after the last request.
+//! Dependencies are resolved once, in [`Deps`]: the in-process store and
+//! catalog when storaged and catalogd run here, HTTP clients otherwise.
 
 use std::fs::File;
 use std::path::Path;
@@ -7,17 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::future::BoxFuture;
 use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, MANIFEST_PREFIX, Registry};
-use lakehouse_common::server::{self, ServerOptions};
+use lakehouse_common::server::{self, MetricsSources, ServerOptions};
 use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck, Service};
 use lakehouse_gateway::{Gateway, GatewayConfig, Upstream};
-use lakehouse_ingestd::writer::WriterConfig;
 use lakehouse_ingestd::{IngestConfig, Ingestor};
-use lakehouse_queryd::{EngineConfig, QueryEngine};
+use lakehouse_queryd::QueryEngine;
 use lakehouse_storaged::backend::BackendKind;
 use lakehouse_storaged::{Storage, StoragedClient};
-use lakehouse_vectord::{VectorConfig, VectorService};
+use lakehouse_vectord::VectorService;
 use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
 use crate::config::{Config, Overrides, process_env};
@@ -53,6 +60,61 @@ fn upstream<'a>(url: &'a Option<String>, key: &str) -> anyhow::Result<&'a str> {
     })
 }
 
+/// What one service adds to the process.
+#[derive(Default)]
+struct Part {
+    router: axum::Router,
+    checks: Vec<ReadyCheck>,
+    /// Started once the HTTP port is bound; stops when the token is cancelled.
+    start: Option<Box<dyn FnOnce(CancellationToken) -> anyhow::Result<()> + Send>>,
+    /// Runs after the last request has finished (state kept in memory).
+    stop: Option<BoxFuture<'static, ()>>,
+    /// Metrics of other processes shown on this one's `/metrics`.
+    metrics_sources: Option<MetricsSources>,
+}
+
+/// What the services are built from: the configuration, and each
+/// dependency resolved once — in process when its service runs here, an
+/// HTTP client to the configured URL otherwise.
+struct Deps {
+    cfg: Config,
+    client_opts: ClientOptions,
+    auth: Option<Arc<Authenticator>>,
+    /// `--only`: one service per process.
+    alone: bool,
+    store: Option<Arc<dyn ObjectStore>>,
+    catalog: Option<Arc<dyn Catalog>>,
+    /// Held for the life of the process: one server per data directory.
+    _lock: Option<File>,
+}
+
+impl Deps {
+    /// The object store: storaged's own in process, else the one at `url`.
+    fn store(&self, url: &Option<String>, key: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        if let Some(s) = &self.store {
+            return Ok(s.clone());
+        }
+        let url = upstream(url, key)?;
+        tracing::debug!(storaged_url = url, key, "using a remote storaged");
+        Ok(Arc::new(StoragedClient::with_options(
+            url,
+            &self.client_opts,
+        )))
+    }
+
+    /// The catalog: catalogd's own in process, else the one at `url`.
+    fn catalog(&self, url: &Option<String>, key: &str) -> anyhow::Result<Arc<dyn Catalog>> {
+        if let Some(c) = &self.catalog {
+            return Ok(c.clone());
+        }
+        let url = upstream(url, key)?;
+        Ok(Arc::new(CatalogClient::with_options(
+            url,
+            &self.client_opts,
+        )))
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = Config::load(args.config.as_deref(), &process_env())?;
     let overrides = Overrides {
@@ -77,20 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(Arc::new);
     // Refuse an open server on a public address before touching any data.
     if auth.is_none() && !cfg.auth.allow_public_without_auth {
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&bind)
-            .await
-            .with_context(|| format!("resolving the listen address {bind}"))?
-            .collect();
-        if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            bail!(
-                "refusing to serve {public} without auth: configure tokens ([[auth.tokens]] or \
-                 LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
-                 [auth].allow_public_without_auth = true"
-            );
-        }
-        if runs(Service::Queryd) {
-            protocols::refuse_public(&cfg.queryd).await?;
-        }
+        refuse_public(&bind, runs(Service::Queryd).then_some(&cfg)).await?;
     }
     // What this process presents to the services it calls (split mode).
     let client_opts = ClientOptions::with_token(cfg.auth.outgoing_token());
@@ -100,244 +149,74 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
              calls to other services go without a token"
         );
     }
+    let mut deps = Deps {
+        cfg,
+        client_opts,
+        auth,
+        alone: args.only.is_some(),
+        store: None,
+        catalog: None,
+        _lock: None,
+    };
+    let mut parts = Vec::new();
+    // In dependency order: the store, the catalog, then their users.
+    if runs(Service::Storaged) {
+        parts.push(storaged(&mut deps).await?);
+    }
+    if runs(Service::Catalogd) {
+        parts.push(catalogd(&mut deps).await?);
+    }
+    if runs(Service::Ingestd) {
+        parts.push(ingestd(&deps).await?);
+    }
+    if runs(Service::Queryd) {
+        parts.push(queryd(&deps).await?);
+    }
+    if runs(Service::Vectord) {
+        parts.push(vectord(&deps).await?);
+    }
+    if runs(Service::Gateway) {
+        parts.push(gateway(&deps)?);
+    }
+    // The web console at /ui: all-in-one, and on the gateway of a split deployment.
+    if !deps.alone || runs(Service::Gateway) {
+        parts.push(console(&deps, &parts)?);
+    }
+    serve_parts(&deps, &bind, parts).await
+}
 
-    let metrics = Metrics::new();
+/// Binds `bind`, serves every part's routes until SIGINT/SIGTERM, then
+/// stops the background listeners and runs each part's `stop`.
+async fn serve_parts(deps: &Deps, bind: &str, parts: Vec<Part>) -> anyhow::Result<()> {
+    let cfg = &deps.cfg;
     let mut router = axum::Router::new();
     let mut checks = Vec::new();
-    // Held for the life of the process: one server per data directory.
-    let mut _lock: Option<File> = None;
-    // The object store of an in-process storaged, for the other services.
-    let mut local_store: Option<Arc<dyn ObjectStore>> = None;
-    let mut local_catalog: Option<Arc<dyn Catalog>> = None;
-    // queryd's engine and its PostgreSQL / Flight SQL listeners.
-    let mut proto_listeners: Option<(Arc<QueryEngine>, protocols::Listeners)> = None;
-
-    if runs(Service::Storaged) {
-        if cfg.storaged.backend == BackendKind::Fs {
-            _lock = Some(lock_data_dir(&cfg.server.data_dir)?);
-        }
-        let backend = cfg
-            .storaged
-            .open(&cfg.server.data_dir)
-            .await
-            .context("opening the storage backend")?;
-        tracing::info!(backend = %backend.description, "storaged ready");
-        let storage = Arc::new(Storage::new(&backend, cfg.storaged.max_object_size.0));
-        local_store = Some(storage.store());
-        router = router.merge(lakehouse_storaged::http::router(storage.clone()));
-        checks.push(ReadyCheck::new("storaged", move || {
-            let s = storage.clone();
-            async move { s.ping().await.map_err(|e| e.to_string()) }
-        }));
+    let (mut starts, mut stops, mut metrics_sources) = (Vec::new(), Vec::new(), None);
+    for p in parts {
+        router = router.merge(p.router);
+        checks.extend(p.checks);
+        starts.extend(p.start);
+        stops.extend(p.stop);
+        metrics_sources = metrics_sources.or(p.metrics_sources);
     }
-
-    if runs(Service::Catalogd) {
-        let store: Arc<dyn ObjectStore> = match &local_store {
-            Some(s) => s.clone(),
-            None => {
-                let url = upstream(&cfg.catalogd.storaged_url, "[catalogd].storaged_url")?;
-                tracing::info!(storaged_url = url, "catalogd uses a remote storaged");
-                Arc::new(StoragedClient::with_options(url, &client_opts))
-            }
-        };
-        // Loaded before binding: a catalog that cannot load must not serve.
-        let registry = Registry::open(store.clone())
-            .await
-            .context("loading the catalog")?;
-        tracing::info!(datasets = registry.len(), "catalogd ready");
-        let registry: Arc<dyn Catalog> = Arc::new(registry);
-        local_catalog = Some(registry.clone());
-        router = router.merge(lakehouse_catalogd::http::router(registry));
-        checks.push(ReadyCheck::new("catalogd", move || {
-            let store = store.clone();
-            async move { ping_manifests(store.as_ref()).await }
-        }));
-    }
-
-    if runs(Service::Ingestd) {
-        let store: Arc<dyn ObjectStore> = match &local_store {
-            Some(s) => s.clone(),
-            None => Arc::new(StoragedClient::with_options(
-                upstream(&cfg.ingestd.storaged_url, "[ingestd].storaged_url")?,
-                &client_opts,
-            )),
-        };
-        let catalog: Arc<dyn Catalog> = match &local_catalog {
-            Some(c) => c.clone(),
-            None => Arc::new(CatalogClient::with_options(
-                upstream(&cfg.ingestd.catalogd_url, "[ingestd].catalogd_url")?,
-                &client_opts,
-            )),
-        };
-        let spool_dir = cfg.ingestd.spool_dir.clone().unwrap_or_else(|| {
-            if args.only.is_some() {
-                std::env::temp_dir().join("lakehouse-ingest")
-            } else {
-                cfg.server.data_dir.join("tmp")
-            }
-        });
-        checks.push(deps_check("ingestd", store.clone(), Some(catalog.clone())));
-        let ingestor = Arc::new(Ingestor::new(
-            store,
-            catalog,
-            IngestConfig {
-                spool_dir,
-                writer: WriterConfig {
-                    target_object_size: cfg.ingestd.target_object_size.0 as usize,
-                    row_group_rows: cfg.ingestd.row_group_rows,
-                    compression: cfg.ingestd.compression,
-                    ..Default::default()
-                },
-            },
-        ));
-        let cleaned = ingestor
-            .recover()
-            .await
-            .context("cleaning up interrupted ingests")?;
-        if cleaned > 0 {
-            tracing::info!(cleaned, "removed the objects of interrupted ingests");
-        }
-        router = router.merge(lakehouse_ingestd::http::router(ingestor));
-    }
-
-    if runs(Service::Queryd) {
-        let store: Arc<dyn ObjectStore> = match &local_store {
-            Some(s) => s.clone(),
-            None => Arc::new(StoragedClient::with_options(
-                upstream(&cfg.queryd.storaged_url, "[queryd].storaged_url")?,
-                &client_opts,
-            )),
-        };
-        let catalog: Arc<dyn Catalog> = match &local_catalog {
-            Some(c) => c.clone(),
-            None => Arc::new(CatalogClient::with_options(
-                upstream(&cfg.queryd.catalogd_url, "[queryd].catalogd_url")?,
-                &client_opts,
-            )),
-        };
-        checks.push(deps_check("queryd", store.clone(), Some(catalog.clone())));
-        let q = &cfg.queryd;
-        let engine = QueryEngine::new(
-            catalog,
-            store,
-            EngineConfig {
-                timeout: Duration::from_secs(q.timeout_secs.max(1)),
-                memory_limit: q.memory_limit.0,
-                max_rows: q.max_rows,
-                target_partitions: q.target_partitions,
-                batch_size: q.batch_size,
-                pushdown_filters: q.pushdown_filters,
-                max_expr_depth: q.max_expr_depth,
-                function_output_limit: q.function_output_limit.map(|b| b.0),
-                process_memory_limit: q.process_memory_limit.map(|b| b.0),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
-        tracing::info!(config = ?engine.config(), "queryd ready");
-        let engine = Arc::new(engine);
-        proto_listeners = Some((engine.clone(), protocols::bind(&cfg.queryd).await?));
-        router = router.merge(lakehouse_queryd::http::router(engine));
-    }
-
-    let mut vectors: Option<Arc<VectorService>> = None;
-    if runs(Service::Vectord) {
-        let vcfg = VectorConfig {
-            snapshot_every: cfg.vectord.snapshot_every.max(1),
-        };
-        let svc = if !cfg.vectord.persist {
-            tracing::info!("vectord is ephemeral ([vectord].persist = false)");
-            VectorService::ephemeral(vcfg)
-        } else {
-            let store: Arc<dyn ObjectStore> = match &local_store {
-                Some(s) => s.clone(),
-                None => Arc::new(StoragedClient::with_options(
-                    upstream(&cfg.vectord.storaged_url, "[vectord].storaged_url")?,
-                    &client_opts,
-                )),
-            };
-            checks.push(deps_check("vectord", store.clone(), None));
-            VectorService::open(store, vcfg)
-                .await
-                .context("loading the vector indexes")?
-        };
-        tracing::info!(indexes = svc.list().len(), "vectord ready");
-        let svc = Arc::new(svc);
-        vectors = Some(svc.clone());
-        router = router.merge(lakehouse_vectord::http::router(svc));
-    }
-
-    let mut metrics_sources = None;
-    if runs(Service::Gateway) {
-        let g = &cfg.gateway;
-        let urls: Vec<(Upstream, String)> = [
-            (Upstream::Storaged, &g.storaged_url),
-            (Upstream::Catalogd, &g.catalogd_url),
-            (Upstream::Ingestd, &g.ingestd_url),
-            (Upstream::Queryd, &g.queryd_url),
-            (Upstream::Vectord, &g.vectord_url),
-        ]
-        .into_iter()
-        .filter_map(|(u, url)| {
-            let url = url.as_deref()?.trim();
-            (!url.is_empty()).then(|| (u, url.to_string()))
-        })
-        .collect();
-        if urls.is_empty() {
-            bail!(
-                "the gateway has no upstreams: set [gateway].storaged_url, catalogd_url, \
-                 ingestd_url, queryd_url and/or vectord_url (or LAKEHOUSE__GATEWAY__QUERYD_URL, …)"
-            );
-        }
-        for (u, url) in &urls {
-            tracing::info!(upstream = u.name(), url = %url, "gateway route");
-        }
-        let gw = Arc::new(Gateway::new(GatewayConfig {
-            urls,
-            service_token: client_opts.token.clone(),
-            connect_timeout: Duration::from_secs(g.connect_timeout_secs.max(1)),
-            response_timeout: Duration::from_secs(g.timeout_secs.max(1)),
-        }));
-        checks.extend(gw.ready_checks());
-        let g2 = gw.clone();
-        metrics_sources = Some(Arc::new(move || {
-            let g = g2.clone();
-            Box::pin(async move { g.upstream_metrics().await })
-                as futures::future::BoxFuture<'static, _>
-        }) as lakehouse_common::server::MetricsSources);
-        router = router.merge(lakehouse_gateway::router(gw));
-    }
-
-    // The web console at /ui: all-in-one, and on the gateway of a split deployment.
-    if args.only.is_none() || runs(Service::Gateway) {
-        let services: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
-        let mode = if args.only.is_some() {
-            "gateway"
-        } else {
-            "all-in-one"
-        };
-        let config = serde_json::to_value(&cfg).context("describing the configuration")?;
-        let info = lakehouse_console::Info::new(mode, &services, config);
-        router = router.merge(lakehouse_console::router(info));
-    }
-
     let opts = ServerOptions {
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
-        auth: auth.clone(),
+        auth: deps.auth.clone(),
         metrics_sources,
     };
-    let app = server::finish_router(router, metrics, checks, &opts);
-    let listener = lakehouse_common::conn::bind(&bind)
+    let app = server::finish_router(router, Metrics::new(), checks, &opts);
+    let listener = lakehouse_common::conn::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    if auth.is_some() {
+    if deps.auth.is_some() {
         tracing::info!(tokens = cfg.auth.tokens.len(), "bearer-token auth is on");
     }
     // One line on stdout, for people and for tests that bind port 0.
     announce(&format!("lakehouse listening on http://{addr}"));
-    let stop_protocols = tokio_util::sync::CancellationToken::new();
-    if let Some((engine, listeners)) = proto_listeners {
-        listeners.spawn(engine, auth.clone(), stop_protocols.clone())?;
+    let background = CancellationToken::new();
+    for start in starts {
+        start(background.clone())?;
     }
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
     server::serve(
@@ -347,19 +226,225 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server::shutdown_signal(),
     )
     .await?;
-    stop_protocols.cancel();
+    background.cancel();
     // Every request has finished (ingests included): what is left is state
     // kept in memory.
-    if let Some(v) = vectors {
-        match v.flush().await {
-            Ok(n) => tracing::info!(snapshots = n, "vector indexes flushed"),
-            Err(e) => {
-                tracing::warn!(error = %e, "flushing the vector indexes failed; their logs still have every write")
-            }
-        }
+    for stop in stops {
+        stop.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// An open server on a non-loopback address (HTTP, or queryd's protocol
+/// ports when `queryd` is given) is refused before any data is touched.
+async fn refuse_public(bind: &str, queryd: Option<&Config>) -> anyhow::Result<()> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(bind)
+        .await
+        .with_context(|| format!("resolving the listen address {bind}"))?
+        .collect();
+    if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        bail!(
+            "refusing to serve {public} without auth: configure tokens ([[auth.tokens]] or \
+             LAKEHOUSE__AUTH__TOKENS=name:role:token), bind a loopback address, or set \
+             [auth].allow_public_without_auth = true"
+        );
+    }
+    if let Some(cfg) = queryd {
+        protocols::refuse_public(&cfg.queryd).await?;
+    }
+    Ok(())
+}
+
+async fn storaged(deps: &mut Deps) -> anyhow::Result<Part> {
+    let cfg = &deps.cfg;
+    if cfg.storaged.backend == BackendKind::Fs {
+        deps._lock = Some(lock_data_dir(&cfg.server.data_dir)?);
+    }
+    let backend = cfg
+        .storaged
+        .open(&cfg.server.data_dir)
+        .await
+        .context("opening the storage backend")?;
+    tracing::info!(backend = %backend.description, "storaged ready");
+    let storage = Arc::new(Storage::new(&backend, cfg.storaged.max_object_size.0));
+    deps.store = Some(storage.store());
+    let router = lakehouse_storaged::http::router(storage.clone());
+    let check = ReadyCheck::new("storaged", move || {
+        let s = storage.clone();
+        async move { s.ping().await.map_err(|e| e.to_string()) }
+    });
+    Ok(Part {
+        router,
+        checks: vec![check],
+        ..Part::default()
+    })
+}
+
+async fn catalogd(deps: &mut Deps) -> anyhow::Result<Part> {
+    let store = deps.store(&deps.cfg.catalogd.storaged_url, "[catalogd].storaged_url")?;
+    // Loaded before binding: a catalog that cannot load must not serve.
+    let registry = Registry::open(store.clone())
+        .await
+        .context("loading the catalog")?;
+    tracing::info!(datasets = registry.len(), "catalogd ready");
+    let registry: Arc<dyn Catalog> = Arc::new(registry);
+    deps.catalog = Some(registry.clone());
+    let check = ReadyCheck::new("catalogd", move || {
+        let store = store.clone();
+        async move { ping_manifests(store.as_ref()).await }
+    });
+    Ok(Part {
+        router: lakehouse_catalogd::http::router(registry),
+        checks: vec![check],
+        ..Part::default()
+    })
+}
+
+async fn ingestd(deps: &Deps) -> anyhow::Result<Part> {
+    let c = &deps.cfg.ingestd;
+    let store = deps.store(&c.storaged_url, "[ingestd].storaged_url")?;
+    let catalog = deps.catalog(&c.catalogd_url, "[ingestd].catalogd_url")?;
+    let spool_dir = c.spool_dir.clone().unwrap_or_else(|| {
+        if deps.alone {
+            std::env::temp_dir().join("lakehouse-ingest")
+        } else {
+            deps.cfg.server.data_dir.join("tmp")
+        }
+    });
+    let check = deps_check("ingestd", store.clone(), Some(catalog.clone()));
+    let config = IngestConfig {
+        spool_dir,
+        writer: c.writer(),
+    };
+    let ingestor = Arc::new(Ingestor::new(store, catalog, config));
+    let cleaned = ingestor
+        .recover()
+        .await
+        .context("cleaning up interrupted ingests")?;
+    if cleaned > 0 {
+        tracing::info!(cleaned, "removed the objects of interrupted ingests");
+    }
+    Ok(Part {
+        router: lakehouse_ingestd::http::router(ingestor),
+        checks: vec![check],
+        ..Part::default()
+    })
+}
+
+/// The engine behind `POST /query/sql` and the PostgreSQL and Flight SQL
+/// ports (bound here, served once the HTTP port is).
+async fn queryd(deps: &Deps) -> anyhow::Result<Part> {
+    let q = &deps.cfg.queryd;
+    let store = deps.store(&q.storaged_url, "[queryd].storaged_url")?;
+    let catalog = deps.catalog(&q.catalogd_url, "[queryd].catalogd_url")?;
+    let check = deps_check("queryd", store.clone(), Some(catalog.clone()));
+    let engine = QueryEngine::new(catalog, store, q.engine())
+        .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
+    tracing::info!(config = ?engine.config(), "queryd ready");
+    let engine = Arc::new(engine);
+    let listeners = protocols::bind(q).await?;
+    let (e, auth) = (engine.clone(), deps.auth.clone());
+    Ok(Part {
+        router: lakehouse_queryd::http::router(engine),
+        checks: vec![check],
+        start: Some(Box::new(move |stop| listeners.spawn(e, auth, stop))),
+        ..Part::default()
+    })
+}
+
+/// Vector indexes; after the last request, every index written since its
+/// last snapshot is snapshotted (a restart loads one file, no log replay).
+async fn vectord(deps: &Deps) -> anyhow::Result<Part> {
+    let v = &deps.cfg.vectord;
+    let mut checks = Vec::new();
+    let svc = if !v.persist {
+        tracing::info!("vectord is ephemeral ([vectord].persist = false)");
+        VectorService::ephemeral(v.service())
+    } else {
+        let store = deps.store(&v.storaged_url, "[vectord].storaged_url")?;
+        checks.push(deps_check("vectord", store.clone(), None));
+        VectorService::open(store, v.service())
+            .await
+            .context("loading the vector indexes")?
+    };
+    tracing::info!(indexes = svc.list().len(), "vectord ready");
+    let svc = Arc::new(svc);
+    let flushed = svc.clone();
+    let stop = Box::pin(async move {
+        match flushed.flush().await {
+            Ok(n) => tracing::info!(snapshots = n, "vector indexes flushed"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "flushing the vector indexes failed; their logs still have every write"
+            ),
+        }
+    });
+    Ok(Part {
+        router: lakehouse_vectord::http::router(svc),
+        checks,
+        stop: Some(stop),
+        ..Part::default()
+    })
+}
+
+/// The front door of a split deployment: routes each prefix to its daemon.
+fn gateway(deps: &Deps) -> anyhow::Result<Part> {
+    let g = &deps.cfg.gateway;
+    let urls: Vec<(Upstream, String)> = [
+        (Upstream::Storaged, &g.storaged_url),
+        (Upstream::Catalogd, &g.catalogd_url),
+        (Upstream::Ingestd, &g.ingestd_url),
+        (Upstream::Queryd, &g.queryd_url),
+        (Upstream::Vectord, &g.vectord_url),
+    ]
+    .into_iter()
+    .filter_map(|(u, url)| {
+        let url = url.as_deref()?.trim();
+        (!url.is_empty()).then(|| (u, url.to_string()))
+    })
+    .collect();
+    if urls.is_empty() {
+        bail!(
+            "the gateway has no upstreams: set [gateway].storaged_url, catalogd_url, \
+             ingestd_url, queryd_url and/or vectord_url (or LAKEHOUSE__GATEWAY__QUERYD_URL, …)"
+        );
+    }
+    for (u, url) in &urls {
+        tracing::info!(upstream = u.name(), url = %url, "gateway route");
+    }
+    let gw = Arc::new(Gateway::new(GatewayConfig {
+        urls,
+        service_token: deps.client_opts.token.clone(),
+        connect_timeout: Duration::from_secs(g.connect_timeout_secs.max(1)),
+        response_timeout: Duration::from_secs(g.timeout_secs.max(1)),
+    }));
+    let g2 = gw.clone();
+    let sources: MetricsSources = Arc::new(move || {
+        let g = g2.clone();
+        Box::pin(async move { g.upstream_metrics().await }) as BoxFuture<'static, _>
+    });
+    Ok(Part {
+        checks: gw.ready_checks(),
+        router: lakehouse_gateway::router(gw),
+        metrics_sources: Some(sources),
+        ..Part::default()
+    })
+}
+
+/// The web console, told which services `parts` run and the config.
+fn console(deps: &Deps, parts: &[Part]) -> anyhow::Result<Part> {
+    let services: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.checks.iter().map(|c| c.name.as_str()))
+        .collect();
+    let mode = if deps.alone { "gateway" } else { "all-in-one" };
+    let config = serde_json::to_value(&deps.cfg).context("describing the configuration")?;
+    let info = lakehouse_console::Info::new(mode, &services, config);
+    Ok(Part {
+        router: lakehouse_console::router(info),
+        ..Part::default()
+    })
 }
 
 /// Readiness of a service that depends on others: the store it writes to

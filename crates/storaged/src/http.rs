@@ -2,7 +2,6 @@
 //! and `/storage/list`. Translates headers to core calls and core errors to
 //! statuses; no storage logic lives here.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,9 +11,9 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use bytes::Bytes;
+
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+
 use lakehouse_common::ApiError;
 use object_store::{GetRange, GetResultPayload};
 use serde::Deserialize;
@@ -22,10 +21,6 @@ use serde::Deserialize;
 use crate::error::StorageError;
 use crate::key::ObjectKey;
 use crate::service::{DEFAULT_LIST_LIMIT, GetRequest, PutCondition, ReadResult, Storage};
-
-/// Chunk size for streaming local files (object_store's default is 8 KiB,
-/// far too small for GB/s).
-const FILE_CHUNK: usize = 1 << 20;
 
 /// Routes for storaged. Request bodies are streamed, so axum's default body
 /// limit is off here; the core enforces `max_object_size`.
@@ -273,7 +268,9 @@ async fn read_object(
     let body = match r.body.take() {
         None => Body::empty(),
         Some(res) => match res.payload {
-            GetResultPayload::File(file, _) => file_body(file, r.range.clone()),
+            GetResultPayload::File(file, _) => {
+                Body::from_stream(crate::fs::file_stream(file, r.range.clone()))
+            }
             GetResultPayload::Stream(s) => Body::from_stream(s),
         },
     };
@@ -281,105 +278,6 @@ async fn read_object(
     *resp.status_mut() = status;
     meta_headers(resp.headers_mut(), &r);
     Ok(resp)
-}
-
-/// Streams `range` of a local file in 1 MiB chunks read on the blocking pool.
-fn file_body(file: std::fs::File, range: std::ops::Range<u64>) -> Body {
-    if range.end - range.start >= MMAP_MIN
-        && let Ok(body) = mapped_body(&file, range.clone())
-    {
-        return body;
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut remaining = range.end - range.start;
-        while remaining > 0 {
-            let n = remaining.min(FILE_CHUNK as u64);
-            // Read into spare capacity: no zero-filling of each chunk.
-            let mut buf = Vec::with_capacity(n as usize);
-            match (&mut file).take(n).read_to_end(&mut buf) {
-                Ok(got) if got as u64 == n => {}
-                Ok(_) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file is shorter than its metadata said",
-                    )));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-            remaining -= n;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // client went away
-            }
-        }
-    });
-    Body::from_stream(tokio_stream_from(rx))
-}
-
-/// Ranges at least this long are sent from a memory map.
-const MMAP_MIN: u64 = 8 << 20;
-
-/// Streams `range` of a local file from a read-only memory map: hyper
-/// copies straight from the page cache into the socket, one copy fewer
-/// than reading into a buffer first (the largest server cost of a GET
-/// after the socket itself). A blocking task faults each 4 MiB chunk in
-/// before handing it on, so the async workers never wait for the disk.
-fn mapped_body(file: &std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Body> {
-    const PAGE: u64 = 4096;
-    const STEP: usize = 4 << 20;
-    let base = range.start & !(PAGE - 1);
-    let len = usize::try_from(range.end - base).map_err(std::io::Error::other)?;
-    // SAFETY: a mapped file must not change or shrink while mapped. Objects
-    // are immutable once visible: the fs backend writes a staging file and
-    // renames it over the key, DELETE unlinks (the inode lives on while
-    // mapped), nothing writes to or truncates a visible object, and the
-    // data-dir lock keeps other lakehouse processes out.
-    #[allow(unsafe_code)]
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(base)
-            .len(len)
-            .map(file)?
-    };
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let bytes = Bytes::from_owner(map);
-    let skip = (range.start - base) as usize;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut at = skip;
-        while at < len {
-            let n = STEP.min(len - at);
-            let chunk = bytes.slice(at..at + n);
-            // Fault the pages in here (readahead does the disk I/O in large
-            // requests), off the async workers.
-            std::hint::black_box(populate(&chunk));
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // client went away
-            }
-            at += n;
-        }
-    });
-    Ok(Body::from_stream(tokio_stream_from(rx)))
-}
-
-/// Touches one byte per page so the chunk's pages are resident.
-fn populate(chunk: &[u8]) -> u64 {
-    chunk.iter().step_by(4096).map(|&b| u64::from(b)).sum()
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 async fn delete_object(

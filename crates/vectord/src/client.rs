@@ -1,6 +1,6 @@
-//! The [`Vectors`] trait, implemented in-process by [`VectorService`] and over
-//! HTTP by [`VectorClient`]; errors come back as the same typed variants,
-//! rebuilt from the status and the JSON `error.code`, never from the text.
+//! [`VectorClient`]: the [`Vectors`] trait over HTTP; errors come back as the
+//! same typed variants as in process, rebuilt from the JSON `error.code`
+//! (the status only for a foreign answer), never from the text.
 
 use async_trait::async_trait;
 use lakehouse_common::client::{CallError, RemoteError, ServiceClient};
@@ -8,67 +8,10 @@ use lakehouse_common::{ClientOptions, UpstreamError, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+use crate::api::{AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, Vectors};
 use crate::batch::Batch;
 use crate::error::{Result, VectorError};
 use crate::ipc;
-use crate::service::{
-    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, VectorService,
-};
-
-#[async_trait]
-pub trait Vectors: Send + Sync {
-    /// `Ok((info, created))`; the same parameters again is not an error.
-    async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)>;
-    async fn list(&self) -> Result<Vec<IndexInfo>>;
-    async fn get(&self, name: &str) -> Result<IndexInfo>;
-    async fn drop_index(&self, name: &str) -> Result<()>;
-    async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult>;
-    /// A batch add in columnar form (over HTTP: an Arrow IPC body, the fast
-    /// path).
-    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult>;
-    async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>>;
-    /// Many queries at once; one list of hits per query, in order (over
-    /// HTTP: the queries as an Arrow IPC body).
-    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>>;
-    /// One item: its vector (as stored: unit length in a cosine index) and
-    /// metadata.
-    async fn get_item(&self, name: &str, id: &str) -> Result<Item>;
-    async fn delete_item(&self, name: &str, id: &str) -> Result<()>;
-}
-
-#[async_trait]
-impl Vectors for VectorService {
-    async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)> {
-        VectorService::create(self, spec).await
-    }
-    async fn list(&self) -> Result<Vec<IndexInfo>> {
-        Ok(VectorService::list(self))
-    }
-    async fn get(&self, name: &str) -> Result<IndexInfo> {
-        VectorService::get(self, name)
-    }
-    async fn drop_index(&self, name: &str) -> Result<()> {
-        VectorService::drop_index(self, name).await
-    }
-    async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult> {
-        VectorService::add(self, name, items).await
-    }
-    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
-        VectorService::add_batch(self, name, batch).await
-    }
-    async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
-        VectorService::search(self, name, req).await
-    }
-    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
-        VectorService::search_batch(self, name, req).await
-    }
-    async fn get_item(&self, name: &str, id: &str) -> Result<Item> {
-        VectorService::get_item(self, name, id)
-    }
-    async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
-        VectorService::delete_item(self, name, id).await
-    }
-}
 
 /// vectord over HTTP.
 #[derive(Debug, Clone)]

@@ -3,11 +3,13 @@
 //! search, and durable persistence: a write-ahead log written before every
 //! acknowledgement plus LHV1 snapshots taken in the background.
 //!
-//! Modules: [`service`] (the core and its types), [`batch`] (a batch add in
+//! Modules: [`api`] (the [`Vectors`] trait and its wire types), [`service`]
+//! (the core; its snapshots and searches in submodules), [`batch`] (a batch add in
 //! columnar form and its JSON decoder), [`ipc`] (Arrow IPC bodies), [`wal`]
 //! (log entries), [`lhv1`] (snapshots), `recovery` (start-up), [`limits`]
 //! (every bound on client input), [`http`] and [`client`] (the edge).
 
+pub mod api;
 pub mod batch;
 pub mod client;
 pub mod error;
@@ -20,8 +22,9 @@ pub mod service;
 mod state;
 pub mod wal;
 
+pub use api::Vectors;
 pub use batch::Batch;
-pub use client::{VectorClient, Vectors};
+pub use client::VectorClient;
 pub use error::VectorError;
 pub use service::{
     AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, VectorConfig,

@@ -18,107 +18,25 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lakehouse_hnsw::Metric;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use parking_lot::RwLock;
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::batch::{Batch, check_vector};
+use crate::batch::Batch;
 use crate::error::{Result, VectorError};
 use crate::limits;
 pub use crate::limits::{MAX_BATCH, MAX_K};
 use crate::state::{IndexState, Writer};
 use crate::wal;
 
+mod search;
+mod snapshot;
+
+pub use crate::api::{
+    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, Vectors,
+};
+
 pub const PREFIX: &str = "_vectors/";
-
-/// An index's identity and parameters (the "params" of the LHV1 envelope).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexSpec {
-    pub name: String,
-    pub dim: usize,
-    pub metric: Metric,
-    #[serde(default = "default_m")]
-    pub m: usize,
-    #[serde(default = "default_efc")]
-    pub ef_construction: usize,
-}
-
-fn default_m() -> usize {
-    16
-}
-fn default_efc() -> usize {
-    200
-}
-
-/// One item of a batch add.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Item {
-    pub id: String,
-    pub vector: Vec<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchRequest {
-    pub vector: Vec<f32>,
-    #[serde(default = "default_k")]
-    pub k: usize,
-    #[serde(default)]
-    pub ef: Option<usize>,
-    /// Equality on metadata fields: every pair must match.
-    #[serde(default)]
-    pub filter: Option<Map<String, Value>>,
-}
-
-fn default_k() -> usize {
-    10
-}
-
-/// Many queries with the same `k`, `ef` and `filter` (JSON:
-/// `{"vectors": [[…], …], "k", "ef"?, "filter"?}`); answered with one list of
-/// hits per query, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchBatch {
-    pub vectors: Vec<Vec<f32>>,
-    #[serde(default = "default_k")]
-    pub k: usize,
-    #[serde(default)]
-    pub ef: Option<usize>,
-    #[serde(default)]
-    pub filter: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hit {
-    pub id: String,
-    pub distance: f32,
-    pub metadata: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexInfo {
-    pub name: String,
-    pub dim: usize,
-    pub metric: Metric,
-    pub m: usize,
-    pub ef_construction: usize,
-    pub count: usize,
-    pub memory_bytes: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AddResult {
-    pub added: usize,
-    pub count: usize,
-}
 
 /// Service settings.
 #[derive(Debug, Clone)]
@@ -371,98 +289,6 @@ impl VectorService {
         self.maybe_snapshot(&state, &mut writer);
         Ok(())
     }
-
-    /// Starts a background snapshot when enough has been written.
-    fn maybe_snapshot(&self, state: &Arc<IndexState>, writer: &mut Writer) {
-        let Some(store) = self.store.clone() else {
-            return;
-        };
-        if writer.since_snapshot < self.cfg.snapshot_every || writer.snapshot_running {
-            return;
-        }
-        writer.snapshot_running = true;
-        writer.since_snapshot = 0;
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = snapshot(store, &state).await {
-                tracing::warn!(index = %state.spec.name, error = %e, "background snapshot failed; the write-ahead log still has every write");
-            }
-            state.writer.lock().await.snapshot_running = false;
-        });
-    }
-
-    /// At shutdown, after the last request: snapshots every index written
-    /// since its last snapshot, so the next start loads one file instead of
-    /// replaying the log. Waits for a background snapshot in progress (two
-    /// at once could leave the older one last). Returns how many it took.
-    pub async fn flush(&self) -> Result<usize> {
-        let Some(store) = self.store.clone() else {
-            return Ok(0);
-        };
-        let states: Vec<Arc<IndexState>> = self.indexes.read().values().cloned().collect();
-        let mut taken = 0;
-        for state in states {
-            loop {
-                let mut writer = state.writer.lock().await;
-                if writer.snapshot_running {
-                    drop(writer);
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-                if writer.since_snapshot == 0 {
-                    break;
-                }
-                writer.snapshot_running = true;
-                writer.since_snapshot = 0;
-                drop(writer);
-                let r = snapshot(store.clone(), &state).await;
-                state.writer.lock().await.snapshot_running = false;
-                r?;
-                taken += 1;
-                break;
-            }
-        }
-        Ok(taken)
-    }
-
-    /// Takes a snapshot now (also used by tests).
-    pub async fn snapshot_now(&self, name: &str) -> Result<()> {
-        let state = self.get_state(name)?;
-        match &self.store {
-            Some(store) => snapshot(store.clone(), &state).await,
-            None => Ok(()),
-        }
-    }
-
-    pub async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
-        let state = self.get_state(name)?;
-        let ef = limits::check_search(req.k, req.ef, 1)?;
-        if let Some(f) = &req.filter {
-            limits::check_filter(f)?;
-        }
-        check_vector(&state.spec, &req.vector).map_err(VectorError::InvalidSearch)?;
-        blocking(move || state.search_one(&req.vector, req.k, ef, req.filter.as_ref())).await
-    }
-
-    /// Many queries at once, on every core; one list of hits per query.
-    pub async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
-        let state = self.get_state(name)?;
-        let ef = limits::check_search(req.k, req.ef, req.vectors.len())?;
-        if let Some(f) = &req.filter {
-            limits::check_filter(f)?;
-        }
-        for (i, q) in req.vectors.iter().enumerate() {
-            check_vector(&state.spec, q)
-                .map_err(|e| VectorError::InvalidSearch(format!("query {i}: {e}")))?;
-        }
-        blocking(move || {
-            req.vectors
-                .par_iter()
-                .map(|q| state.search_one(q, req.k, ef, req.filter.as_ref()))
-                .collect()
-        })
-        .await
-    }
 }
 
 /// The next sequence number. It is spent whatever happens next: a put that
@@ -474,35 +300,36 @@ fn take_seq(writer: &mut Writer) -> u64 {
     seq
 }
 
-/// Snapshot: capture under the writer lock, store it, then drop the log
-/// entries it covers.
-async fn snapshot(store: Arc<dyn ObjectStore>, state: &Arc<IndexState>) -> Result<()> {
-    let (blob, version) = {
-        let writer = state.writer.lock().await;
-        let version = writer.next_seq - 1;
-        let st = state.clone();
-        let blob = blocking(move || Ok(st.snapshot_blob(version))).await?;
-        (blob, version)
-    };
-    let name = &state.spec.name;
-    store
-        .put_opts(
-            &path(&snapshot_key(name))?,
-            PutPayload::from(blob),
-            PutMode::Overwrite.into(),
-        )
-        .await?;
-    let mut covered = Vec::new();
-    let mut s = store.list(Some(&path(&wal::dir(PREFIX, name))?));
-    while let Some(m) = s.next().await {
-        let loc = m?.location;
-        let seq = loc.filename().and_then(wal::parse_name).map(|(s, _)| s);
-        if seq.is_some_and(|s| s <= version) {
-            covered.push(loc);
-        }
+#[async_trait::async_trait]
+impl Vectors for VectorService {
+    async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)> {
+        VectorService::create(self, spec).await
     }
-    for loc in covered {
-        let _ = store.delete(&loc).await;
+    async fn list(&self) -> Result<Vec<IndexInfo>> {
+        Ok(VectorService::list(self))
     }
-    Ok(())
+    async fn get(&self, name: &str) -> Result<IndexInfo> {
+        VectorService::get(self, name)
+    }
+    async fn drop_index(&self, name: &str) -> Result<()> {
+        VectorService::drop_index(self, name).await
+    }
+    async fn add(&self, name: &str, items: Vec<Item>) -> Result<AddResult> {
+        VectorService::add(self, name, items).await
+    }
+    async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
+        VectorService::add_batch(self, name, batch).await
+    }
+    async fn search(&self, name: &str, req: SearchRequest) -> Result<Vec<Hit>> {
+        VectorService::search(self, name, req).await
+    }
+    async fn search_batch(&self, name: &str, req: SearchBatch) -> Result<Vec<Vec<Hit>>> {
+        VectorService::search_batch(self, name, req).await
+    }
+    async fn get_item(&self, name: &str, id: &str) -> Result<Item> {
+        VectorService::get_item(self, name, id)
+    }
+    async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
+        VectorService::delete_item(self, name, id).await
+    }
 }
