@@ -12,47 +12,29 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
 use lakehouse_hnsw::{Index, Metric, Params};
 
+/// ANN benchmark of the lakehouse HNSW engine, in-process, on gen_vectors.py
+/// data; one line per ef, in the shape of peers_ann.py.
+#[derive(Debug, Parser)]
+#[command(name = "ann")]
 struct Args {
+    /// Directory of gen_vectors.py output (meta.json, base.f32, queries.f32, gt.i32).
+    #[arg(long, value_name = "DIR")]
     data: PathBuf,
+    /// HNSW M: links per node.
+    #[arg(long, default_value_t = 16)]
     m: usize,
+    /// HNSW ef_construction: candidate list size while building.
+    #[arg(long, default_value_t = 200)]
     ef_construction: usize,
+    /// Search ef values to measure, comma-separated (one output line each).
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     efs: Vec<usize>,
+    /// Search threads (queries split between them); the build uses every core.
+    #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        data: PathBuf::new(),
-        m: 16,
-        ef_construction: 200,
-        efs: vec![16, 32, 64, 128, 256],
-        threads: 1,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data" => a.data = PathBuf::from(val()?),
-            "--m" => a.m = val()?.parse()?,
-            "--ef-construction" => a.ef_construction = val()?.parse()?,
-            "--efs" => {
-                a.efs = val()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?;
-            }
-            "--threads" => a.threads = val()?.parse()?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    if a.data.as_os_str().is_empty() {
-        bail!(
-            "usage: ann --data DIR [--m 16] [--ef-construction 200] [--efs 16,32,64] [--threads 1]"
-        );
-    }
-    Ok(a)
 }
 
 fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
@@ -71,7 +53,7 @@ fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
 }
 
 fn main() -> Result<()> {
-    let a = parse_args()?;
+    let a = Args::parse();
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.data.join("meta.json"))?)?;
     let get = |k: &str| {

@@ -1,20 +1,22 @@
 //! catalogd benchmark: registers per second (in-process and over HTTP) and
 //! rehydrate time for 10 000 manifests on the local-filesystem backend.
 //!
-//! `cargo run --release -p lakehouse-bench --bin catalog`
+//! `cargo run --release -p lakehouse-bench --bin catalog [-- --runs 5]`
 //!
-//! Knobs (env): `CATALOG_BENCH_RUNS` (5), `CATALOG_BENCH_REGISTERS` (2000),
-//! `CATALOG_BENCH_MANIFESTS` (10000), `CATALOG_BENCH_CLIENTS` (16, HTTP
-//! concurrency). Every figure is the median of the runs; each register run
-//! starts from an empty catalog on a fresh directory whose objects were
-//! written beforehand (a register checks that each object exists, has its
-//! size and starts and ends like Parquet: a HEAD and ranged GETs of its
-//! first 4 and last 8 bytes per new object).
+//! Knobs (flag, or env when the flag is absent): `--runs` /
+//! `CATALOG_BENCH_RUNS` (5), `--registers` / `CATALOG_BENCH_REGISTERS`
+//! (2000), `--manifests` / `CATALOG_BENCH_MANIFESTS` (10000), `--clients` /
+//! `CATALOG_BENCH_CLIENTS` (16, HTTP concurrency). Every figure is the median
+//! of the runs; each register run starts from an empty catalog on a fresh
+//! directory whose objects were written beforehand (a register checks that
+//! each object exists, has its size and starts and ends like Parquet: a HEAD
+//! and ranged GETs of its first 4 and last 8 bytes per new object).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use futures::StreamExt;
 use lakehouse_catalogd::{Catalog, CatalogClient, ObjectRef, RegisterRequest, Registry};
 use lakehouse_common::Metrics;
@@ -22,11 +24,23 @@ use lakehouse_common::server::{self, ServerOptions};
 use lakehouse_storaged::Backend;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// catalogd benchmark: registers per second (in-process and over HTTP) and
+/// rehydrate time of many manifests, on the local-filesystem backend.
+#[derive(Debug, Parser)]
+#[command(name = "catalog")]
+struct Args {
+    /// Runs per figure (each figure is the median of the runs).
+    #[arg(long, env = "CATALOG_BENCH_RUNS", default_value_t = 5)]
+    runs: usize,
+    /// Registers per run.
+    #[arg(long, env = "CATALOG_BENCH_REGISTERS", default_value_t = 2000)]
+    registers: usize,
+    /// Manifests written, then rehydrated.
+    #[arg(long, env = "CATALOG_BENCH_MANIFESTS", default_value_t = 10_000)]
+    manifests: usize,
+    /// Concurrent HTTP clients for the concurrent register run.
+    #[arg(long, env = "CATALOG_BENCH_CLIENTS", default_value_t = 16)]
+    clients: usize,
 }
 
 /// The smallest file that starts and ends like Parquet: magic, footer
@@ -115,10 +129,11 @@ async fn serve(registry: Registry) -> anyhow::Result<(String, tokio::task::JoinH
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs = env_usize("CATALOG_BENCH_RUNS", 5).max(1);
-    let registers = env_usize("CATALOG_BENCH_REGISTERS", 2000).max(1);
-    let manifests = env_usize("CATALOG_BENCH_MANIFESTS", 10_000);
-    let clients = env_usize("CATALOG_BENCH_CLIENTS", 16).max(1);
+    let args = Args::parse();
+    let runs = args.runs.max(1);
+    let registers = args.registers.max(1);
+    let manifests = args.manifests;
+    let clients = args.clients.max(1);
     println!(
         "catalog bench: {runs} runs, {registers} registers per run, {manifests} manifests, fs backend"
     );

@@ -9,40 +9,30 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use clap::Parser;
 use lakehouse_bench::{Server, median, timed_get, timed_put};
 
 const CHUNK: usize = 1 << 20;
 
+/// Gateway overhead: storaged alone vs the same requests through a gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gateway")]
 struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
     lakehouse: PathBuf,
+    /// Size of the large object PUT and GET, in MiB.
+    #[arg(long, default_value_t = 1024)]
     size_mib: usize,
+    /// Runs (a fresh storaged and gateway each); medians are printed.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Small HEAD requests timed per run, per path.
+    #[arg(long, default_value_t = 2000)]
     requests: usize,
+    /// Directory for the servers' data (one subdirectory per run, removed after).
+    #[arg(long, value_name = "DIR", default_value = "bench/data")]
     dir: PathBuf,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::from("target/release/lakehouse"),
-        size_mib: 1024,
-        runs: 3,
-        requests: 2000,
-        dir: PathBuf::from("bench/data"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = v.into(),
-            "--size-mib" => a.size_mib = v.parse()?,
-            "--runs" => a.runs = v.parse()?,
-            "--requests" => a.requests = v.parse()?,
-            "--dir" => a.dir = v.into(),
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
-    Ok(a)
 }
 
 /// Sequential HEADs of one small object; per-request seconds, sorted.
@@ -64,7 +54,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let size = args.size_mib * CHUNK;
     let gib = size as f64 / (1u64 << 30) as f64;
     let data = lakehouse_bench::random_bytes(size);

@@ -4,53 +4,52 @@
 //! and the server's peak RSS. Medians of several runs.
 //!
 //! Usage: `bench/ingest.sh` (generates the data, builds release), or
-//! `ingest --lakehouse target/release/lakehouse --csv lineitem.csv [--runs 3] [--peers PATH]`
+//! `ingest --lakehouse target/release/lakehouse --csv lineitem.csv [--runs 3] [--peers PATH | --no-peers]`
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use lakehouse_bench::{Server, fields, median};
 
+/// Ingest benchmark: a CSV file through `/ingest` vs DuckDB `COPY` and pyarrow.
+#[derive(Debug, Parser)]
+#[command(name = "ingest")]
 struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
     lakehouse: PathBuf,
+    /// The CSV file to ingest (TPC-H lineitem).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "bench/data/tpch-csv/lineitem.csv"
+    )]
     csv: PathBuf,
+    /// Runs of each side; medians are printed.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
-    peers: Option<PathBuf>,
+    /// The peers script (DuckDB and pyarrow), run with python3.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "../shared/bench/peers_ingest.py",
+        overrides_with = "no_peers"
+    )]
+    peers: PathBuf,
+    /// Measure the lakehouse only, not the peers.
+    #[arg(long, overrides_with = "peers")]
+    no_peers: bool,
+    /// The server's data directory (emptied before each run, removed after).
+    #[arg(long, value_name = "DIR", default_value = "bench/data/ingest-run")]
     dir: PathBuf,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::from("target/release/lakehouse"),
-        csv: PathBuf::from("bench/data/tpch-csv/lineitem.csv"),
-        runs: 3,
-        peers: Some(PathBuf::from("../shared/bench/peers_ingest.py")),
-        dir: PathBuf::from("bench/data/ingest-run"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--no-peers" {
-            a.peers = None;
-            continue;
-        }
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = v.into(),
-            "--csv" => a.csv = v.into(),
-            "--runs" => a.runs = v.parse()?,
-            "--peers" => a.peers = Some(v.into()),
-            "--dir" => a.dir = v.into(),
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
-    Ok(a)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let size = std::fs::metadata(&args.csv)
         .with_context(|| format!("{} (generate it with bench/ingest.sh)", args.csv.display()))?
         .len();
@@ -95,9 +94,10 @@ async fn main() -> anyhow::Result<()> {
         args.runs
     );
 
-    let Some(peers) = &args.peers else {
+    if args.no_peers {
         return Ok(());
-    };
+    }
+    let peers = &args.peers;
     let mut by_peer: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
     for _ in 0..args.runs {
         let out = Command::new("python3").arg(peers).arg(&args.csv).output()?;

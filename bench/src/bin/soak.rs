@@ -29,47 +29,34 @@ mod soak;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::Parser;
 use lakehouse_bench::Server;
 
 const READ: &str = "soak-reader-token-0123456789";
 const WRITE: &str = "soak-writer-token-0123456789";
 const ADMIN: &str = "soak-admin-token-0123456789";
 
+/// The soak: a release `lakehouse serve` with a memory limit, under mixed
+/// hostile and normal load; exits 1 when the soak failed.
+#[derive(Debug, Parser)]
+#[command(name = "soak")]
 struct Args {
+    /// The `lakehouse` binary to start (the release build).
+    #[arg(long, value_name = "PATH")]
     lakehouse: PathBuf,
-    duration: Duration,
+    /// How long to run the load, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    duration: u64,
+    /// The server's `[queryd] memory_limit`.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB")]
     memory_limit: String,
+    /// The peak RSS the server must stay under, in MiB.
+    #[arg(long, value_name = "N", default_value_t = 2048)]
     rss_limit_mib: u64,
+    /// Threads sending the hostile requests.
+    #[arg(long, value_name = "N", default_value_t = 2)]
     hostile_threads: usize,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::new(),
-        duration: Duration::from_secs(600),
-        memory_limit: "512MiB".into(),
-        rss_limit_mib: 2048,
-        hostile_threads: 2,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = val()?.into(),
-            "--duration" => a.duration = Duration::from_secs(val()?.parse()?),
-            "--memory-limit" => a.memory_limit = val()?,
-            "--rss-limit-mib" => a.rss_limit_mib = val()?.parse()?,
-            "--hostile-threads" => a.hostile_threads = val()?.parse()?,
-            other => bail!(
-                "unknown flag {other}; flags: --lakehouse PATH --duration SECS --memory-limit SIZE --rss-limit-mib N --hostile-threads N"
-            ),
-        }
-    }
-    if a.lakehouse.as_os_str().is_empty() {
-        bail!("--lakehouse PATH (the release binary) is required");
-    }
-    Ok(a)
 }
 
 fn wait_ready(api: &fixtures::Api) -> anyhow::Result<()> {
@@ -87,7 +74,8 @@ fn wait_ready(api: &fixtures::Api) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let a = Args::parse();
+    let duration = Duration::from_secs(a.duration);
     let dir = tempfile::tempdir()?;
     let mut env = cases::server_env();
     for (k, v) in &mut env {
@@ -112,14 +100,14 @@ fn main() -> anyhow::Result<()> {
     let base = fixtures::snapshot(&api).map_err(anyhow::Error::msg)?;
     eprintln!(
         "soak: {} s against {} (memory_limit {}, RSS limit {} MiB)",
-        a.duration.as_secs(),
+        duration.as_secs(),
         server.url,
         a.memory_limit,
         a.rss_limit_mib
     );
     let report = soak::run(
         soak::SoakConfig {
-            duration: a.duration,
+            duration,
             api,
             pids: vec![("lakehouse".into(), server.child.id())],
             rss_limit: a.rss_limit_mib << 20,

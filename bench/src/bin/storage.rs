@@ -21,42 +21,34 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use lakehouse_bench::{Server, drop_caches, median, timed_get, timed_put};
 
 const CHUNK: usize = 1 << 20;
 const ALIGN: usize = 4096;
 
+/// Storage benchmark: PUT and GET of a large object through the API vs the
+/// same bytes on the same disk directly.
+#[derive(Debug, Parser)]
+#[command(name = "storage")]
 struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
     lakehouse: PathBuf,
+    /// Size of the object, in MiB.
+    #[arg(long, default_value_t = 1024)]
     size_mib: usize,
+    /// Paired runs counted, after one warm-up (even: half start with the API).
+    #[arg(long, default_value_t = 6)]
     runs: usize,
+    /// Directory on the disk under test (one subdirectory per run, removed after).
+    #[arg(long, value_name = "DIR", default_value = "bench/data")]
     dir: PathBuf,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::from("target/release/lakehouse"),
-        size_mib: 1024,
-        runs: 6,
-        dir: PathBuf::from("bench/data"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = v.into(),
-            "--size-mib" => a.size_mib = v.parse()?,
-            "--runs" => a.runs = v.parse()?,
-            "--dir" => a.dir = v.into(),
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
-    Ok(a)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let size = args.size_mib * CHUNK;
     std::fs::create_dir_all(&args.dir)?;
     let data = lakehouse_bench::random_bytes(size);

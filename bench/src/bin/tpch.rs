@@ -20,44 +20,37 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
+use clap::Parser;
 use serde_json::Value;
 
 const TABLES: [&str; 8] = [
     "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
 ];
 
+/// TPC-H SF1 through the lakehouse API vs DuckDB and DataFusion-python.
+#[derive(Debug, Parser)]
+#[command(name = "tpch")]
 struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
     lakehouse: PathBuf,
+    /// Directory of the eight TPC-H tables as `<table>.parquet`.
+    #[arg(long, value_name = "DIR", default_value = "bench/data/tpch-sf1")]
     data: PathBuf,
+    /// The peers script (DuckDB, DataFusion-python); the queries are read from
+    /// the `tpch` directory next to it.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "../shared/bench/peers_tpch.py"
+    )]
     peers: PathBuf,
+    /// Runs per query; the best time is kept.
+    #[arg(long, default_value_t = 2)]
     runs: usize,
+    /// Do not run the peers script: no peer times and no answer check.
+    #[arg(long)]
     skip_peers: bool,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::from("target/release/lakehouse"),
-        data: PathBuf::from("bench/data/tpch-sf1"),
-        peers: PathBuf::from("../shared/bench/peers_tpch.py"),
-        runs: 2,
-        skip_peers: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--skip-peers" {
-            a.skip_peers = true;
-            continue;
-        }
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = v.into(),
-            "--data" => a.data = v.into(),
-            "--peers" => a.peers = v.into(),
-            "--runs" => a.runs = v.parse()?,
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
-    Ok(a)
 }
 
 /// `lakehouse serve` on an ephemeral port and a temporary data dir.
@@ -368,7 +361,7 @@ fn run_peers(a: &Args, answers: &Path) -> anyhow::Result<BTreeMap<String, Vec<f6
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = parse_args()?;
+    let a = Args::parse();
     let queries_dir = a.peers.parent().context("peers path")?.join("tpch");
     let server = Server::start(&a.lakehouse)?;
     let http = reqwest::Client::builder()

@@ -16,46 +16,38 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use lakehouse_bench::{Server, median};
 use lakehouse_hnsw::{Index, Metric, Params};
 use lakehouse_vectord::{Batch, IndexSpec, VectorClient, Vectors};
 use serde_json::Value;
 
+/// Adding vectors over HTTP (JSON and Arrow IPC bodies) vs the engine
+/// in-process and hnswlib's build.
+#[derive(Debug, Parser)]
+#[command(name = "vectors_add")]
 struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
     lakehouse: PathBuf,
+    /// Directory of gen_vectors.py output (meta.json, base.f32).
+    #[arg(long, value_name = "DIR", default_value = "bench/data/emb-384")]
     data: PathBuf,
+    /// Vectors per add request.
+    #[arg(long, default_value_t = 10_000)]
     batch: usize,
+    /// Rounds (a fresh server each); medians are printed.
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// HNSW M: links per node.
+    #[arg(long, default_value_t = 16)]
     m: usize,
+    /// HNSW ef_construction: candidate list size while building.
+    #[arg(long, default_value_t = 200)]
     ef_construction: usize,
+    /// The Python interpreter that runs the hnswlib build.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
     python: String,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        lakehouse: PathBuf::from("target/release/lakehouse"),
-        data: PathBuf::from("bench/data/emb-384"),
-        batch: 10_000,
-        rounds: 3,
-        m: 16,
-        ef_construction: 200,
-        python: "python3".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => a.lakehouse = v.into(),
-            "--data" => a.data = v.into(),
-            "--batch" => a.batch = v.parse()?,
-            "--rounds" => a.rounds = v.parse()?,
-            "--m" => a.m = v.parse()?,
-            "--ef-construction" => a.ef_construction = v.parse()?,
-            "--python" => a.python = v,
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
-    Ok(a)
 }
 
 struct Data {
@@ -217,7 +209,7 @@ t = time.perf_counter(); h.add_items(base, np.arange(n)); print(time.perf_counte
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = parse_args()?;
+    let a = Args::parse();
     let d = load(&a.data)?;
     let label = format!(
         "{} x {} {:?}, m={} efc={}, batches of {}",

@@ -8,8 +8,28 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use lakehouse_bench::Server;
 use serde_json::{Value, json};
+
+/// Vector search latency through the HTTP API (and the time to load the
+/// vectors in batches).
+#[derive(Debug, Parser)]
+#[command(name = "vectors_http")]
+struct Args {
+    /// The `lakehouse` binary to start (a release build).
+    #[arg(long, value_name = "PATH", default_value = "target/release/lakehouse")]
+    lakehouse: PathBuf,
+    /// Directory of gen_vectors.py output (meta.json, base.f32, queries.f32).
+    #[arg(long, value_name = "DIR", default_value = "bench/data/ann-l2")]
+    data: PathBuf,
+    /// Search ef.
+    #[arg(long, default_value_t = 64)]
+    ef: usize,
+    /// Vectors per add request while loading.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+}
 
 fn read_f32(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
     let b = std::fs::read(path)
@@ -21,20 +41,12 @@ fn read_f32(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut lakehouse = PathBuf::from("target/release/lakehouse");
-    let mut data = PathBuf::from("bench/data/ann-l2");
-    let (mut ef, mut batch) = (64usize, 5000usize);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--lakehouse" => lakehouse = v.into(),
-            "--data" => data = v.into(),
-            "--ef" => ef = v.parse()?,
-            "--batch" => batch = v.parse()?,
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
+    let Args {
+        lakehouse,
+        data,
+        ef,
+        batch,
+    } = Args::parse();
     let meta: Value = serde_json::from_slice(&std::fs::read(data.join("meta.json"))?)?;
     let (n, dim) = (
         meta["n"].as_u64().unwrap() as usize,
