@@ -726,15 +726,12 @@ impl Spooled {
 impl Decode for Spooled {
     fn push(&mut self, data: &[u8], _out: &mut Vec<RecordBatch>) -> Result<(), IngestError> {
         if self.file.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| IngestError::Spool(e.to_string()))?;
+            std::fs::create_dir_all(&self.dir).map_err(IngestError::Spool)?;
             // An unnamed temporary file: gone with the process, even on kill -9.
-            self.file = Some(
-                tempfile::tempfile_in(&self.dir).map_err(|e| IngestError::Spool(e.to_string()))?,
-            );
+            self.file = Some(tempfile::tempfile_in(&self.dir).map_err(IngestError::Spool)?);
         }
         if let Some(f) = &mut self.file {
-            f.write_all(data)
-                .map_err(|e| IngestError::Spool(e.to_string()))?;
+            f.write_all(data).map_err(IngestError::Spool)?;
         }
         self.len += data.len() as u64;
         Ok(())
@@ -744,8 +741,7 @@ impl Decode for Spooled {
         let Some(mut file) = self.file else {
             return Err(IngestError::EmptyInput);
         };
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| IngestError::Spool(e.to_string()))?;
+        file.seek(SeekFrom::Start(0)).map_err(IngestError::Spool)?;
         match self.kind {
             SpoolKind::Parquet => {
                 let bad = |e| {

@@ -75,9 +75,9 @@ pub enum IngestError {
     #[error("dataset {0:?} not found")]
     NotFound(String),
     #[error("spooling the upload to a temporary file failed: {0}")]
-    Spool(String),
+    Spool(#[source] std::io::Error),
     #[error("writing Parquet failed: {0}")]
-    Encode(String),
+    Encode(#[source] parquet::errors::ParquetError),
     #[error("storage error: {0}")]
     Storage(#[from] object_store::Error),
     /// Finishing an object's upload failed (the store's error is inside).

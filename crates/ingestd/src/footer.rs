@@ -24,7 +24,7 @@ fn read_tail(file: &mut File, len: u64, n: u64) -> Result<Vec<u8>, IngestError> 
     file.seek(SeekFrom::Start(len - n))
         .and_then(|_| file.read_exact(&mut buf))
         .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .map_err(|e| IngestError::Spool(e.to_string()))?;
+        .map_err(IngestError::Spool)?;
     Ok(buf)
 }
 

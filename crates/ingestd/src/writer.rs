@@ -15,6 +15,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -82,12 +83,12 @@ enum Msg {
 type Failure = Arc<Mutex<Option<IngestError>>>;
 
 /// The upload's own error if it failed, else `e` as an encoding error.
-fn writer_error(failed: &Failure, e: impl std::fmt::Display) -> IngestError {
+fn writer_error(failed: &Failure, e: ParquetError) -> IngestError {
     failed
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
-        .unwrap_or_else(|| IngestError::Encode(e.to_string()))
+        .unwrap_or(IngestError::Encode(e))
 }
 
 /// A `std::io::Write` that streams into an object-store upload.
@@ -169,13 +170,19 @@ impl UploadSink {
     /// Completes the upload; returns the object size.
     fn finish(mut self) -> Result<u64, IngestError> {
         if let Err(e) = self.send_buf() {
-            return Err(writer_error(&self.failed, e));
+            return Err(writer_error(
+                &self.failed,
+                ParquetError::External(Box::new(e)),
+            ));
         }
         if let Some(tx) = self.tx.take() {
             let _ = tx.blocking_send(Msg::Finish);
         }
         let Some(done) = self.done.take() else {
-            return Err(writer_error(&self.failed, "the upload failed"));
+            return Err(writer_error(
+                &self.failed,
+                ParquetError::General("the upload failed".to_string()),
+            ));
         };
         match done.blocking_recv() {
             Ok(Ok(())) => Ok(self.written),
@@ -231,10 +238,9 @@ impl DatasetWriter {
         cfg: WriterConfig,
     ) -> Result<Self, IngestError> {
         let compression = match cfg.compression {
-            Codec::Zstd => Compression::ZSTD(
-                ZstdLevel::try_new(cfg.zstd_level)
-                    .map_err(|e| IngestError::Encode(e.to_string()))?,
-            ),
+            Codec::Zstd => {
+                Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level).map_err(IngestError::Encode)?)
+            }
             Codec::Lz4 => Compression::LZ4_RAW,
             Codec::Snappy => Compression::SNAPPY,
             Codec::None => Compression::UNCOMPRESSED,

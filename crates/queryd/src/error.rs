@@ -26,9 +26,8 @@ use std::error::Error as StdError;
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
-use http::StatusCode;
 use lakehouse_catalogd::{CatalogError, ErrorKind};
-use lakehouse_common::{ApiError, UpstreamError};
+use lakehouse_common::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -210,113 +209,6 @@ fn damaged_message(dataset: &str, object: &str, damage: &Damage) -> String {
     format!(
         "dataset \"{dataset}\" is damaged: its object {object} {what}; re-ingest the dataset (or restore the object) and query again"
     )
-}
-
-impl QueryError {
-    /// The stable machine code on the wire.
-    pub fn code(&self) -> &str {
-        match self {
-            QueryError::Remote { code, .. } => code,
-            other => other.static_code(),
-        }
-    }
-
-    fn static_code(&self) -> &'static str {
-        match self {
-            QueryError::InvalidRequest(_) => "invalid_request",
-            QueryError::Syntax { .. } => "syntax_error",
-            QueryError::TooComplex { .. } => "query_too_complex",
-            QueryError::Forbidden { .. } => "forbidden_statement",
-            QueryError::UnknownTable { .. } => "unknown_table",
-            QueryError::AmbiguousColumn { .. } => "ambiguous_column",
-            QueryError::Plan(_) => "plan_error",
-            QueryError::Execution(_) => "execution_error",
-            QueryError::InvalidRegex(_) => "invalid_regex",
-            QueryError::NotSupported(_) => "not_supported",
-            QueryError::Timeout { .. } => "query_timeout",
-            QueryError::MemoryLimit { .. } => "memory_limit",
-            QueryError::ValueTooLarge(_) => "value_too_large",
-            QueryError::TooManyRows { .. } => "too_many_rows",
-            QueryError::MemoryPressure { .. } => "memory_pressure",
-            QueryError::DatasetDamaged(_) => "dataset_damaged",
-            QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => "unavailable",
-            QueryError::Catalog(_) | QueryError::Internal(_) => "internal",
-            QueryError::Upstream(up) => up.code(),
-            // A remote answer is passed through with its own code, mapped
-            // back to one of ours so no string is leaked into 'static.
-            QueryError::Remote { code, .. } => static_code(code),
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            QueryError::InvalidRequest(_)
-            | QueryError::Syntax { .. }
-            | QueryError::TooComplex { .. }
-            | QueryError::Forbidden { .. }
-            | QueryError::UnknownTable { .. }
-            | QueryError::AmbiguousColumn { .. }
-            | QueryError::Plan(_)
-            | QueryError::Execution(_)
-            | QueryError::InvalidRegex(_)
-            | QueryError::NotSupported(_) => StatusCode::BAD_REQUEST,
-            QueryError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            QueryError::MemoryLimit { .. }
-            | QueryError::ValueTooLarge(_)
-            | QueryError::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            QueryError::MemoryPressure { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            QueryError::DatasetDamaged(_) | QueryError::Catalog(_) | QueryError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            QueryError::Upstream(up) => up.status(),
-            QueryError::Remote { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-            }
-        }
-    }
-
-    /// Whether the query (not the server) is at fault.
-    pub fn is_client_error(&self) -> bool {
-        self.status().is_client_error()
-    }
-
-    /// Machine-readable fields beside code and message.
-    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut d = serde_json::Map::new();
-        match self {
-            QueryError::Syntax { line, column, .. } => {
-                if let (Some(l), Some(c)) = (line, column) {
-                    d.insert("line".into(), (*l).into());
-                    d.insert("column".into(), (*c).into());
-                }
-            }
-            QueryError::TooComplex { limit, setting, .. } => {
-                d.insert("limit".into(), (*limit).into());
-                d.insert("setting".into(), (*setting).into());
-            }
-            QueryError::AmbiguousColumn { name, candidates } => {
-                d.insert("name".into(), name.clone().into());
-                d.insert("candidates".into(), candidates.clone().into());
-            }
-            QueryError::ValueTooLarge(e) => {
-                d.insert("function".into(), e.function.clone().into());
-                d.insert("limit".into(), e.limit.into());
-            }
-            QueryError::DatasetDamaged(e) => {
-                d.insert("dataset".into(), e.dataset.clone().into());
-                d.insert("object".into(), e.object.clone().into());
-            }
-            QueryError::TooManyRows { max_rows } => {
-                d.insert("max_rows".into(), (*max_rows).into());
-            }
-            QueryError::Remote { details, .. } => d = details.clone(),
-            _ => {}
-        }
-        d
-    }
 }
 
 /// The first error of type `T` in `e`'s `source()` chain (DataFusion's
@@ -526,72 +418,6 @@ fn innermost(x: &(dyn StdError + Send + Sync + 'static)) -> String {
         Some(d) => message(d),
         None => x.to_string(),
     }
-}
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        // `Upstream` is transparent (its source is the transport error), so
-        // it is matched first; other variants may carry one in their chain.
-        if let QueryError::Upstream(up) = &e {
-            return up.into();
-        }
-        if let Some(up) = UpstreamError::find(&e) {
-            return up.into();
-        }
-        let status = e.status();
-        let hidden = status.is_server_error()
-            && !matches!(
-                e,
-                QueryError::Remote { .. }
-                    | QueryError::DatasetDamaged(_)
-                    | QueryError::MemoryPressure { .. }
-            );
-        if hidden {
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                return ApiError::unavailable(e.to_string());
-            }
-            return ApiError::internal(&e);
-        }
-        let code = e.static_code();
-        let details = e.details();
-        let mut api = ApiError::new(status, code, e.to_string());
-        api.details = details;
-        api
-    }
-}
-
-/// Maps a remote code back to one of ours, so no string is leaked.
-fn static_code(code: &str) -> &'static str {
-    const CODES: [&str; 23] = [
-        "invalid_request",
-        "syntax_error",
-        "query_too_complex",
-        "forbidden_statement",
-        "unknown_table",
-        "ambiguous_column",
-        "plan_error",
-        "execution_error",
-        "invalid_regex",
-        "not_supported",
-        "query_timeout",
-        "memory_limit",
-        "value_too_large",
-        "too_many_rows",
-        "memory_pressure",
-        "dataset_damaged",
-        "unavailable",
-        "internal",
-        "invalid_json",
-        "invalid_body",
-        "upstream_unavailable",
-        "upstream_timeout",
-        "bad_gateway",
-    ];
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("remote_error")
 }
 
 /// Whether a catalog error means "no such dataset" (a name the catalog's

@@ -6,7 +6,8 @@
 //! - [`engine::QueryEngine`]: sandbox → plan → execute → encode, on its own
 //!   runtime, with a timeout, a memory pool and a row cap.
 //! - [`http::router`]: `POST /query/sql`; [`QueryClient`]: the same
-//!   [`Query`] trait over HTTP.
+//!   [`Query`] trait over HTTP; `status`: each error's status, code and
+//!   envelope (the edge's table; the core's `error` knows no HTTP).
 //! - [`batches`]: the same engine for the wire protocols (Flight SQL,
 //!   PostgreSQL): results as Arrow batches, statements described before
 //!   they run, table metadata; [`dialect`]: a protocol's parser and
@@ -35,6 +36,7 @@ pub mod http;
 mod idents;
 pub mod limits;
 pub mod sandbox;
+mod status;
 mod udf;
 
 pub use batches::{Batches, Described, TableInfo};

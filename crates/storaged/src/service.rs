@@ -11,7 +11,6 @@
 //! lock enforces for the local filesystem.
 
 use std::collections::BinaryHeap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -30,6 +29,7 @@ use tokio::sync::Mutex;
 use crate::backend::Backend;
 use crate::error::{Result, StorageError};
 use crate::key::ObjectKey;
+use crate::rules::{Locks, RulesStore, new_locks, stripe};
 
 /// Bodies up to this size are buffered and written with one `put`; larger
 /// ones stream as a multipart upload in parts of this size.
@@ -114,7 +114,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     sorted_listing: bool,
     max_object_size: u64,
-    locks: Box<[Mutex<()>]>,
+    /// Commit locks, shared with the stores [`Storage::store`] hands out.
+    locks: Locks,
 }
 
 impl Storage {
@@ -123,13 +124,19 @@ impl Storage {
             store: backend.store.clone(),
             sorted_listing: backend.sorted_listing,
             max_object_size,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: new_locks(LOCK_STRIPES),
         }
     }
 
-    /// The backend store, for in-process callers that need `ObjectStore`.
+    /// The store for services in this process: the backend under storaged's
+    /// rules (key grammar, size cap, this core's commit locks), so they get
+    /// what a service calling over HTTP gets.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+        Arc::new(RulesStore::new(
+            self.store.clone(),
+            self.max_object_size,
+            self.locks.clone(),
+        ))
     }
 
     pub fn max_object_size(&self) -> u64 {
@@ -137,9 +144,7 @@ impl Storage {
     }
 
     fn lock_for(&self, key: &ObjectKey) -> &Mutex<()> {
-        let mut h = DefaultHasher::new();
-        key.as_str().hash(&mut h);
-        &self.locks[(h.finish() as usize) % self.locks.len()]
+        stripe(&self.locks, key.as_str())
     }
 
     async fn head_opt(&self, path: &Path) -> Result<Option<ObjectMeta>> {

@@ -3,8 +3,6 @@
 //! real socket. Both stream the same rows in every format and refuse the
 //! same statements with the same code and status.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use http::StatusCode;
 use lakehouse_queryd::{EngineConfig, Format, Query, QueryClient, QueryError};
@@ -20,12 +18,7 @@ async fn the_engine_keeps_the_contract() {
 #[tokio::test]
 async fn the_client_keeps_the_contract() {
     let env = Env::new().await;
-    let engine: Arc<dyn Query> = env.engine(EngineConfig::default());
-    let app = lakehouse_queryd::http::router(engine);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    conformance(&QueryClient::new(&format!("http://{addr}"))).await;
+    conformance(&QueryClient::new(&super::serve(&env).await)).await;
 }
 
 async fn bytes(q: &dyn Query, sql: &str, format: Format) -> Result<Vec<u8>, QueryError> {

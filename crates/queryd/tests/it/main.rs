@@ -750,15 +750,20 @@ async fn http_errors_are_json_4xx() {
     assert_eq!(error_code(&body), "invalid_body");
 }
 
-#[tokio::test]
-async fn client_round_trip_over_http() {
-    let env = Env::new().await;
+/// `env`'s engine behind its router on an ephemeral port; the base URL.
+async fn serve(env: &Env) -> String {
     let engine: Arc<dyn Query> = env.engine(EngineConfig::default());
     let app = lakehouse_queryd::http::router(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = lakehouse_queryd::QueryClient::new(&format!("http://{addr}"));
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn client_round_trip_over_http() {
+    let env = Env::new().await;
+    let client = lakehouse_queryd::QueryClient::new(&serve(&env).await);
     let mut s = client
         .sql("SELECT region FROM sales WHERE id = 2", Format::Csv)
         .await

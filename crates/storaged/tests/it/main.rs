@@ -2,5 +2,6 @@
 
 mod atomic;
 mod router;
+mod rules;
 mod suite;
 mod support;

@@ -7,7 +7,7 @@ use object_store::integration::*;
 
 use crate::support::{self, TestBackend};
 
-async fn run_suite(store: &dyn ObjectStore, supports_update: bool) {
+pub(crate) async fn run_suite(store: &dyn ObjectStore, supports_update: bool) {
     put_get_delete_list(store).await;
     get_opts(store).await;
     put_opts(store, supports_update).await;
