@@ -71,9 +71,9 @@ impl IngestClient {
 
     fn error(e: CallError) -> IngestError {
         match e {
-            CallError::Upstream(up) => IngestError::Upstream(up),
+            CallError::Upstream(up) => IngestError::Upstream(Box::new(up)),
             CallError::Remote(r) => match UpstreamError::from_remote(&r) {
-                Some(up) => IngestError::Upstream(up),
+                Some(up) => IngestError::Upstream(Box::new(up)),
                 None => IngestError::Remote {
                     kind: crate::http::kind_from(r.status, &r.code),
                     status: r.status.as_u16(),

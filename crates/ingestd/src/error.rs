@@ -101,7 +101,7 @@ pub enum IngestError {
     /// The ingest service itself could not be reached, or relayed that
     /// its own upstream failed (from the client).
     #[error(transparent)]
-    Upstream(UpstreamError),
+    Upstream(Box<UpstreamError>),
     /// An error answer from a remote ingestd, typed by its code.
     #[error("{message}")]
     Remote {

@@ -36,7 +36,7 @@ impl From<IngestError> for ApiError {
             IngestError::Storage(_) | IngestError::Upload(_) | IngestError::Catalog(_) => {
                 ApiError::internal_or_upstream(&e)
             }
-            IngestError::Upstream(up) => up.into(),
+            IngestError::Upstream(up) => (*up).into(),
             IngestError::Spool(_) | IngestError::Encode(_) | IngestError::Internal(_) => {
                 ApiError::internal(&e)
             }

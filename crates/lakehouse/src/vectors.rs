@@ -146,35 +146,39 @@ pub async fn run(args: VectorsArgs) -> anyhow::Result<()> {
                 println!("{:<w$}  {:>10.6}  {md}", h.id, h.distance);
             }
         }
-        VectorsCommand::List => {
-            let list = client.list().await?;
-            println!(
-                "{:<24} {:>6} {:>7} {:>4} {:>6} {:>10} {:>12}",
-                "NAME", "DIM", "METRIC", "M", "EFC", "COUNT", "MEMORY"
-            );
-            for i in &list {
-                println!(
-                    "{:<24} {:>6} {:>7} {:>4} {:>6} {:>10} {:>10.1} MiB",
-                    i.name,
-                    i.dim,
-                    format!("{:?}", i.metric).to_lowercase(),
-                    i.m,
-                    i.ef_construction,
-                    i.count,
-                    i.memory_bytes as f64 / (1 << 20) as f64
-                );
-            }
-            println!(
-                "{} index{}",
-                list.len(),
-                if list.len() == 1 { "" } else { "es" }
-            );
-        }
+        VectorsCommand::List => list(&client).await?,
         VectorsCommand::Drop { name } => {
             client.drop_index(&name).await?;
             println!("dropped {name}");
         }
     }
+    Ok(())
+}
+
+/// `lakehouse vectors list`: one line per index.
+async fn list(client: &VectorClient) -> anyhow::Result<()> {
+    let list = client.list().await?;
+    println!(
+        "{:<24} {:>6} {:>7} {:>4} {:>6} {:>10} {:>12}",
+        "NAME", "DIM", "METRIC", "M", "EFC", "COUNT", "MEMORY"
+    );
+    for i in &list {
+        println!(
+            "{:<24} {:>6} {:>7} {:>4} {:>6} {:>10} {:>10.1} MiB",
+            i.name,
+            i.dim,
+            format!("{:?}", i.metric).to_lowercase(),
+            i.m,
+            i.ef_construction,
+            i.count,
+            i.memory_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    println!(
+        "{} index{}",
+        list.len(),
+        if list.len() == 1 { "" } else { "es" }
+    );
     Ok(())
 }
 

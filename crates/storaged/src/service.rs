@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, GetResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -208,101 +208,116 @@ impl Storage {
         }
         // Fail fast, before any bytes move; re-checked at commit.
         self.check_put_condition(key, &cond).await?;
-
-        let path = key.to_path();
-        let mut body = std::pin::pin!(body);
-        let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_len = 0usize;
-        let mut total: u64 = 0;
-        let mut upload: Option<StreamingUpload> = None;
-
-        let result: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
-                total += chunk.len() as u64;
-                if total > self.max_object_size {
-                    return Err(StorageError::TooLarge {
-                        limit: self.max_object_size,
-                    });
-                }
-                pending_len += chunk.len();
-                pending.push(chunk);
-                while pending_len >= PART_SIZE {
-                    let part = take_prefix(&mut pending, PART_SIZE);
-                    pending_len -= PART_SIZE;
-                    if upload.is_none() {
-                        upload = Some(self.start_upload(key).await?);
-                    }
-                    if let Some(u) = upload.as_mut() {
-                        u.put_part(part).await?;
-                    }
-                }
-            }
-            Ok(())
-        }
-        .await;
-
-        if let Err(e) = result {
-            if let Some(u) = upload {
+        let mut received = Received::default();
+        if let Err(e) = self.receive(key, body, &mut received).await {
+            if let Some(u) = received.upload {
                 u.abort().await;
             }
             return Err(e);
         }
+        let total = received.total;
+        let res = match received.upload {
+            None => self.commit_small(key, &cond, received.pending).await?,
+            Some(u) => self.commit_upload(key, &cond, u, received.pending).await?,
+        };
+        Ok(PutOutcome {
+            key: key.to_string(),
+            size: total,
+            etag: res.e_tag.map(|e| unquote(&e).to_string()),
+        })
+    }
 
-        match upload {
-            None => {
-                // Small object: one atomic put, under the key lock.
-                let payload = PutPayload::from_iter(pending);
-                let _guard = self.lock_for(key).lock().await;
-                self.check_put_condition(key, &cond).await?;
-                let res = self
-                    .store
-                    .put_opts(&path, payload, PutOptions::from(PutMode::Overwrite))
-                    .await;
-                drop(_guard);
-                let res = match res {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.diagnose_write_error(key, e).await),
-                };
-                Ok(PutOutcome {
-                    key: key.to_string(),
-                    size: total,
-                    etag: res.e_tag.map(|e| unquote(&e).to_string()),
-                })
+    /// Reads `body` into `r`: bytes past the last whole part stay pending;
+    /// whole parts go to a multipart upload started at the first one.
+    async fn receive<S, E>(&self, key: &ObjectKey, body: S, r: &mut Received) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut pending_len = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+            r.total += chunk.len() as u64;
+            if r.total > self.max_object_size {
+                return Err(StorageError::TooLarge {
+                    limit: self.max_object_size,
+                });
             }
-            Some(mut u) => {
-                if let Err(e) = async {
-                    if pending_len > 0 {
-                        u.put_part(PutPayload::from_iter(std::mem::take(&mut pending)))
-                            .await?;
-                    }
-                    u.flush().await
+            pending_len += chunk.len();
+            r.pending.push(chunk);
+            while pending_len >= PART_SIZE {
+                let part = take_prefix(&mut r.pending, PART_SIZE);
+                pending_len -= PART_SIZE;
+                if r.upload.is_none() {
+                    r.upload = Some(self.start_upload(key).await?);
                 }
-                .await
-                {
-                    u.abort().await;
-                    return Err(e);
+                if let Some(u) = r.upload.as_mut() {
+                    u.put_part(part).await?;
                 }
-                let guard = self.lock_for(key).lock().await;
-                if let Err(e) = self.check_put_condition(key, &cond).await {
-                    drop(guard);
-                    u.abort().await;
-                    return Err(e);
-                }
-                let res = u.inner.complete().await;
-                drop(guard);
-                let res = match res {
-                    Ok(r) => r,
-                    Err(e) => {
-                        u.abort().await;
-                        return Err(self.diagnose_write_error(key, e).await);
-                    }
-                };
-                Ok(PutOutcome {
-                    key: key.to_string(),
-                    size: total,
-                    etag: res.e_tag.map(|e| unquote(&e).to_string()),
-                })
+            }
+        }
+        Ok(())
+    }
+
+    /// A small object: one atomic put, under the key lock.
+    async fn commit_small(
+        &self,
+        key: &ObjectKey,
+        cond: &PutCondition,
+        pending: Vec<Bytes>,
+    ) -> Result<PutResult> {
+        let payload = PutPayload::from_iter(pending);
+        let guard = self.lock_for(key).lock().await;
+        self.check_put_condition(key, cond).await?;
+        let res = self
+            .store
+            .put_opts(
+                &key.to_path(),
+                payload,
+                PutOptions::from(PutMode::Overwrite),
+            )
+            .await;
+        drop(guard);
+        match res {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.diagnose_write_error(key, e).await),
+        }
+    }
+
+    /// A large object: the last part, then the condition re-checked and the
+    /// upload completed under the key lock (aborted on any failure).
+    async fn commit_upload(
+        &self,
+        key: &ObjectKey,
+        cond: &PutCondition,
+        mut u: StreamingUpload,
+        pending: Vec<Bytes>,
+    ) -> Result<PutResult> {
+        let flushed = async {
+            if pending.iter().any(|b| !b.is_empty()) {
+                u.put_part(PutPayload::from_iter(pending)).await?;
+            }
+            u.flush().await
+        }
+        .await;
+        if let Err(e) = flushed {
+            u.abort().await;
+            return Err(e);
+        }
+        let guard = self.lock_for(key).lock().await;
+        if let Err(e) = self.check_put_condition(key, cond).await {
+            drop(guard);
+            u.abort().await;
+            return Err(e);
+        }
+        let res = u.inner.complete().await;
+        drop(guard);
+        match res {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                u.abort().await;
+                Err(self.diagnose_write_error(key, e).await)
             }
         }
     }
@@ -527,6 +542,14 @@ impl Storage {
 }
 
 /// A multipart upload with a bounded number of parts in flight.
+/// What [`Storage::receive`] has read of a body so far.
+#[derive(Default)]
+struct Received {
+    total: u64,
+    pending: Vec<Bytes>,
+    upload: Option<StreamingUpload>,
+}
+
 struct StreamingUpload {
     inner: Box<dyn MultipartUpload>,
     in_flight: FuturesOrdered<object_store::UploadPart>,

@@ -36,18 +36,8 @@ impl Ingestor {
             .collect();
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let prior = self.current(dataset).await?;
-            if let Some(p) = &prior
-                && p.schema_fingerprint != fp
-            {
-                let have = self.dataset_schema(p).await?;
-                let differences = match have {
-                    Some(h) => differences(&h, schema),
-                    None => vec!["the dataset has another schema".to_string()],
-                };
-                return Err(IngestError::SchemaMismatch {
-                    dataset: dataset.to_string(),
-                    differences,
-                });
+            if let Some(p) = &prior {
+                self.check_schema(dataset, p, &fp, schema).await?;
             }
             let (all, old): (Vec<ObjectRef>, Vec<ObjectRef>) = match (opts.mode, &prior) {
                 // An append adds its objects and never drops (or deletes)
@@ -90,23 +80,7 @@ impl Ingestor {
             };
             match outcome {
                 Ok(manifest) => {
-                    let sent: HashSet<&str> = sent.iter().map(String::as_str).collect();
-                    let (added, unused): (Vec<ObjectRef>, Vec<ObjectRef>) = new
-                        .iter()
-                        .cloned()
-                        .partition(|o| sent.contains(o.key.as_str()));
-                    // Only now are the old data (replace) and the unused new
-                    // objects unreferenced — unless a manifest still lists
-                    // them, which `delete_unreferenced` checks.
-                    let doomed: Vec<String> = old
-                        .into_iter()
-                        .chain(unused)
-                        .map(|o| o.key)
-                        .filter(|k| !sent.contains(k.as_str()))
-                        .collect();
-                    if !doomed.is_empty() {
-                        self.delete_unreferenced(dataset, doomed).await;
-                    }
+                    let added = self.registered(dataset, &sent, &new, old).await;
                     return Ok(IngestResult {
                         dataset: dataset.to_string(),
                         mode: opts.mode,
@@ -132,6 +106,55 @@ impl Ingestor {
             }
         }
         Err(IngestError::Contended(dataset.to_string()))
+    }
+
+    /// A dataset registered with another fingerprint: the differences, named.
+    async fn check_schema(
+        &self,
+        dataset: &str,
+        prior: &Manifest,
+        fp: &str,
+        schema: &SchemaRef,
+    ) -> Result<(), IngestError> {
+        if prior.schema_fingerprint == fp {
+            return Ok(());
+        }
+        let differences = match self.dataset_schema(prior).await? {
+            Some(have) => differences(&have, schema),
+            None => vec!["the dataset has another schema".to_string()],
+        };
+        Err(IngestError::SchemaMismatch {
+            dataset: dataset.to_string(),
+            differences,
+        })
+    }
+
+    /// After a registration of `sent`: the new objects it lists, once the
+    /// ones it does not (and, on replace, the `old` ones) are deleted.
+    /// Only now are they unreferenced — unless a manifest still lists them,
+    /// which `delete_unreferenced` checks.
+    async fn registered(
+        &self,
+        dataset: &str,
+        sent: &[String],
+        new: &[ObjectRef],
+        old: Vec<ObjectRef>,
+    ) -> Vec<ObjectRef> {
+        let sent: HashSet<&str> = sent.iter().map(String::as_str).collect();
+        let (added, unused): (Vec<ObjectRef>, Vec<ObjectRef>) = new
+            .iter()
+            .cloned()
+            .partition(|o| sent.contains(o.key.as_str()));
+        let doomed: Vec<String> = old
+            .into_iter()
+            .chain(unused)
+            .map(|o| o.key)
+            .filter(|k| !sent.contains(k.as_str()))
+            .collect();
+        if !doomed.is_empty() {
+            self.delete_unreferenced(dataset, doomed).await;
+        }
+        added
     }
 }
 

@@ -6,12 +6,13 @@ use bytes::Bytes;
 use futures::Stream;
 use lakehouse_catalogd::ObjectRef;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{IDEMPOTENCY_PREFIX, IngestResult, Ingestor, is_ingest_object, new_ingest_id, path};
 use crate::error::IngestError;
-use crate::options::IngestOptions;
+use crate::options::{IngestOptions, Mode};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
@@ -49,16 +50,7 @@ impl Ingestor {
             u64::from_str_radix(&digest[..8], 16).unwrap_or(0) as usize % self.idem_locks.len();
         let _guard = self.idem_locks[stripe].lock().await;
 
-        let previous = match self.store.get(&record_path).await {
-            Ok(r) => Some(
-                serde_json::from_slice::<IdempotencyRecord>(&r.bytes().await?).map_err(|e| {
-                    IngestError::Internal(format!("corrupt idempotency record {record_path}: {e}"))
-                })?,
-            ),
-            Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        match previous {
+        match self.read_record(&record_path).await? {
             Some(IdempotencyRecord::Done { mut result }) => {
                 result.replayed = true;
                 return Ok(*result);
@@ -67,37 +59,12 @@ impl Ingestor {
                 dataset: d,
                 ingest_id,
             }) => {
-                // The first attempt stopped part-way. Did it register?
-                if let Some(m) = self.current(&d).await? {
-                    let objects: Vec<ObjectRef> = m
-                        .objects
-                        .iter()
-                        .filter(|o| is_ingest_object(&d, &ingest_id, &o.key))
-                        .cloned()
-                        .collect();
-                    if !objects.is_empty() {
-                        let result = IngestResult {
-                            dataset: d,
-                            mode: opts.mode,
-                            rows: objects.iter().map(|o| o.row_count).sum(),
-                            objects,
-                            manifest: m,
-                            replayed: true,
-                            csv: None,
-                        };
-                        self.put_json(
-                            &record_path,
-                            &IdempotencyRecord::Done {
-                                result: Box::new(result.clone()),
-                            },
-                        )
-                        .await?;
-                        return Ok(result);
-                    }
+                if let Some(done) = self
+                    .settle_pending(&record_path, d, &ingest_id, opts.mode)
+                    .await?
+                {
+                    return Ok(done);
                 }
-                // It did not: its objects (if any) are orphans; try again.
-                let keys = self.ingest_objects(&d, &ingest_id).await?;
-                self.delete_unreferenced(&d, keys).await;
             }
             None => {}
         }
@@ -130,5 +97,60 @@ impl Ingestor {
                 Err(e)
             }
         }
+    }
+
+    /// The stored record of a key, if any.
+    async fn read_record(
+        &self,
+        record_path: &Path,
+    ) -> Result<Option<IdempotencyRecord>, IngestError> {
+        match self.store.get(record_path).await {
+            Ok(r) => Ok(Some(
+                serde_json::from_slice::<IdempotencyRecord>(&r.bytes().await?).map_err(|e| {
+                    IngestError::Internal(format!("corrupt idempotency record {record_path}: {e}"))
+                })?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A first attempt that stopped part-way: its result if it registered
+    /// (recorded as done), else `None` once its orphaned objects are gone.
+    async fn settle_pending(
+        &self,
+        record_path: &Path,
+        dataset: String,
+        ingest_id: &str,
+        mode: Mode,
+    ) -> Result<Option<IngestResult>, IngestError> {
+        if let Some(m) = self.current(&dataset).await? {
+            let objects: Vec<ObjectRef> = m
+                .objects
+                .iter()
+                .filter(|o| is_ingest_object(&dataset, ingest_id, &o.key))
+                .cloned()
+                .collect();
+            if !objects.is_empty() {
+                let result = IngestResult {
+                    dataset,
+                    mode,
+                    rows: objects.iter().map(|o| o.row_count).sum(),
+                    objects,
+                    manifest: m,
+                    replayed: true,
+                    csv: None,
+                };
+                let done = IdempotencyRecord::Done {
+                    result: Box::new(result.clone()),
+                };
+                self.put_json(record_path, &done).await?;
+                return Ok(Some(result));
+            }
+        }
+        // It did not register: its objects (if any) are orphans.
+        let keys = self.ingest_objects(&dataset, ingest_id).await?;
+        self.delete_unreferenced(&dataset, keys).await;
+        Ok(None)
     }
 }
