@@ -3,11 +3,10 @@
 //! real socket. Both stream the same rows in every format and refuse the
 //! same statements with the same code and status.
 
-use futures::StreamExt;
 use http::StatusCode;
-use lakehouse_queryd::{EngineConfig, Format, Query, QueryClient, QueryError};
+use lakehouse_queryd::{EngineConfig, Format, Query, QueryClient};
 
-use super::{Env, parse_sales};
+use super::{Env, bytes, parse_sales};
 
 #[tokio::test]
 async fn the_engine_keeps_the_contract() {
@@ -19,15 +18,6 @@ async fn the_engine_keeps_the_contract() {
 async fn the_client_keeps_the_contract() {
     let env = Env::new().await;
     conformance(&QueryClient::new(&super::serve(&env).await)).await;
-}
-
-async fn bytes(q: &dyn Query, sql: &str, format: Format) -> Result<Vec<u8>, QueryError> {
-    let mut stream = q.sql(sql, format).await?;
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk?);
-    }
-    Ok(buf)
 }
 
 async fn conformance(q: &dyn Query) {

@@ -219,11 +219,7 @@ async fn every_format_parses_back() {
     let engine = env.engine(EngineConfig::default());
     let sql = "SELECT id, region, amount FROM sales ORDER BY id";
     for format in Format::ALL {
-        let mut stream = engine.sql(sql, format).await.unwrap();
-        let mut buf = Vec::new();
-        while let Some(c) = stream.next().await {
-            buf.extend_from_slice(&c.unwrap());
-        }
+        let buf = bytes(engine.as_ref(), sql, format).await.unwrap();
         let got = parse_sales(format, &buf);
         let expected = vec![
             (1, "north".to_string(), Some(10.5)),
@@ -234,6 +230,16 @@ async fn every_format_parses_back() {
         ];
         assert_eq!(got, expected, "{format:?}");
     }
+}
+
+/// The whole result of `sql` in `format`.
+async fn bytes(q: &dyn Query, sql: &str, format: Format) -> Result<Vec<u8>, QueryError> {
+    let mut stream = q.sql(sql, format).await?;
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    Ok(buf)
 }
 
 /// `SELECT id, region, amount FROM sales ORDER BY id` read back from `format`.
