@@ -52,10 +52,20 @@ fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
         .collect())
 }
 
-fn main() -> Result<()> {
-    let a = Args::parse();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.data.join("meta.json"))?)?;
+/// gen_vectors.py's output: the base rows, the queries, the ground truth.
+struct Dataset {
+    n: usize,
+    nq: usize,
+    dim: usize,
+    k: usize,
+    metric: Metric,
+    base: Vec<f32>,
+    queries: Vec<f32>,
+    gt: Vec<u64>,
+}
+
+fn load(dir: &Path) -> Result<Dataset> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
     let get = |k: &str| {
         meta[k]
             .as_u64()
@@ -68,26 +78,97 @@ fn main() -> Result<()> {
         .context("meta.json: metric")?
         .parse()
         .map_err(anyhow::Error::msg)?;
-    let base = read_f32(&a.data.join("base.f32"), n, dim)?;
-    let queries = read_f32(&a.data.join("queries.f32"), nq, dim)?;
-    let gt_raw = std::fs::read(a.data.join("gt.i32"))?;
+    let base = read_f32(&dir.join("base.f32"), n, dim)?;
+    let queries = read_f32(&dir.join("queries.f32"), nq, dim)?;
+    let gt_raw = std::fs::read(dir.join("gt.i32"))?;
     if gt_raw.len() != nq * k * 4 {
         bail!("gt.i32 has the wrong size");
     }
-    let gt: Vec<u64> = gt_raw
+    let gt = gt_raw
         .chunks_exact(4)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
         .collect();
-
-    let params = Params {
+    Ok(Dataset {
+        n,
+        nq,
         dim,
+        k,
         metric,
+        base,
+        queries,
+        gt,
+    })
+}
+
+/// The keys of the `k` nearest of each query, on `threads` threads.
+fn search_all(index: &Index, d: &Dataset, ef: usize, threads: usize) -> Result<Vec<Vec<u64>>> {
+    let (dim, k) = (d.dim, d.k);
+    let search_chunk = |chunk: &[f32]| {
+        chunk
+            .chunks_exact(dim)
+            .map(|q| {
+                index
+                    .search(q, k, ef)
+                    .map(|r| r.iter().map(|h| h.key).collect())
+            })
+            .collect::<Result<Vec<Vec<u64>>, _>>()
+    };
+    if threads <= 1 {
+        return Ok(search_chunk(&d.queries)?);
+    }
+    let per = d.nq.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = d
+            .queries
+            .chunks(per * dim)
+            .map(|chunk| s.spawn(move || search_chunk(chunk)))
+            .collect();
+        let mut all = Vec::with_capacity(d.nq);
+        for h in handles {
+            all.extend(h.join().expect("search thread panicked")?);
+        }
+        Ok(all)
+    })
+}
+
+/// Diagnostics (stderr): snapshot round trip and self-retrieval of stored rows.
+fn snapshot_check(index: &Index, d: &Dataset) -> Result<()> {
+    let t = Instant::now();
+    let bytes = index.to_bytes();
+    let enc_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let loaded = Index::from_bytes(&bytes)?;
+    let dec_s = t.elapsed().as_secs_f64();
+    let sample: Vec<usize> = (0..d.n).step_by((d.n / 2000).max(1)).collect();
+    let mut self_hits = 0;
+    for &i in &sample {
+        let r = loaded.search(&d.base[i * d.dim..(i + 1) * d.dim], 1, 64)?;
+        self_hits += r
+            .first()
+            .is_some_and(|h| h.key == i as u64 && h.distance.abs() <= 1e-5)
+            as usize;
+    }
+    eprintln!(
+        "snapshot_mb={:.1} encode_s={enc_s:.2} decode_s={dec_s:.2} self_found={self_hits}/{} (ef=64)",
+        bytes.len() as f64 / 1e6,
+        sample.len()
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let d = load(&a.data)?;
+    let params = Params {
+        dim: d.dim,
+        metric: d.metric,
         m: a.m,
         ef_construction: a.ef_construction,
     };
     let index = Index::new(params)?;
-    let items: Vec<(u64, &[f32])> = base
-        .chunks_exact(dim)
+    let items: Vec<(u64, &[f32])> = d
+        .base
+        .chunks_exact(d.dim)
         .enumerate()
         .map(|(i, v)| (i as u64, v))
         .collect();
@@ -104,88 +185,31 @@ fn main() -> Result<()> {
         stats.max_level,
         rayon_threads()
     );
-
-    let pool = a.threads.max(1);
+    let k = d.k;
     for &ef in &a.efs {
         let ef = ef.max(k);
         let t = Instant::now();
-        let results: Vec<Vec<u64>> = if pool == 1 {
-            queries
-                .chunks_exact(dim)
-                .map(|q| {
-                    index
-                        .search(q, k, ef)
-                        .map(|r| r.iter().map(|h| h.key).collect())
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            let per = nq.div_ceil(pool);
-            std::thread::scope(|s| {
-                let handles: Vec<_> = queries
-                    .chunks(per * dim)
-                    .map(|chunk| {
-                        let index = &index;
-                        s.spawn(move || {
-                            chunk
-                                .chunks_exact(dim)
-                                .map(|q| {
-                                    index
-                                        .search(q, k, ef)
-                                        .map(|r| r.iter().map(|h| h.key).collect())
-                                })
-                                .collect::<Result<Vec<Vec<u64>>, _>>()
-                        })
-                    })
-                    .collect();
-                let mut all = Vec::with_capacity(nq);
-                for h in handles {
-                    all.extend(h.join().expect("search thread panicked")?);
-                }
-                Ok::<_, lakehouse_hnsw::Error>(all)
-            })?
-        };
+        let results = search_all(&index, &d, ef, a.threads)?;
         let dt = t.elapsed().as_secs_f64();
         let hits: usize = results
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 r.iter()
-                    .filter(|id| gt[i * k..(i + 1) * k].contains(id))
+                    .filter(|id| d.gt[i * k..(i + 1) * k].contains(id))
                     .count()
             })
             .sum();
-        let recall = hits as f64 / (nq * k) as f64;
+        let recall = hits as f64 / (d.nq * k) as f64;
         println!(
             "engine=lakehouse m={} efc={} ef={} recall@{k}={recall:.4} qps={:.0} build_s={build_s:.2} mem_mb={mem_mb:.1} raw_mb={raw_mb:.1}",
             a.m,
             a.ef_construction,
             ef,
-            nq as f64 / dt
+            d.nq as f64 / dt
         );
     }
-
-    // Diagnostics (stderr): snapshot round trip and self-retrieval of stored rows.
-    let t = Instant::now();
-    let bytes = index.to_bytes();
-    let enc_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let loaded = Index::from_bytes(&bytes)?;
-    let dec_s = t.elapsed().as_secs_f64();
-    let sample: Vec<usize> = (0..n).step_by((n / 2000).max(1)).collect();
-    let mut self_hits = 0;
-    for &i in &sample {
-        let r = loaded.search(&base[i * dim..(i + 1) * dim], 1, 64)?;
-        self_hits += r
-            .first()
-            .is_some_and(|h| h.key == i as u64 && h.distance.abs() <= 1e-5)
-            as usize;
-    }
-    eprintln!(
-        "snapshot_mb={:.1} encode_s={enc_s:.2} decode_s={dec_s:.2} self_found={self_hits}/{} (ef=64)",
-        bytes.len() as f64 / 1e6,
-        sample.len()
-    );
-    Ok(())
+    snapshot_check(&index, &d)
 }
 
 fn rayon_threads() -> usize {
