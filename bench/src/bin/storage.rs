@@ -74,37 +74,7 @@ async fn main() -> anyhow::Result<()> {
             addr: server.url.trim_start_matches("http://"),
         };
 
-        // Every timed step starts with no dirty pages and a cold cache;
-        // which side goes first alternates, to cancel drift.
-        let api_first = run % 2 == 1;
-        let mut r = Round::default();
-        if api_first {
-            (r.api_put, r.req_put) = api.puts(&data, &mut cold).await?;
-        }
-        cold &= drop_caches();
-        r.buf_put = disk_write(&dir.join("buffered.bin"), &data, false)?;
-        cold &= drop_caches();
-        r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
-        std::fs::remove_file(dir.join("direct.bin"))?;
-        if !api_first {
-            (r.api_put, r.req_put) = api.puts(&data, &mut cold).await?;
-        }
-        // The disk read reads the very file the API stored, so both reads
-        // see the same bytes laid out the same way. The first read of a
-        // freshly written file is slow here whoever does it (the VM's host
-        // caches the disk image behind the guest), so one untimed read puts
-        // the file in the same state for both timed reads.
-        let stored = dir.join("lakehouse/objects").join(KEY);
-        cold &= drop_caches();
-        disk_read(&stored, size)?;
-        if api_first {
-            (r.api_get, r.req_get) = api.gets(size, &mut cold).await?;
-        }
-        cold &= drop_caches();
-        r.disk_get = disk_read(&stored, size)?;
-        if !api_first {
-            (r.api_get, r.req_get) = api.gets(size, &mut cold).await?;
-        }
+        let r = round(&api, &dir, &data, aligned, run % 2 == 1, &mut cold).await?;
         drop(server);
         std::fs::remove_dir_all(&dir)?;
 
@@ -125,36 +95,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // Medians over the rounds: speeds in GiB/s, and ratios API/disk taken
-    // per round (times are seconds, so disk/api).
-    let speed = |f: fn(&Round) -> f64| median(rounds.iter().map(|r| gib / f(r)).collect());
-    let ratio = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
-    let n = args.runs;
-    let reads = if cold {
-        "cold page cache"
-    } else {
-        "warm page cache (could not drop caches)"
-    };
-    println!(
-        "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); disk with direct I/O from aligned memory {:.2} GiB/s, ratio {:.2}; reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs]",
-        args.size_mib,
-        speed(|r| r.api_put),
-        speed(|r| r.buf_put),
-        ratio(|r| r.buf_put / r.api_put),
-        speed(|r| r.dio_put),
-        ratio(|r| r.dio_put / r.api_put),
-        speed(|r| r.req_put),
-        ratio(|r| r.buf_put / r.req_put),
-    );
-    println!(
-        "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs, {reads}]",
-        args.size_mib,
-        speed(|r| r.api_get),
-        speed(|r| r.disk_get),
-        ratio(|r| r.disk_get / r.api_get),
-        speed(|r| r.req_get),
-        ratio(|r| r.disk_get / r.req_get),
-    );
+    report(&rounds, gib, args.size_mib, args.runs, cold);
     Ok(())
 }
 
@@ -297,4 +238,80 @@ fn raw_get(addr: &str, path: &str, size: usize) -> anyhow::Result<f64> {
         );
     }
     Ok(secs)
+}
+
+/// One paired round: API and disk writes, then API and disk reads of the
+/// same file, each from a cold cache; `api_first` alternates the order.
+async fn round(
+    api: &Api<'_>,
+    dir: &std::path::Path,
+    data: &bytes::Bytes,
+    aligned: &[u8],
+    api_first: bool,
+    cold: &mut bool,
+) -> anyhow::Result<Round> {
+    let size = data.len();
+    // Every timed step starts with no dirty pages and a cold cache;
+    // which side goes first alternates, to cancel drift.
+    let mut r = Round::default();
+    if api_first {
+        (r.api_put, r.req_put) = api.puts(data, cold).await?;
+    }
+    *cold &= drop_caches();
+    r.buf_put = disk_write(&dir.join("buffered.bin"), data, false)?;
+    *cold &= drop_caches();
+    r.dio_put = disk_write(&dir.join("direct.bin"), aligned, true)?;
+    std::fs::remove_file(dir.join("direct.bin"))?;
+    if !api_first {
+        (r.api_put, r.req_put) = api.puts(data, cold).await?;
+    }
+    // The disk read reads the very file the API stored, so both reads
+    // see the same bytes laid out the same way. The first read of a
+    // freshly written file is slow here whoever does it (the VM's host
+    // caches the disk image behind the guest), so one untimed read puts
+    // the file in the same state for both timed reads.
+    let stored = dir.join("lakehouse/objects").join(KEY);
+    *cold &= drop_caches();
+    disk_read(&stored, size)?;
+    if api_first {
+        (r.api_get, r.req_get) = api.gets(size, cold).await?;
+    }
+    *cold &= drop_caches();
+    r.disk_get = disk_read(&stored, size)?;
+    if !api_first {
+        (r.api_get, r.req_get) = api.gets(size, cold).await?;
+    }
+    Ok(r)
+}
+
+/// Medians over the rounds: speeds in GiB/s, and ratios API/disk taken
+/// per round (times are seconds, so disk/api).
+fn report(rounds: &[Round], gib: f64, size_mib: usize, n: usize, cold: bool) {
+    let speed = |f: fn(&Round) -> f64| median(rounds.iter().map(|r| gib / f(r)).collect());
+    let ratio = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let reads = if cold {
+        "cold page cache"
+    } else {
+        "warm page cache (could not drop caches)"
+    };
+    println!(
+        "storage PUT {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); disk with direct I/O from aligned memory {:.2} GiB/s, ratio {:.2}; reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs]",
+        size_mib,
+        speed(|r| r.api_put),
+        speed(|r| r.buf_put),
+        ratio(|r| r.buf_put / r.api_put),
+        speed(|r| r.dio_put),
+        ratio(|r| r.dio_put / r.api_put),
+        speed(|r| r.req_put),
+        ratio(|r| r.buf_put / r.req_put),
+    );
+    println!(
+        "storage GET {} MiB: api {:.2} GiB/s, disk {:.2} GiB/s, ratio {:.2} (goal >= 0.8); reqwest client {:.2} GiB/s, ratio {:.2}  [medians of {n} paired runs, {reads}]",
+        size_mib,
+        speed(|r| r.api_get),
+        speed(|r| r.disk_get),
+        ratio(|r| r.disk_get / r.api_get),
+        speed(|r| r.req_get),
+        ratio(|r| r.disk_get / r.req_get),
+    );
 }

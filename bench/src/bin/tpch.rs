@@ -119,109 +119,79 @@ fn cell_from_json(v: &Value) -> Cell {
 }
 
 fn cells(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<Cell>>> {
-    use arrow::datatypes::{Date32Type, Float64Type, Int32Type, Int64Type};
     let mut out = Vec::new();
     for b in batches {
-        let mut cols: Vec<Vec<Cell>> = Vec::new();
-        for c in b.columns() {
-            let n = c.len();
-            let col: Vec<Cell> = match c.data_type() {
-                DataType::Int64 => {
-                    let a = c.as_primitive::<Int64Type>();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else {
-                                Cell::Int(a.value(i))
-                            }
-                        })
-                        .collect()
-                }
-                DataType::Int32 => {
-                    let a = c.as_primitive::<Int32Type>();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else {
-                                Cell::Int(a.value(i) as i64)
-                            }
-                        })
-                        .collect()
-                }
-                DataType::Float64 => {
-                    let a = c.as_primitive::<Float64Type>();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else {
-                                Cell::Float(a.value(i))
-                            }
-                        })
-                        .collect()
-                }
-                DataType::Date32 => {
-                    let a = c.as_primitive::<Date32Type>();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else {
-                                Cell::Text(
-                                    a.value_as_date(i)
-                                        .map(|d| d.to_string())
-                                        .unwrap_or_default(),
-                                )
-                            }
-                        })
-                        .collect()
-                }
-                DataType::Decimal128(_, _)
-                | DataType::Float32
-                | DataType::Int8
-                | DataType::Int16
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::UInt64 => {
-                    let f = arrow::compute::cast(c, &DataType::Float64)?;
-                    let a = f.as_primitive::<Float64Type>();
-                    let integral = c.data_type().is_integer();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else if integral {
-                                Cell::Int(a.value(i) as i64)
-                            } else {
-                                Cell::Float(a.value(i))
-                            }
-                        })
-                        .collect()
-                }
-                _ => {
-                    let s = arrow::compute::cast(c, &DataType::Utf8)?;
-                    let a = s.as_string::<i32>();
-                    (0..n)
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Cell::Null
-                            } else {
-                                Cell::Text(a.value(i).to_string())
-                            }
-                        })
-                        .collect()
-                }
-            };
-            cols.push(col);
-        }
+        let cols = b
+            .columns()
+            .iter()
+            .map(|c| column_cells(c.as_ref()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for r in 0..b.num_rows() {
             out.push(cols.iter().map(|c| c[r].clone()).collect());
         }
     }
     Ok(out)
+}
+
+/// One cell per row of `c`: `Null`, or `value(row)`.
+fn each(c: &dyn Array, value: impl Fn(usize) -> Cell) -> Vec<Cell> {
+    (0..c.len())
+        .map(|i| if c.is_null(i) { Cell::Null } else { value(i) })
+        .collect()
+}
+
+/// A column's cells: integers and floats as numbers, dates as text, other
+/// numbers through Float64, anything else as text.
+fn column_cells(c: &dyn Array) -> anyhow::Result<Vec<Cell>> {
+    use arrow::datatypes::{Date32Type, Float64Type, Int32Type, Int64Type};
+    Ok(match c.data_type() {
+        DataType::Int64 => {
+            let a = c.as_primitive::<Int64Type>();
+            each(c, |i| Cell::Int(a.value(i)))
+        }
+        DataType::Int32 => {
+            let a = c.as_primitive::<Int32Type>();
+            each(c, |i| Cell::Int(a.value(i) as i64))
+        }
+        DataType::Float64 => {
+            let a = c.as_primitive::<Float64Type>();
+            each(c, |i| Cell::Float(a.value(i)))
+        }
+        DataType::Date32 => {
+            let a = c.as_primitive::<Date32Type>();
+            each(c, |i| {
+                Cell::Text(
+                    a.value_as_date(i)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+        }
+        DataType::Decimal128(_, _)
+        | DataType::Float32
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let f = arrow::compute::cast(c, &DataType::Float64)?;
+            let a = f.as_primitive::<Float64Type>();
+            let integral = c.data_type().is_integer();
+            each(c, |i| {
+                if integral {
+                    Cell::Int(a.value(i) as i64)
+                } else {
+                    Cell::Float(a.value(i))
+                }
+            })
+        }
+        _ => {
+            let s = arrow::compute::cast(c, &DataType::Utf8)?;
+            let a = s.as_string::<i32>();
+            each(c, |i| Cell::Text(a.value(i).to_string()))
+        }
+    })
 }
 
 fn num(c: &Cell) -> Option<f64> {
