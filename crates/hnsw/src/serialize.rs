@@ -111,193 +111,245 @@ impl Index {
 
     /// Rebuilds an index from [`Index::to_bytes`] output, validating everything.
     pub fn from_bytes(bytes: &[u8]) -> Result<Index, DecodeError> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        if bytes.len() < MAGIC.len() + 8 {
-            return Err(DecodeError::Truncated {
-                offset: bytes.len(),
-                needed: 8,
-            });
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let crc = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        let mut r = Reader {
-            buf: body,
-            pos: MAGIC.len(),
-        };
-        let version = r.u32()?;
-        if version != VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        if crc32fast::hash(body) != crc {
-            return Err(DecodeError::Checksum);
-        }
-        let dim = r.u32()? as usize;
-        let metric = Metric::from_code(r.u8()?)
-            .ok_or_else(|| DecodeError::Invalid("unknown metric code".into()))?;
-        let m = r.u32()? as usize;
-        let ef_construction = r.u32()? as usize;
-        let params = Params {
-            dim,
-            metric,
-            m,
-            ef_construction,
-        };
-        params.validate()?;
-        let seed = r.u64()?;
-        let n = r.u32()? as usize;
-        if n == NONE as usize {
-            return Err(DecodeError::Invalid("slot count out of range".into()));
-        }
-        let entry = r.u32()?;
-        let top = r.u8()? as usize;
-
-        // Vectors: check the length against what remains before allocating.
-        let vbytes = n
-            .checked_mul(dim)
-            .and_then(|x| x.checked_mul(4))
-            .ok_or_else(|| DecodeError::Invalid("vector size overflows".into()))?;
-        let raw = r.take(vbytes)?;
-        let vectors: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if !vectors.iter().all(|x| x.is_finite()) {
-            return Err(DecodeError::Invalid("non-finite vector component".into()));
-        }
-        // Every stored vector must pass the checks an insert makes, or a
-        // later rebuild (`compact`) meets one that it refuses (found by
-        // fuzzing: a zeroed vector under cosine).
-        if metric == Metric::Cosine {
-            let zero = vectors.chunks_exact(dim).position(|v| {
-                let n2: f32 = v.iter().map(|x| x * x).sum();
-                n2 == 0.0 || !n2.is_finite()
-            });
-            if let Some(s) = zero {
-                return Err(DecodeError::Invalid(format!(
-                    "slot {s} holds a zero-norm vector under cosine"
-                )));
-            }
-        }
-
-        let meta = r.take(n * 10)?;
-        let mut keys = Vec::with_capacity(n);
-        let mut levels = Vec::with_capacity(n);
-        let mut state = Vec::with_capacity(n);
-        let mut key_to_slot = HashMap::new();
-        for (s, c) in meta.chunks_exact(10).enumerate() {
-            let key = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            let (level, st) = (c[8], c[9]);
-            if level as usize > MAX_LEVEL {
-                return Err(DecodeError::Invalid(format!("slot {s} has level {level}")));
-            }
-            if st != LIVE && st != DELETED {
-                return Err(DecodeError::Invalid(format!("slot {s} has state {st}")));
-            }
-            if st == LIVE && key_to_slot.insert(key, s as u32).is_some() {
-                return Err(DecodeError::Invalid(format!("key {key} is live twice")));
-            }
-            keys.push(key);
-            levels.push(level);
-            state.push(AtomicU8::new(st));
-        }
-
-        let (s0, su) = (1 + 2 * m, 1 + m);
-        // Each slot needs at least one count word: bounds the level-0 array by input.
-        if n.checked_mul(4).is_none_or(|x| x > r.remaining()) {
-            return Err(DecodeError::Truncated {
-                offset: r.pos,
-                needed: n * 4,
-            });
-        }
-        let mut links0: Vec<AtomicU32> = Vec::with_capacity(n * s0);
-        let mut upper: Vec<Box<[AtomicU32]>> = Vec::with_capacity(n);
-        for s in 0..n {
-            let lv = levels[s] as usize;
-            let mut up: Vec<AtomicU32> = Vec::new();
-            for l in 0..=lv {
-                let max = if l == 0 { 2 * m } else { m };
-                let cnt = r.u32()? as usize;
-                if cnt > max {
-                    return Err(DecodeError::Invalid(format!(
-                        "slot {s} level {l} has {cnt} links (max {max})"
-                    )));
-                }
-                let ids = r.take(cnt * 4)?;
-                let dst_start = if l == 0 {
-                    links0.len()
-                } else {
-                    if up.is_empty() {
-                        up.reserve_exact(lv * su);
-                    }
-                    up.len()
-                };
-                let dst = if l == 0 { &mut links0 } else { &mut up };
-                dst.push(AtomicU32::new(cnt as u32));
-                for c in ids.chunks_exact(4) {
-                    let id = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
-                    if id >= n || (levels[id] as usize) < l {
-                        return Err(DecodeError::Invalid(format!(
-                            "slot {s} level {l} links to invalid slot {id}"
-                        )));
-                    }
-                    dst.push(AtomicU32::new(id as u32));
-                }
-                let width = if l == 0 { s0 } else { su };
-                dst.resize_with(dst_start + width, || AtomicU32::new(0));
-            }
-            upper.push(up.into_boxed_slice());
-        }
+        let mut r = open(bytes)?;
+        let (params, seed, n, entry, top) = read_header(&mut r)?;
+        let vectors = read_vectors(&mut r, n, params.dim, params.metric)?;
+        let meta = read_meta(&mut r, n)?;
+        let (links0, upper) = read_links(&mut r, n, params.m, &meta.levels)?;
         if r.remaining() != 0 {
             return Err(DecodeError::Invalid(format!(
                 "{} trailing bytes",
                 r.remaining()
             )));
         }
-
-        let entry = if entry == NONE {
-            if n != 0 {
-                return Err(DecodeError::Invalid(
-                    "non-empty graph without entry point".into(),
-                ));
-            }
-            u64::MAX
-        } else {
-            let e = entry as usize;
-            if e >= n || levels[e] as usize != top || levels.iter().any(|&l| l as usize > top) {
-                return Err(DecodeError::Invalid(
-                    "entry point is not a top-level slot".into(),
-                ));
-            }
-            (entry as u64) << 8 | top as u64
-        };
-
-        let indeg: Vec<AtomicU16> = (0..n).map(|_| AtomicU16::new(0)).collect();
-        for s in 0..n {
-            let list = &links0[s * s0..(s + 1) * s0];
-            let cnt = list[0].load(Ordering::Relaxed) as usize;
-            for a in &list[1..=cnt] {
-                let t = a.load(Ordering::Relaxed) as usize;
-                let v = indeg[t].load(Ordering::Relaxed);
-                indeg[t].store(v.saturating_add(1), Ordering::Relaxed);
-            }
-        }
+        let entry = entry_word(entry, top, &meta.levels)?;
+        let indeg = in_degrees(&links0, n, 1 + 2 * params.m);
         let mut locks = Vec::with_capacity(n);
         locks.resize_with(n, || Mutex::new(()));
         let store = Store {
             vectors,
             links0,
             upper,
-            levels,
-            keys,
-            state,
+            levels: meta.levels,
+            keys: meta.keys,
+            state: meta.state,
             indeg,
             locks,
-            key_to_slot,
+            key_to_slot: meta.key_to_slot,
         };
         Ok(Index::from_parts(params, seed, store, entry))
     }
+}
+
+/// The magic, the version and the checksum checked; a reader after the version.
+fn open(bytes: &[u8]) -> Result<Reader<'_>, DecodeError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if bytes.len() < MAGIC.len() + 8 {
+        return Err(DecodeError::Truncated {
+            offset: bytes.len(),
+            needed: 8,
+        });
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let crc = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let mut r = Reader {
+        buf: body,
+        pos: MAGIC.len(),
+    };
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(DecodeError::Checksum);
+    }
+    Ok(r)
+}
+
+/// Parameters (validated), seed, slot count, entry slot and top level.
+fn read_header(r: &mut Reader<'_>) -> Result<(Params, u64, usize, u32, usize), DecodeError> {
+    let dim = r.u32()? as usize;
+    let metric = Metric::from_code(r.u8()?)
+        .ok_or_else(|| DecodeError::Invalid("unknown metric code".into()))?;
+    let m = r.u32()? as usize;
+    let ef_construction = r.u32()? as usize;
+    let params = Params {
+        dim,
+        metric,
+        m,
+        ef_construction,
+    };
+    params.validate()?;
+    let seed = r.u64()?;
+    let n = r.u32()? as usize;
+    if n == NONE as usize {
+        return Err(DecodeError::Invalid("slot count out of range".into()));
+    }
+    let entry = r.u32()?;
+    let top = r.u8()? as usize;
+    Ok((params, seed, n, entry, top))
+}
+
+/// `n` vectors, each one an insert would accept.
+fn read_vectors(
+    r: &mut Reader<'_>,
+    n: usize,
+    dim: usize,
+    metric: Metric,
+) -> Result<Vec<f32>, DecodeError> {
+    // Check the length against what remains before allocating.
+    let vbytes = n
+        .checked_mul(dim)
+        .and_then(|x| x.checked_mul(4))
+        .ok_or_else(|| DecodeError::Invalid("vector size overflows".into()))?;
+    let raw = r.take(vbytes)?;
+    let vectors: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if !vectors.iter().all(|x| x.is_finite()) {
+        return Err(DecodeError::Invalid("non-finite vector component".into()));
+    }
+    // Every stored vector must pass the checks an insert makes, or a
+    // later rebuild (`compact`) meets one that it refuses (found by
+    // fuzzing: a zeroed vector under cosine).
+    if metric == Metric::Cosine {
+        let zero = vectors.chunks_exact(dim).position(|v| {
+            let n2: f32 = v.iter().map(|x| x * x).sum();
+            n2 == 0.0 || !n2.is_finite()
+        });
+        if let Some(s) = zero {
+            return Err(DecodeError::Invalid(format!(
+                "slot {s} holds a zero-norm vector under cosine"
+            )));
+        }
+    }
+    Ok(vectors)
+}
+
+/// Each slot's key, level and state.
+struct SlotMeta {
+    keys: Vec<u64>,
+    levels: Vec<u8>,
+    state: Vec<AtomicU8>,
+    key_to_slot: HashMap<u64, u32>,
+}
+
+fn read_meta(r: &mut Reader<'_>, n: usize) -> Result<SlotMeta, DecodeError> {
+    let meta = r.take(n * 10)?;
+    let mut out = SlotMeta {
+        keys: Vec::with_capacity(n),
+        levels: Vec::with_capacity(n),
+        state: Vec::with_capacity(n),
+        key_to_slot: HashMap::new(),
+    };
+    for (s, c) in meta.chunks_exact(10).enumerate() {
+        let key = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (level, st) = (c[8], c[9]);
+        if level as usize > MAX_LEVEL {
+            return Err(DecodeError::Invalid(format!("slot {s} has level {level}")));
+        }
+        if st != LIVE && st != DELETED {
+            return Err(DecodeError::Invalid(format!("slot {s} has state {st}")));
+        }
+        if st == LIVE && out.key_to_slot.insert(key, s as u32).is_some() {
+            return Err(DecodeError::Invalid(format!("key {key} is live twice")));
+        }
+        out.keys.push(key);
+        out.levels.push(level);
+        out.state.push(AtomicU8::new(st));
+    }
+    Ok(out)
+}
+
+/// Level-0 links in fixed-width rows, and each slot's upper levels.
+type Links = (Vec<AtomicU32>, Vec<Box<[AtomicU32]>>);
+
+/// The links of every slot; each points at a slot that exists on its level.
+fn read_links(r: &mut Reader<'_>, n: usize, m: usize, levels: &[u8]) -> Result<Links, DecodeError> {
+    let (s0, su) = (1 + 2 * m, 1 + m);
+    // Each slot needs at least one count word: bounds the level-0 array by input.
+    if n.checked_mul(4).is_none_or(|x| x > r.remaining()) {
+        return Err(DecodeError::Truncated {
+            offset: r.pos,
+            needed: n * 4,
+        });
+    }
+    let mut links0: Vec<AtomicU32> = Vec::with_capacity(n * s0);
+    let mut upper: Vec<Box<[AtomicU32]>> = Vec::with_capacity(n);
+    for s in 0..n {
+        let lv = levels[s] as usize;
+        let mut up: Vec<AtomicU32> = Vec::new();
+        for l in 0..=lv {
+            let max = if l == 0 { 2 * m } else { m };
+            let cnt = r.u32()? as usize;
+            if cnt > max {
+                return Err(DecodeError::Invalid(format!(
+                    "slot {s} level {l} has {cnt} links (max {max})"
+                )));
+            }
+            let ids = r.take(cnt * 4)?;
+            let dst_start = if l == 0 {
+                links0.len()
+            } else {
+                if up.is_empty() {
+                    up.reserve_exact(lv * su);
+                }
+                up.len()
+            };
+            let dst = if l == 0 { &mut links0 } else { &mut up };
+            dst.push(AtomicU32::new(cnt as u32));
+            for c in ids.chunks_exact(4) {
+                let id = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+                if id >= n || (levels[id] as usize) < l {
+                    return Err(DecodeError::Invalid(format!(
+                        "slot {s} level {l} links to invalid slot {id}"
+                    )));
+                }
+                dst.push(AtomicU32::new(id as u32));
+            }
+            let width = if l == 0 { s0 } else { su };
+            dst.resize_with(dst_start + width, || AtomicU32::new(0));
+        }
+        upper.push(up.into_boxed_slice());
+    }
+    Ok((links0, upper))
+}
+
+/// The packed entry word: the entry slot, which must be on the top level.
+fn entry_word(entry: u32, top: usize, levels: &[u8]) -> Result<u64, DecodeError> {
+    if entry == NONE {
+        if !levels.is_empty() {
+            return Err(DecodeError::Invalid(
+                "non-empty graph without entry point".into(),
+            ));
+        }
+        return Ok(u64::MAX);
+    }
+    let e = entry as usize;
+    if e >= levels.len() || levels[e] as usize != top || levels.iter().any(|&l| l as usize > top) {
+        return Err(DecodeError::Invalid(
+            "entry point is not a top-level slot".into(),
+        ));
+    }
+    Ok((entry as u64) << 8 | top as u64)
+}
+
+/// How many level-0 links point at each slot.
+fn in_degrees(links0: &[AtomicU32], n: usize, s0: usize) -> Vec<AtomicU16> {
+    let indeg: Vec<AtomicU16> = (0..n).map(|_| AtomicU16::new(0)).collect();
+    for s in 0..n {
+        let list = &links0[s * s0..(s + 1) * s0];
+        let cnt = list[0].load(Ordering::Relaxed) as usize;
+        for a in &list[1..=cnt] {
+            let t = a.load(Ordering::Relaxed) as usize;
+            let v = indeg[t].load(Ordering::Relaxed);
+            indeg[t].store(v.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+    indeg
 }
 
 /// Bounds-checked little-endian cursor: every read says how much it needs.
