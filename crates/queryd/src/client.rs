@@ -75,3 +75,70 @@ impl Query for QueryClient {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakehouse_common::ApiError;
+    use lakehouse_common::client::RemoteError;
+
+    /// The status, code, message and details of every error a query can
+    /// meet survive the wire: edge → envelope → client → `QueryError` →
+    /// the next edge answers exactly what the first one did.
+    #[test]
+    fn errors_round_trip_through_the_wire() {
+        let errors = [
+            QueryError::InvalidRequest("empty".into()),
+            QueryError::Syntax {
+                detail: "expected a SQL statement".into(),
+                line: Some(1),
+                column: Some(3),
+            },
+            QueryError::TooComplex {
+                what: "nesting".into(),
+                limit: 1000,
+                setting: "[queryd].max_expr_depth",
+            },
+            QueryError::Forbidden {
+                what: "DROP TABLE".into(),
+            },
+            QueryError::UnknownTable {
+                tables: vec!["nope".into()],
+                available: vec!["sales".into()],
+            },
+            QueryError::AmbiguousColumn {
+                name: "id".into(),
+                candidates: vec!["ID".into(), "Id".into()],
+            },
+            QueryError::Plan("no such column".into()),
+            QueryError::Execution("cast failed".into()),
+            QueryError::InvalidRegex("(".into()),
+            QueryError::NotSupported("LATERAL".into()),
+            QueryError::Timeout { secs: 300 },
+            QueryError::MemoryLimit {
+                limit: "4 GiB".into(),
+                detail: "hash join".into(),
+            },
+            QueryError::TooManyRows { max_rows: 10 },
+            QueryError::MemoryPressure {
+                used: "9 GiB".into(),
+                limit: "8 GiB".into(),
+            },
+        ];
+        for e in errors {
+            let first = ApiError::from(e);
+            let remote = RemoteError {
+                service: "queryd",
+                status: first.status,
+                code: first.code.to_string(),
+                message: first.message.clone(),
+                details: first.details.clone(),
+            };
+            let again = ApiError::from(from_call(CallError::Remote(remote)));
+            assert_eq!(
+                (again.status, again.code, &again.message, &again.details),
+                (first.status, first.code, &first.message, &first.details)
+            );
+        }
+    }
+}
