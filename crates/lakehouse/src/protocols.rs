@@ -121,11 +121,14 @@ async fn bind_one(
 
 impl Listeners {
     /// Announces the listeners on stdout and serves them until `shutdown`.
+    /// Serves both listeners as tasks of `tasks` until `shutdown` is
+    /// cancelled; each then finishes its in-flight work and ends.
     pub fn spawn(
         self,
         engine: Arc<QueryEngine>,
         auth: Option<Arc<Authenticator>>,
         shutdown: CancellationToken,
+        tasks: &mut tokio::task::JoinSet<()>,
     ) -> anyhow::Result<()> {
         if let Some(l) = self.pg {
             let addr = l.local_addr()?;
@@ -133,13 +136,16 @@ impl Listeners {
                 .map_err(|e| anyhow::anyhow!("starting the PostgreSQL listener: {e}"))?;
             crate::serve::announce(&format!("lakehouse postgres on {addr}"));
             tracing::info!(%addr, "serving the PostgreSQL protocol");
-            tokio::spawn(server.serve(l, shutdown.clone().cancelled_owned()));
+            let serve = server.serve(l, shutdown.clone().cancelled_owned());
+            tasks.spawn(async move {
+                let _ = serve.await;
+            });
         }
         if let Some(l) = self.flight {
             let addr = l.local_addr()?;
             crate::serve::announce(&format!("lakehouse flight-sql on grpc://{addr}"));
             tracing::info!(%addr, "serving Arrow Flight SQL");
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) =
                     lakehouse_flightsql::serve(l, engine, auth, shutdown.cancelled_owned()).await
                 {

@@ -24,6 +24,7 @@ use lakehouse_storaged::backend::BackendKind;
 use lakehouse_storaged::{Storage, StoragedClient};
 use lakehouse_vectord::VectorService;
 use object_store::ObjectStore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
@@ -60,13 +61,21 @@ fn upstream<'a>(url: &'a Option<String>, key: &str) -> anyhow::Result<&'a str> {
     })
 }
 
+/// A part's background work: spawns its tasks into the set.
+type Start = Box<dyn FnOnce(CancellationToken, &mut JoinSet<()>) -> anyhow::Result<()> + Send>;
+
+/// How long stopping background tasks (the protocol listeners finishing
+/// their in-flight queries) may take at shutdown.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(30);
+
 /// What one service adds to the process.
 #[derive(Default)]
 struct Part {
     router: axum::Router,
     checks: Vec<ReadyCheck>,
-    /// Started once the HTTP port is bound; stops when the token is cancelled.
-    start: Option<Box<dyn FnOnce(CancellationToken) -> anyhow::Result<()> + Send>>,
+    /// Started once the HTTP port is bound, as tasks of the set; they stop
+    /// when the token is cancelled and are awaited before `stop` runs.
+    start: Option<Start>,
     /// Runs after the last request has finished (state kept in memory).
     stop: Option<BoxFuture<'static, ()>>,
     /// Metrics of other processes shown on this one's `/metrics`.
@@ -215,8 +224,9 @@ async fn serve_parts(deps: &Deps, bind: &str, parts: Vec<Part>) -> anyhow::Resul
     // One line on stdout, for people and for tests that bind port 0.
     announce(&format!("lakehouse listening on http://{addr}"));
     let background = CancellationToken::new();
+    let mut tasks = JoinSet::new();
     for start in starts {
-        start(background.clone())?;
+        start(background.clone(), &mut tasks)?;
     }
     tracing::info!(%addr, data_dir = %cfg.server.data_dir.display(), "serving");
     server::serve(
@@ -227,6 +237,13 @@ async fn serve_parts(deps: &Deps, bind: &str, parts: Vec<Part>) -> anyhow::Resul
     )
     .await?;
     background.cancel();
+    let finished = tokio::time::timeout(BACKGROUND_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("background listeners did not stop within 30 s; leaving them");
+    }
     // Every request has finished (ingests included): what is left is state
     // kept in memory.
     for stop in stops {
@@ -348,7 +365,9 @@ async fn queryd(deps: &Deps) -> anyhow::Result<Part> {
     Ok(Part {
         router: lakehouse_queryd::http::router(engine),
         checks: vec![check],
-        start: Some(Box::new(move |stop| listeners.spawn(e, auth, stop))),
+        start: Some(Box::new(move |stop, tasks| {
+            listeners.spawn(e, auth, stop, tasks)
+        })),
         ..Part::default()
     })
 }

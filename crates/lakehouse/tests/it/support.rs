@@ -354,8 +354,9 @@ pub fn parquet_file(rows: u64, size: usize) -> Vec<u8> {
 }
 
 /// Held by the tests that load the machine on purpose (the adversarial
-/// suite, the soak, hundreds of slow connections), so they run one at a
-/// time: each measures timings that another one beside it would distort.
+/// suite, the soak, hundreds of slow connections) and by the browser suite
+/// (it times the console's first load), so they run one at a time: each
+/// measures timings that another one beside it would distort.
 /// (`HEAVY.blocking_lock()` in a plain test, `HEAVY.lock().await` in an
 /// async one.)
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
