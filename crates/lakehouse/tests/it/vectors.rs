@@ -19,6 +19,10 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, 
 }
 
 /// A server in `dir` with an empty index `emb`; its `/vectors/indexes` URL.
+async fn get(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn server_with_index(
     dir: &std::path::Path,
     env: &[(&str, &str)],
@@ -55,14 +59,7 @@ async fn acknowledged_adds_survive_kill_9() {
 
     let server = Server::start(dir.path(), &[], &env);
     let base = format!("{}/vectors/indexes", server.url);
-    let info: Value = http
-        .get(format!("{base}/emb"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get(&http, format!("{base}/emb")).await;
     assert_eq!(info["count"], acked);
     for i in 0..acked {
         let (s, hits) = post(
@@ -376,14 +373,7 @@ async fn sigterm_snapshots_what_the_log_holds() {
 
     let server = Server::start(dir.path(), &[], &env);
     let base = format!("{}/vectors/indexes", server.url);
-    let info: Value = http
-        .get(format!("{base}/emb"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get(&http, format!("{base}/emb")).await;
     assert_eq!(info["count"], 120, "{info}");
     let (s, hits) = post(
         &http,
