@@ -14,8 +14,11 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CatalogError, ErrorKind, Result};
-use crate::http::ListResponse;
-use crate::{Catalog, Manifest, RegisterRequest, RegisterResponse};
+use crate::http::{HistoryResponse, ListResponse};
+use crate::{
+    At, Catalog, Change, CompactOptions, CompactResponse, Manifest, RegisterRequest,
+    RegisterResponse, RestoreRequest, VacuumReport, VacuumRequest,
+};
 
 /// A remote catalogd at `base_url`.
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub fn kind_from(status: StatusCode, code: &str) -> ErrorKind {
         }
         "invalid_object" => ErrorKind::InvalidObject,
         "quarantined" => ErrorKind::Quarantined,
+        "no_table" => ErrorKind::NoTable,
+        "no_such_version" => ErrorKind::NoSuchVersion,
         "too_large" => ErrorKind::TooLarge,
         "fingerprint_conflict" => ErrorKind::FingerprintConflict,
         "version_mismatch" => ErrorKind::VersionMismatch,
@@ -135,6 +140,62 @@ impl Catalog for CatalogClient {
         self.json(resp).await
     }
 
+    async fn get_at(&self, name: &str, at: At) -> Result<Manifest> {
+        let req = self.remote.http().get(self.manifest_url(name));
+        let req = match at {
+            At::Latest => req,
+            At::Version(v) => req.query(&[("version", v.to_string())]),
+            At::Time(t) => req.query(&[("timestamp", t.to_rfc3339())]),
+        };
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    async fn history(&self, name: &str, limit: usize) -> Result<Vec<Change>> {
+        let url = self
+            .remote
+            .url(&format!("/catalog/history/{}", path_segments(name)));
+        let req = self.remote.http().get(url).query(&[("limit", limit)]);
+        let resp = self.send(req).await?;
+        Ok(self.json::<HistoryResponse>(resp).await?.history)
+    }
+
+    async fn compact(&self, name: &str, opts: CompactOptions) -> Result<CompactResponse> {
+        let url = self
+            .remote
+            .url(&format!("/catalog/compact/{}", path_segments(name)));
+        let resp = self.send(self.remote.http().post(url).json(&opts)).await?;
+        self.json(resp).await
+    }
+
+    async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
+        let url = self
+            .remote
+            .url(&format!("/catalog/restore/{}", path_segments(name)));
+        let body = match to {
+            At::Version(v) => RestoreRequest {
+                version: Some(v),
+                timestamp: None,
+            },
+            At::Time(t) => RestoreRequest {
+                version: None,
+                timestamp: Some(t.to_rfc3339()),
+            },
+            At::Latest => return self.get(name).await,
+        };
+        let resp = self.send(self.remote.http().post(url).json(&body)).await?;
+        self.json(resp).await
+    }
+
+    async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+        let url = self
+            .remote
+            .url(&format!("/catalog/vacuum/{}", path_segments(name)));
+        let body = VacuumRequest { dry_run };
+        let resp = self.send(self.remote.http().post(url).json(&body)).await?;
+        self.json(resp).await
+    }
+
     async fn list(&self) -> Result<Vec<Manifest>> {
         let resp = self
             .send(self.remote.http().get(self.remote.url("/catalog/list")))
@@ -172,6 +233,8 @@ mod tests {
             VersionMismatch,
             NotFound,
             Quarantined,
+            NoTable,
+            NoSuchVersion,
             Internal,
             Unavailable,
         ] {

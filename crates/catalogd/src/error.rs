@@ -31,6 +31,11 @@ pub enum ErrorKind {
     VersionMismatch,
     /// 404: no such dataset.
     NotFound,
+    /// 409: the dataset has no table (its schema has a type Delta cannot
+    /// store), so it has no history.
+    NoTable,
+    /// 404: the dataset's table has no such version (or none at that time).
+    NoSuchVersion,
     /// 409: the dataset's stored manifest references objects it does not
     /// own; it is refused until an admin deletes it or it is registered again.
     Quarantined,
@@ -92,6 +97,17 @@ pub enum CatalogError {
         #[source]
         source: OwnershipError,
     },
+    #[error("dataset {name:?} has no table history: {why}")]
+    NoTable { name: String, why: String },
+    #[error("{0}")]
+    NoSuchVersion(#[source] lakehouse_table::TableError),
+    /// Reading or writing a dataset's table failed (storage, or a damaged log).
+    #[error("the table of dataset {name:?}: {source}")]
+    Table {
+        name: String,
+        #[source]
+        source: lakehouse_table::TableError,
+    },
     #[error("corrupt manifest at {key}: {source}")]
     CorruptManifest {
         key: String,
@@ -140,6 +156,9 @@ impl CatalogError {
             CatalogError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             CatalogError::NotFound { .. } => ErrorKind::NotFound,
             CatalogError::CorruptManifest { .. } => ErrorKind::CorruptManifest,
+            CatalogError::NoTable { .. } => ErrorKind::NoTable,
+            CatalogError::NoSuchVersion(_) => ErrorKind::NoSuchVersion,
+            CatalogError::Table { .. } => ErrorKind::Internal,
             CatalogError::Storage { .. } => ErrorKind::Storage,
             CatalogError::Encode { .. } => ErrorKind::Internal,
             CatalogError::Unavailable { .. } => ErrorKind::Unavailable,
@@ -164,6 +183,35 @@ pub(crate) fn truncate_for_message(s: &str) -> String {
         let mut t: String = s.chars().take(128).collect();
         t.push('…');
         t
+    }
+}
+
+impl CatalogError {
+    /// A table error, typed: a missing table or version is the caller's
+    /// (404/409), anything else a server fault.
+    pub(crate) fn table(name: &str, e: lakehouse_table::TableError) -> Self {
+        use lakehouse_table::TableError as T;
+        match e {
+            T::NoTable { .. } => CatalogError::NoTable {
+                name: name.to_string(),
+                why: "it was never written as one".to_string(),
+            },
+            e @ (T::NoSuchVersion { .. } | T::BeforeFirstVersion { .. } | T::Vacuumed { .. }) => {
+                CatalogError::NoSuchVersion(e)
+            }
+            // The store failing is a storage error, whoever wrapped it.
+            source if source.is_storage() => CatalogError::Storage {
+                key: format!("datasets/{name}/_delta_log"),
+                source: object_store::Error::Generic {
+                    store: "table log",
+                    source: Box::new(source),
+                },
+            },
+            source => CatalogError::Table {
+                name: name.to_string(),
+                source,
+            },
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub mod manifest;
 pub mod name;
 pub mod owner;
 pub mod registry;
+mod tables;
+mod vacuum;
 pub mod verify;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::CatalogClient;
 pub use error::{CatalogError, ErrorKind, Result};
+pub use lakehouse_table::{At, Change, CompactOptions, Compacted};
 pub use manifest::{DATASET_NAMESPACE, MANIFEST_PREFIX, Manifest, ObjectRef, dataset_id_for};
 pub use name::{MAX_NAME_LEN, MAX_NAME_SEGMENT_LEN, NameError, manifest_key, validate_name};
 pub use owner::{DATASETS_PREFIX, OwnershipError, check_owned, dataset_prefix, owner_of, owns};
@@ -77,6 +80,68 @@ pub struct RegisterResponse {
     pub existing: bool,
 }
 
+/// The answer to a compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactResponse {
+    pub manifest: Manifest,
+    /// `None` when there was nothing to rewrite.
+    pub compacted: Option<Compacted>,
+}
+
+/// Which versions vacuum keeps: the latest `keep_versions` and every one
+/// committed within `keep_for_hours` (either is enough). Files written
+/// within `grace_secs` are never deleted (an ingest or a compaction may be
+/// about to commit them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VacuumPolicy {
+    pub keep_versions: u64,
+    pub keep_for_hours: u64,
+    pub grace_secs: u64,
+}
+
+impl Default for VacuumPolicy {
+    /// Ten versions and a week (Delta's default retention), an hour's grace.
+    fn default() -> Self {
+        Self {
+            keep_versions: 10,
+            keep_for_hours: 7 * 24,
+            grace_secs: 3600,
+        }
+    }
+}
+
+/// What a vacuum removed (or, dry, would remove).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacuumReport {
+    pub name: String,
+    pub dry_run: bool,
+    /// Versions from this one to the latest stay readable.
+    pub oldest_kept_version: i64,
+    pub latest_version: i64,
+    /// The deleted (or deletable) object keys, sorted.
+    pub files: Vec<String>,
+    pub bytes: u64,
+}
+
+/// `POST /catalog/vacuum/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VacuumRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /catalog/restore/{name}`: exactly one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
 /// The catalog as other services see it: the in-process [`Registry`] or a
 /// remote catalogd through [`CatalogClient`].
 #[async_trait]
@@ -87,6 +152,26 @@ pub trait Catalog: Send + Sync {
     async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse>;
     /// The manifest of `name`, or `NotFound`.
     async fn get(&self, name: &str) -> Result<Manifest>;
+    /// `name` as it was at a table version or time: the manifest of that
+    /// state (`table_version` says which; `version`, `created_at` and the id
+    /// are the dataset's current ones). `At::Latest` is [`Catalog::get`].
+    /// `NoSuchVersion` for a version the table never had (or whose log
+    /// entry was cleaned up) or a time before it existed; `NoTable` for a
+    /// dataset without a table.
+    async fn get_at(&self, name: &str, at: At) -> Result<Manifest>;
+    /// The latest `limit` versions of `name`'s table, newest first.
+    async fn history(&self, name: &str, limit: usize) -> Result<Vec<Change>>;
+    /// Rewrites `name`'s small files into large ones (one `OPTIMIZE` table
+    /// version with the same rows; appends committed meanwhile are kept) and
+    /// returns the manifest after it.
+    async fn compact(&self, name: &str, opts: CompactOptions) -> Result<CompactResponse>;
+    /// Makes the files of an earlier version current again, as a new
+    /// version (`RESTORE`; history is kept); returns the new manifest.
+    async fn restore(&self, name: &str, to: At) -> Result<Manifest>;
+    /// Deletes the files of `name` that no kept version lists (the
+    /// catalog's [`VacuumPolicy`]), except those of ingests in flight and
+    /// any written within the grace period; with `dry_run`, only says which.
+    async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport>;
     /// Every manifest, sorted by name.
     async fn list(&self) -> Result<Vec<Manifest>>;
     /// Removes `name`'s manifest; `Ok(false)` if there was none.

@@ -75,6 +75,12 @@ pub struct Manifest {
     pub updated_at: DateTime<Utc>,
     /// 1 on creation, +1 on every register; see `expected_version`.
     pub version: u64,
+    /// The version of the dataset's Delta table this manifest reflects (0
+    /// for the first); `None` for a dataset without a table (its schema has
+    /// a type Delta cannot store, or it has no objects yet). Manifests
+    /// written before tables existed have no such column and read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<u64>,
 }
 
 /// Why bytes are not a valid manifest.
@@ -112,9 +118,11 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The Arrow schema of a manifest file.
-pub fn manifest_schema() -> SchemaRef {
-    let fields = vec![
+/// The Arrow schema of a manifest file; `table_version` is a column only
+/// when the dataset has a table, so a manifest without one is byte for byte
+/// what the codec wrote before tables existed.
+pub fn manifest_schema(with_table: bool) -> SchemaRef {
+    let mut fields = vec![
         Field::new("dataset_id", DataType::Utf8, false),
         Field::new("name", DataType::Utf8, false),
         Field::new("schema_fingerprint", DataType::Utf8, false),
@@ -124,6 +132,9 @@ pub fn manifest_schema() -> SchemaRef {
         Field::new("updated_at", timestamp_type(), false),
         Field::new("version", DataType::UInt64, false),
     ];
+    if with_table {
+        fields.push(Field::new("table_version", DataType::UInt64, false));
+    }
     let meta = HashMap::from([(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string())]);
     Arc::new(Schema::new(fields).with_metadata(meta))
 }
@@ -131,7 +142,7 @@ pub fn manifest_schema() -> SchemaRef {
 impl Manifest {
     /// Encodes the manifest as a one-row Parquet file.
     pub fn encode(&self) -> Result<Bytes, CodecError> {
-        let schema = manifest_schema();
+        let schema = manifest_schema(self.table_version.is_some());
         let keys = StringArray::from_iter_values(self.objects.iter().map(|o| o.key.as_str()));
         let sizes = UInt64Array::from_iter_values(self.objects.iter().map(|o| o.size));
         let rows = UInt64Array::from_iter_values(self.objects.iter().map(|o| o.row_count));
@@ -151,7 +162,7 @@ impl Manifest {
                 TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"),
             )
         };
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![self.dataset_id.to_string()])),
             Arc::new(StringArray::from(vec![self.name.as_str()])),
             Arc::new(StringArray::from(vec![self.schema_fingerprint.as_str()])),
@@ -161,6 +172,9 @@ impl Manifest {
             ts(self.updated_at),
             Arc::new(UInt64Array::from(vec![self.version])),
         ];
+        if let Some(v) = self.table_version {
+            columns.push(Arc::new(UInt64Array::from(vec![v])));
+        }
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         // Manifests are tiny and read whole: statistics would only add bytes.
         let props = WriterProperties::builder()
@@ -292,6 +306,7 @@ impl Manifest {
             created_at: ts_col(batch, "created_at")?,
             updated_at: ts_col(batch, "updated_at")?,
             version,
+            table_version: optional_u64_col(batch, "table_version")?,
         })
     }
 }
@@ -318,6 +333,17 @@ fn u64_col(batch: &RecordBatch, name: &str) -> Result<u64, CodecError> {
         .as_primitive_opt::<UInt64Type>()
         .map(|a| a.value(0))
         .ok_or_else(|| invalid(format!("column {name:?} is not a u64")))
+}
+
+/// A u64 column that manifests without a table lack: missing or null is `None`.
+fn optional_u64_col(batch: &RecordBatch, name: &str) -> Result<Option<u64>, CodecError> {
+    let Some(c) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    let a = c
+        .as_primitive_opt::<UInt64Type>()
+        .ok_or_else(|| invalid(format!("column {name:?} is not a u64")))?;
+    Ok(a.is_valid(0).then(|| a.value(0)))
 }
 
 fn ts_col(batch: &RecordBatch, name: &str) -> Result<DateTime<Utc>, CodecError> {
@@ -350,6 +376,7 @@ mod tests {
             created_at: t - chrono::Duration::seconds(5),
             updated_at: t,
             version: 3,
+            table_version: Some(2),
         }
     }
 

@@ -43,8 +43,12 @@ use crate::manifest::{
 };
 use crate::name::{manifest_key, name_from_key, validate_name};
 use crate::owner::{OwnershipError, check_owned};
-use crate::verify::{ObjectError, verify_objects};
-use crate::{Catalog, RegisterRequest, RegisterResponse};
+use crate::verify::{Footers, ObjectError, verify_objects};
+use crate::{
+    At, Catalog, Change, CompactOptions, CompactResponse, RegisterRequest, RegisterResponse,
+    VacuumPolicy, VacuumReport,
+};
+use lakehouse_table::Tables;
 
 /// Manifests fetched and decoded at once during rehydrate.
 const REHYDRATE_CONCURRENCY: usize = 32;
@@ -61,18 +65,21 @@ pub struct Registry {
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: Arc<dyn ObjectStore>,
-    write: tokio::sync::Mutex<()>,
-    map: RwLock<BTreeMap<String, Arc<Entry>>>,
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// Every dataset's Delta table, in the same store.
+    pub(crate) tables: Tables,
+    pub(crate) write: tokio::sync::Mutex<()>,
+    pub(crate) vacuum: RwLock<VacuumPolicy>,
+    pub(crate) map: RwLock<BTreeMap<String, Arc<Entry>>>,
 }
 
 /// One dataset in the index.
 #[derive(Debug)]
-struct Entry {
-    manifest: Manifest,
+pub(crate) struct Entry {
+    pub(crate) manifest: Manifest,
     /// Set when a stored manifest lists an object its dataset does not own.
-    quarantine: Option<Quarantine>,
+    pub(crate) quarantine: Option<Quarantine>,
 }
 
 /// Why a stored manifest is not served.
@@ -84,7 +91,7 @@ pub struct Quarantine {
 }
 
 impl Entry {
-    fn trusted(manifest: Manifest) -> Arc<Self> {
+    pub(crate) fn trusted(manifest: Manifest) -> Arc<Self> {
         Arc::new(Self {
             manifest,
             quarantine: None,
@@ -114,10 +121,17 @@ impl Registry {
     ///
     /// The load happens before anyone else can reach the registry, so no
     /// lock is held (or needed) during the I/O; the finished map is moved in.
+    ///
+    /// Then each dataset's manifest is settled with its table's log
+    /// ([`crate::tables`]): a version committed but not yet recorded (a crash
+    /// between the two writes) is rolled forward, and a dataset from before
+    /// tables existed is converted into one.
     pub async fn open(store: Arc<dyn ObjectStore>) -> Result<Self> {
         let map = load_all(&store).await?;
         tracing::info!(manifests = map.len(), "catalog rehydrated");
-        Ok(Self::with_map(store, map))
+        let registry = Self::with_map(store, map);
+        registry.inner.settle_all().await?;
+        Ok(registry)
     }
 
     /// An empty registry that does not read the store (for tests and
@@ -129,6 +143,8 @@ impl Registry {
     fn with_map(store: Arc<dyn ObjectStore>, map: BTreeMap<String, Arc<Entry>>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                tables: Tables::new(store.clone()),
+                vacuum: RwLock::new(VacuumPolicy::default()),
                 store,
                 write: tokio::sync::Mutex::new(()),
                 map: RwLock::new(map),
@@ -143,6 +159,27 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The retention vacuum applies (the default until set).
+    pub fn set_vacuum_policy(&self, policy: VacuumPolicy) {
+        *self.inner.vacuum.write() = policy;
+    }
+
+    /// See [`Catalog::vacuum`]. Runs under the register lock, so no restore
+    /// can bring back a file while it is being deleted.
+    pub async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+        let current = self.get(name)?;
+        if current.table_version.is_none() {
+            return Err(crate::tables::no_table(&current));
+        }
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        detached(async move {
+            let _serial = inner.write.lock().await;
+            inner.vacuum(&name, dry_run).await
+        })
+        .await
     }
 
     /// The store manifests persist to.
@@ -161,9 +198,9 @@ impl Registry {
             .iter()
             .map(|(_, o)| (o.key.clone(), o.size))
             .collect();
-        verify_objects(&self.inner.store, checked).await?;
+        let footers = verify_objects(&self.inner.store, checked).await?;
         let inner = self.inner.clone();
-        detached(async move { inner.register(req, keys).await }).await
+        detached(async move { inner.register(req, keys, footers).await }).await
     }
 
     /// A copy of `name`'s manifest (callers can never alias registry state);
@@ -191,6 +228,70 @@ impl Registry {
         // Copy the pointers under the lock, the manifests outside it.
         let arcs: Vec<Arc<Entry>> = self.inner.map.read().values().cloned().collect();
         arcs.iter().map(|e| e.manifest.clone()).collect()
+    }
+
+    /// `name` at a table version or time; see [`Catalog::get_at`].
+    pub async fn get_at(&self, name: &str, at: At) -> Result<Manifest> {
+        let current = self.get(name)?;
+        if at == At::Latest {
+            return Ok(current);
+        }
+        self.inner.manifest_at(current, at).await
+    }
+
+    /// See [`Catalog::history`].
+    pub async fn history(&self, name: &str, limit: usize) -> Result<Vec<Change>> {
+        let current = self.get(name)?;
+        self.inner.history(&current, limit).await
+    }
+
+    /// See [`Catalog::compact`]. The rewrite runs without the register
+    /// lock (registers of every dataset go on); the manifest is rolled
+    /// forward under it afterwards.
+    pub async fn compact(&self, name: &str, opts: CompactOptions) -> Result<CompactResponse> {
+        let current = self.get(name)?;
+        if current.table_version.is_none() {
+            return Err(crate::tables::no_table(&current));
+        }
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        detached(async move {
+            let compacted = inner
+                .tables
+                .compact(&name, &opts)
+                .await
+                .map_err(|e| CatalogError::table(&name, e))?;
+            let manifest = inner.catch_up(&name).await?;
+            Ok(CompactResponse {
+                manifest,
+                compacted,
+            })
+        })
+        .await
+    }
+
+    /// See [`Catalog::restore`].
+    pub async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
+        let current = self.get(name)?;
+        if current.table_version.is_none() {
+            return Err(crate::tables::no_table(&current));
+        }
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        detached(async move {
+            let _serial = inner.write.lock().await;
+            if let At::Version(v) = to {
+                inner.check_not_vacuumed(&name, v).await?;
+            }
+            inner
+                .tables
+                .restore(&name, to)
+                .await
+                .map_err(|e| CatalogError::table(&name, e))?;
+            let current = inner.current(&name)?;
+            inner.roll_forward(&current).await
+        })
+        .await
     }
 
     /// The quarantined datasets and why, sorted by name.
@@ -245,6 +346,7 @@ impl Inner {
         &self,
         req: RegisterRequest,
         checked: HashSet<(String, u64)>,
+        mut footers: Footers,
     ) -> Result<RegisterResponse> {
         let _serial = self.write.lock().await;
         let prior_entry = self.map.read().get(&req.name).cloned();
@@ -254,7 +356,7 @@ impl Inner {
             .into_iter()
             .filter(|(_, o)| !checked.contains(&(o.key.clone(), o.size)))
             .collect();
-        verify_objects(&self.store, late).await?;
+        footers.extend(verify_objects(&self.store, late).await?);
         let prior = prior_entry.map(|e| e.manifest.clone());
 
         // Preconditions first (as HTTP evaluates them), then the ADR-020 check.
@@ -274,7 +376,7 @@ impl Inner {
             None => req.objects.iter().map(|o| o.row_count).sum(),
         };
         let now = now_micros();
-        let (candidate, existing) = match prior {
+        let (candidate, existing) = match &prior {
             Some(p) if p.schema_fingerprint != req.schema_fingerprint => {
                 return Err(CatalogError::FingerprintConflict {
                     name: req.name,
@@ -293,6 +395,7 @@ impl Inner {
                     // Never backwards, even if the wall clock is.
                     updated_at: now.max(p.updated_at),
                     version: p.version + 1,
+                    table_version: p.table_version,
                 },
                 true,
             ),
@@ -306,22 +409,32 @@ impl Inner {
                     created_at: now,
                     updated_at: now,
                     version: 1,
+                    table_version: None,
                 },
                 false,
             ),
         };
-
-        let key = manifest_key(&candidate.name);
-        let bytes = candidate.encode().map_err(|source| CatalogError::Encode {
-            name: candidate.name.clone(),
-            source,
-        })?;
-        // One put: every backend makes a single put atomic, so a reader (or
-        // a restart) sees the old manifest or the new one, never a mix.
-        self.store
-            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
-            .await
-            .map_err(|source| CatalogError::Storage { key, source })?;
+        let mut candidate = candidate;
+        // The table's version first: once it is committed the change is
+        // durable, and the manifest below only records it.
+        let committed = self
+            .commit_table(&candidate, prior.as_ref(), &footers)
+            .await?;
+        candidate.table_version = committed.or(candidate.table_version);
+        match self.persist(&candidate).await {
+            Ok(()) => {}
+            // The log has the version: the register took effect, and the
+            // manifest is rolled forward at the next start (or rewritten by
+            // the next register). Refusing now would make the caller delete
+            // objects a committed version lists.
+            Err(e)
+                if committed
+                    .is_some_and(|v| Some(v) != prior.as_ref().and_then(|p| p.table_version)) =>
+            {
+                tracing::warn!(dataset = %candidate.name, error = %e, "table version committed but its manifest was not written; it is rolled forward at the next start");
+            }
+            Err(e) => return Err(e),
+        }
 
         let response = RegisterResponse {
             manifest: candidate.clone(),
@@ -331,6 +444,22 @@ impl Inner {
             .write()
             .insert(candidate.name.clone(), Entry::trusted(candidate));
         Ok(response)
+    }
+
+    /// Writes `m` as its dataset's manifest: one put, which every backend
+    /// makes atomic, so a reader (or a restart) sees the old manifest or
+    /// the new one, never a mix.
+    pub(crate) async fn persist(&self, m: &Manifest) -> Result<()> {
+        let key = manifest_key(&m.name);
+        let bytes = m.encode().map_err(|source| CatalogError::Encode {
+            name: m.name.clone(),
+            source,
+        })?;
+        self.store
+            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|source| CatalogError::Storage { key, source })?;
+        Ok(())
     }
 
     async fn delete(&self, name: &str) -> Result<bool> {
@@ -485,6 +614,26 @@ impl Catalog for Registry {
         Registry::get(self, name)
     }
 
+    async fn get_at(&self, name: &str, at: At) -> Result<Manifest> {
+        Registry::get_at(self, name, at).await
+    }
+
+    async fn history(&self, name: &str, limit: usize) -> Result<Vec<Change>> {
+        Registry::history(self, name, limit).await
+    }
+
+    async fn compact(&self, name: &str, opts: CompactOptions) -> Result<CompactResponse> {
+        Registry::compact(self, name, opts).await
+    }
+
+    async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
+        Registry::restore(self, name, to).await
+    }
+
+    async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+        Registry::vacuum(self, name, dry_run).await
+    }
+
     async fn list(&self) -> Result<Vec<Manifest>> {
         Ok(Registry::list(self))
     }
@@ -500,30 +649,37 @@ mod tests {
     use crate::ObjectRef;
     use object_store::memory::InMemory;
 
+    /// A real Parquet file of one Int64 column and `rows` rows.
+    fn parquet(rows: u64) -> bytes::Bytes {
+        use arrow::array::{Int64Array, RecordBatch};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let values = Int64Array::from_iter_values(0..rows as i64);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        buf.into()
+    }
+
     fn obj(key: &str, rows: u64) -> ObjectRef {
         ObjectRef {
             key: format!("datasets/d/{key}"),
-            size: 100,
+            size: parquet(rows).len() as u64,
             row_count: rows,
         }
-    }
-
-    /// Bytes that start and end like a Parquet file (the register checks
-    /// only the ends).
-    fn parquet_like(size: usize) -> PutPayload {
-        let mut b = b"PAR1".to_vec();
-        b.resize(size - 8, 0);
-        b.extend_from_slice(&0u32.to_le_bytes());
-        b.extend_from_slice(b"PAR1");
-        PutPayload::from(b)
     }
 
     #[tokio::test]
     async fn row_count_defaults_to_the_sum() {
         let store = Arc::new(InMemory::new());
-        for k in ["a", "b"] {
+        for (k, rows) in [("a", 2), ("b", 3)] {
             store
-                .put(&Path::from(format!("datasets/d/{k}")), parquet_like(100))
+                .put(
+                    &Path::from(format!("datasets/d/{k}")),
+                    PutPayload::from(parquet(rows)),
+                )
                 .await
                 .unwrap();
         }

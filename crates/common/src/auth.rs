@@ -298,7 +298,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 /// Route classes (every service's prefixes are fixed by DESIGN.md §1):
 /// - `read`: any GET/HEAD (objects, listings, manifests, indexes, `/ready`,
 ///   `/metrics`), `POST /query/sql`, `POST /vectors/indexes/{name}/search`;
-/// - `write`: `POST /ingest/…`, `POST /catalog/register`,
+/// - `write`: `POST /ingest/…`, `POST /catalog/register`, `POST /catalog/compact/…`,
 ///   `POST /vectors/indexes` (create), `POST /vectors/indexes/{name}/add`;
 /// - `admin`: everything else — every DELETE, `PUT /storage/objects/…`, and
 ///   any route not listed (new routes are admin until classified).
@@ -321,6 +321,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
             Some(s @ Service::Queryd) if !rest(s).is_empty() => return Some(Role::Read),
             Some(s @ Service::Ingestd) if !rest(s).is_empty() => return Some(Role::Write),
             Some(s @ Service::Catalogd) if rest(s) == "/register" => return Some(Role::Write),
+            // Compaction rewrites files with the same rows: a writer's job.
+            Some(s @ Service::Catalogd) if rest(s).starts_with("/compact/") => {
+                return Some(Role::Write);
+            }
             Some(s @ Service::Vectord) => match rest(s).strip_prefix("/indexes") {
                 Some("") => return Some(Role::Write),
                 Some(r) => match r.strip_prefix('/') {
@@ -428,6 +432,10 @@ mod tests {
             ("GET", "/catalog/list", Some(Read)),
             ("GET", "/catalog/manifest/x", Some(Read)),
             ("POST", "/catalog/register", Some(Write)),
+            ("POST", "/catalog/compact/sales", Some(Write)),
+            ("POST", "/catalog/compact/a/b", Some(Write)),
+            ("POST", "/catalog/restore/sales", Some(Admin)),
+            ("GET", "/catalog/history/sales", Some(Read)),
             ("DELETE", "/catalog/manifest/x", Some(Admin)),
             ("POST", "/ingest/x", Some(Write)),
             ("POST", "/query/sql", Some(Read)),

@@ -76,6 +76,9 @@ fn query_code(q: &QueryError) -> Code {
             UpstreamKind::Unreachable | UpstreamKind::Broken => Code::Unavailable,
         },
         QueryError::Catalog(_) => match q.status().as_u16() {
+            400 => Code::InvalidArgument,
+            404 => Code::NotFound,
+            409 => Code::FailedPrecondition,
             503 => Code::Unavailable,
             _ => Code::Internal,
         },
@@ -97,7 +100,7 @@ impl From<FlightError> for Status {
     fn from(e: FlightError) -> Status {
         let code = e.grpc_code();
         let hidden = matches!(code, Code::Internal)
-            || matches!(&e, FlightError::Query(QueryError::Catalog(_)));
+            || matches!(&e, FlightError::Query(q @ QueryError::Catalog(_)) if !q.is_client_error());
         let message = if hidden {
             let id = format!("{:016x}", rand_id());
             tracing::error!(error = %e, error_id = %id, "flight sql request failed");

@@ -70,6 +70,9 @@ pub struct CatalogdConfig {
     /// The storaged that holds the manifests, when run alone (required
     /// then). In all-in-one mode catalogd uses the in-process store.
     pub storaged_url: Option<String>,
+    /// What vacuum keeps (`[catalogd.vacuum]`: `keep_versions`,
+    /// `keep_for_hours`, `grace_secs`).
+    pub vacuum: lakehouse_catalogd::VacuumPolicy,
 }
 
 /// `[ingestd]`.
@@ -474,6 +477,21 @@ mod tests {
         )];
         let c = Config::load(Some(&f), &env).unwrap();
         assert_eq!(c.catalogd.storaged_url.as_deref(), Some("http://other:1"));
+        assert_eq!(
+            c.catalogd.vacuum,
+            lakehouse_catalogd::VacuumPolicy::default()
+        );
+        std::fs::write(&f, "[catalogd.vacuum]\nkeep_versions = 3\n").unwrap();
+        let env = vec![(
+            "LAKEHOUSE__CATALOGD__VACUUM__GRACE_SECS".to_string(),
+            "0".to_string(),
+        )];
+        let c = Config::load(Some(&f), &env).unwrap();
+        let v = c.catalogd.vacuum;
+        assert_eq!(
+            (v.keep_versions, v.keep_for_hours, v.grace_secs),
+            (3, 168, 0)
+        );
         std::fs::write(&f, "[catalogd]\nstorage_url = \"x\"\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&f), &[]).unwrap_err());
         assert!(err.contains("storage_url"), "{err}");

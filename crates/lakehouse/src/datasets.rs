@@ -1,10 +1,12 @@
 //! `lakehouse datasets` (every dataset as a table) and
-//! `lakehouse datasets show NAME` (one manifest as JSON), through the catalog
-//! HTTP API of a running server.
+//! `lakehouse datasets show NAME [--version N | --at TIME]` (one manifest as
+//! JSON) and `lakehouse datasets history NAME` (its table's versions),
+//! through the catalog HTTP API of a running server.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::SecondsFormat;
-use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, Manifest};
+use lakehouse_catalogd::http::parse_timestamp;
+use lakehouse_catalogd::{At, Catalog, CatalogClient, Change, CompactOptions, ErrorKind, Manifest};
 
 use crate::remote::Remote;
 
@@ -18,10 +20,54 @@ pub struct DatasetsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DatasetsCommand {
-    /// Print one dataset's manifest.
+    /// Print one dataset's manifest (now, or at a table version or time).
     Show {
         /// The dataset name.
         name: String,
+        /// A table version (0 is the first).
+        #[arg(long, conflicts_with = "at")]
+        version: Option<i64>,
+        /// The version current at this time (RFC 3339, or a date).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Rewrite a dataset's small files into large ones (a new table version, same rows).
+    Compact {
+        /// The dataset name.
+        name: String,
+        /// Cluster rows by these columns (comma-separated), Z-order.
+        #[arg(long, value_delimiter = ',')]
+        zorder: Vec<String>,
+        /// Target file size in bytes.
+        #[arg(long)]
+        target_size: Option<u64>,
+    },
+    /// Make an earlier version's files current again (a new version).
+    Restore {
+        /// The dataset name.
+        name: String,
+        /// The table version to restore.
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        version: Option<i64>,
+        /// Restore the version current at this time (RFC 3339, or a date).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Delete the files no kept version lists (`[catalogd.vacuum]` says which are kept).
+    Vacuum {
+        /// The dataset name.
+        name: String,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the versions of a dataset's table, newest first.
+    History {
+        /// The dataset name.
+        name: String,
+        /// How many versions.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
 }
 
@@ -37,18 +83,118 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("listing datasets at {}", args.remote.url))?;
             print!("{}", render_table(&manifests));
         }
-        Some(DatasetsCommand::Show { name }) => match rt.block_on(client.get(&name)) {
-            Ok(m) => println!("{}", serde_json::to_string_pretty(&m)?),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                bail!("no dataset named {name:?} at {}", args.remote.url)
+        Some(DatasetsCommand::Show { name, version, at }) => {
+            let at = match (version, at) {
+                (Some(v), _) => At::Version(v),
+                (None, Some(t)) => At::Time(parse_timestamp(&t)?),
+                (None, None) => At::Latest,
+            };
+            let m = rt
+                .block_on(client.get_at(&name, at))
+                .map_err(|e| explain(e, &name, &args.remote.url))?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        Some(DatasetsCommand::Compact {
+            name,
+            zorder,
+            target_size,
+        }) => {
+            let opts = CompactOptions {
+                target_size,
+                zorder,
+                concurrency: 0,
+            };
+            let r = rt
+                .block_on(client.compact(&name, opts))
+                .map_err(|e| explain(e, &name, &args.remote.url))?;
+            match r.compacted {
+                Some(c) => println!(
+                    "version {}: {} files rewritten into {}",
+                    c.version, c.files_removed, c.files_added
+                ),
+                None => println!("nothing to compact"),
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("reading dataset {name:?} at {}", args.remote.url));
+        }
+        Some(DatasetsCommand::Restore { name, version, at }) => {
+            let to = match (version, at) {
+                (Some(v), _) => At::Version(v),
+                (None, Some(t)) => At::Time(parse_timestamp(&t)?),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let m = rt
+                .block_on(client.restore(&name, to))
+                .map_err(|e| explain(e, &name, &args.remote.url))?;
+            println!(
+                "restored: version {} ({} rows in {} objects)",
+                m.table_version.unwrap_or_default(),
+                m.row_count,
+                m.objects.len()
+            );
+        }
+        Some(DatasetsCommand::Vacuum { name, dry_run }) => {
+            let r = rt
+                .block_on(client.vacuum(&name, dry_run))
+                .map_err(|e| explain(e, &name, &args.remote.url))?;
+            for f in &r.files {
+                println!("{f}");
             }
-        },
+            println!(
+                "{} {} files ({}); versions {}–{} stay readable",
+                if r.dry_run { "would delete" } else { "deleted" },
+                r.files.len(),
+                human_bytes(r.bytes),
+                r.oldest_kept_version,
+                r.latest_version
+            );
+        }
+        Some(DatasetsCommand::History { name, limit }) => {
+            let history = rt
+                .block_on(client.history(&name, limit))
+                .map_err(|e| explain(e, &name, &args.remote.url))?;
+            print!("{}", render_history(&history));
+        }
     }
     Ok(())
+}
+
+fn explain(e: lakehouse_catalogd::CatalogError, name: &str, url: &str) -> anyhow::Error {
+    match e.kind() {
+        ErrorKind::NotFound => anyhow::anyhow!("no dataset named {name:?} at {url}"),
+        _ => anyhow::Error::new(e).context(format!("reading dataset {name:?} at {url}")),
+    }
+}
+
+/// Versions, newest first: what each did and what it changed.
+fn render_history(history: &[Change]) -> String {
+    let mut out = format!(
+        "{:>7}  {:<20}  {:<24}  {:>6}  {:>8}  {:>12}  {:>12}\n",
+        "VERSION", "TIME", "OPERATION", "+FILES", "-FILES", "+ROWS", "-ROWS"
+    );
+    for c in history {
+        let op = match &c.mode {
+            Some(m) => format!("{} ({m})", c.operation),
+            None => c.operation.clone(),
+        };
+        let time = c
+            .timestamp
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let removed = c
+            .rows_removed
+            .map(group_thousands)
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!(
+            "{:>7}  {:<20}  {:<24}  {:>6}  {:>8}  {:>12}  {:>12}\n",
+            c.version,
+            time,
+            op,
+            c.files_added,
+            c.files_removed,
+            group_thousands(c.rows_added),
+            removed
+        ));
+    }
+    out
 }
 
 /// A plain-text table, one row per dataset; numbers right-aligned.
@@ -166,6 +312,7 @@ mod tests {
             created_at: t,
             updated_at: t,
             version: 3,
+            table_version: Some(2),
         };
         let out = render_table(&[m("tpch/lineitem", 6_001_215), m("a", 7)]);
         let lines: Vec<&str> = out.lines().collect();

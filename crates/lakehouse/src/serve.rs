@@ -304,6 +304,7 @@ async fn catalogd(deps: &mut Deps) -> anyhow::Result<Part> {
     let registry = Registry::open(store.clone())
         .await
         .context("loading the catalog")?;
+    registry.set_vacuum_policy(deps.cfg.catalogd.vacuum);
     tracing::info!(datasets = registry.len(), "catalogd ready");
     let registry: Arc<dyn Catalog> = Arc::new(registry);
     deps.catalog = Some(registry.clone());

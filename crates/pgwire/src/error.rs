@@ -45,6 +45,11 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
             UpstreamKind::Unreachable | UpstreamKind::Broken => "58000",
         },
         QueryError::Catalog(_) | QueryError::Internal(_) => match e.status().as_u16() {
+            // A table version that does not exist, a bad `@` suffix, a
+            // dataset without history.
+            404 => "42P01",
+            400 => "22023",
+            409 => "0A000",
             503 => "58000",
             _ => "XX000",
         },

@@ -41,7 +41,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use lakehouse_catalogd::{Catalog, Manifest, ObjectRef};
+use lakehouse_catalogd::{At, Catalog, Manifest, ObjectRef};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 
@@ -164,8 +164,14 @@ impl SchemaProvider for DatasetSchema {
         self.shared.caches.names.lock().clone()
     }
 
+    /// A dataset by name; `name@v<N>` is its table at version N and
+    /// `name@<time>` (RFC 3339 or a date) the version current then.
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let manifest = match self.shared.catalog.get(name).await {
+        let found = match time_travel(name) {
+            Ok((base, at)) => self.shared.catalog.get_at(base, at).await,
+            Err(e) => Err(e),
+        };
+        let manifest = match found {
             Ok(m) => m,
             Err(e) if is_not_found(&e) => {
                 self.misses.lock().push(name.to_string());
@@ -187,6 +193,33 @@ impl SchemaProvider for DatasetSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.shared.caches.names.lock().iter().any(|n| n == name)
     }
+}
+
+/// Splits a table name into the dataset and the state asked for: `sales`
+/// is the latest, `sales@v3` table version 3, `sales@2026-12-01T10:00:00Z`
+/// (or `sales@2026-12-01`) the version current at that time. Dataset names
+/// never contain `@`.
+pub(crate) fn time_travel(name: &str) -> Result<(&str, At), lakehouse_catalogd::CatalogError> {
+    let Some((base, suffix)) = name.rsplit_once('@') else {
+        return Ok((name, At::Latest));
+    };
+    if let Some(v) = suffix
+        .strip_prefix('v')
+        .or_else(|| suffix.strip_prefix('V'))
+        && !v.is_empty()
+        && v.bytes().all(|b| b.is_ascii_digit())
+    {
+        let v = v.parse::<i64>().map_err(|_| {
+            lakehouse_catalogd::CatalogError::InvalidRequest(format!("version {v} is too large"))
+        })?;
+        return Ok((base, At::Version(v)));
+    }
+    let at = lakehouse_catalogd::http::parse_timestamp(suffix).map_err(|_| {
+        lakehouse_catalogd::CatalogError::InvalidRequest(format!(
+            "{name:?}: after '@' comes a table version (v3) or a time (2026-12-01T10:00:00Z or 2026-12-01)"
+        ))
+    })?;
+    Ok((base, At::Time(at)))
 }
 
 /// One dataset: its schema and its objects with their statistics.

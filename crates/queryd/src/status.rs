@@ -38,6 +38,9 @@ impl QueryError {
             QueryError::MemoryPressure { .. } => "memory_pressure",
             QueryError::DatasetDamaged(_) => "dataset_damaged",
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => "unavailable",
+            QueryError::Catalog(e) if e.kind() == ErrorKind::NoSuchVersion => "no_such_version",
+            QueryError::Catalog(e) if e.kind() == ErrorKind::NoTable => "no_table",
+            QueryError::Catalog(e) if e.kind() == ErrorKind::InvalidRequest => "invalid_request",
             QueryError::Catalog(_) | QueryError::Internal(_) => "internal",
             QueryError::Upstream(up) => up.code(),
             // A remote answer is passed through with its own code, mapped
@@ -65,6 +68,11 @@ impl QueryError {
             QueryError::MemoryPressure { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
+            }
+            QueryError::Catalog(e) if e.kind() == ErrorKind::NoSuchVersion => StatusCode::NOT_FOUND,
+            QueryError::Catalog(e) if e.kind() == ErrorKind::NoTable => StatusCode::CONFLICT,
+            QueryError::Catalog(e) if e.kind() == ErrorKind::InvalidRequest => {
+                StatusCode::BAD_REQUEST
             }
             QueryError::DatasetDamaged(_) | QueryError::Catalog(_) | QueryError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -151,7 +159,7 @@ impl From<QueryError> for ApiError {
 
 /// Maps a remote code back to one of ours, so no string is leaked.
 fn static_code(code: &str) -> &'static str {
-    const CODES: [&str; 23] = [
+    const CODES: [&str; 25] = [
         "invalid_request",
         "syntax_error",
         "query_too_complex",
@@ -175,6 +183,8 @@ fn static_code(code: &str) -> &'static str {
         "upstream_unavailable",
         "upstream_timeout",
         "bad_gateway",
+        "no_such_version",
+        "no_table",
     ];
     CODES
         .iter()

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use lakehouse_catalogd::http::router;
 use lakehouse_catalogd::{
-    Catalog, CatalogClient, CatalogError, ErrorKind, RegisterRequest, Registry,
+    At, Catalog, CatalogClient, CatalogError, ErrorKind, RegisterRequest, Registry,
 };
 
 use crate::support::{TestStore, put_parquet, req};
@@ -28,6 +28,71 @@ async fn the_client_keeps_the_contract() {
     let url = crate::http::serve(router(Arc::new(registry))).await;
     // A failing store is reported by a remote catalog as its 500, `Internal`.
     conformance(&CatalogClient::new(&url), &store, ErrorKind::Internal).await;
+}
+
+/// Table versions: the manifest of each, the history, and the refusals.
+async fn versions(catalog: &dyn Catalog, now: &lakehouse_catalogd::Manifest) {
+    assert_eq!(now.table_version, Some(1));
+    let v0 = catalog.get_at("tpch/orders", At::Version(0)).await.unwrap();
+    assert_eq!((v0.row_count, v0.table_version), (4, Some(0)));
+    assert_eq!(
+        catalog.get_at("tpch/orders", At::Version(1)).await.unwrap(),
+        *now
+    );
+    assert_eq!(
+        catalog.get_at("tpch/orders", At::Latest).await.unwrap(),
+        *now
+    );
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    assert_eq!(
+        catalog
+            .get_at("tpch/orders", At::Time(later))
+            .await
+            .unwrap()
+            .table_version,
+        Some(1)
+    );
+    let h = catalog.history("tpch/orders", 10).await.unwrap();
+    assert_eq!(h.iter().map(|c| c.version).collect::<Vec<_>>(), vec![1, 0]);
+    assert_eq!(
+        catalog.history("tpch/orders", 1).await.unwrap(),
+        h[..1].to_vec()
+    );
+    assert_eq!(
+        kind(catalog.get_at("tpch/orders", At::Version(2)).await),
+        ErrorKind::NoSuchVersion
+    );
+    let before = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    assert_eq!(
+        kind(catalog.get_at("tpch/orders", At::Time(before)).await),
+        ErrorKind::NoSuchVersion
+    );
+    // One file: nothing to compact, the manifest stays.
+    let c = catalog
+        .compact("tpch/orders", Default::default())
+        .await
+        .unwrap();
+    assert_eq!((c.compacted, &c.manifest), (None, now));
+    // Restore version 0 as version 2.
+    let restored = catalog
+        .restore("tpch/orders", At::Version(0))
+        .await
+        .unwrap();
+    assert_eq!((restored.row_count, restored.table_version), (4, Some(2)));
+    assert_eq!(catalog.get("tpch/orders").await.unwrap(), restored);
+    assert_eq!(
+        kind(catalog.restore("tpch/orders", At::Version(9)).await),
+        ErrorKind::NoSuchVersion
+    );
+    assert_eq!(
+        kind(catalog.compact("nope", Default::default()).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(kind(catalog.history("nope", 5).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(catalog.get_at("nope", At::Version(0)).await),
+        ErrorKind::NotFound
+    );
 }
 
 fn kind<T: std::fmt::Debug>(r: Result<T, CatalogError>) -> ErrorKind {
@@ -63,6 +128,7 @@ async fn conformance(catalog: &dyn Catalog, store: &TestStore, storage_failure: 
     assert_eq!(catalog.list().await.unwrap(), vec![r2.manifest.clone()]);
 
     refusals(catalog, k2).await;
+    versions(catalog, &r2.manifest).await;
 
     store.fail_puts.store(true, Ordering::SeqCst);
     assert_eq!(

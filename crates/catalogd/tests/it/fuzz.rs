@@ -132,6 +132,7 @@ fn manifest(objects: usize, key_len: usize) -> Bytes {
         created_at: t,
         updated_at: t,
         version: 9,
+        table_version: None,
     }
     .encode()
     .unwrap()

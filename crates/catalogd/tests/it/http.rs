@@ -352,3 +352,93 @@ async fn client_reports_an_unreachable_catalog_as_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn versions_and_history_over_http_with_every_refusal() {
+    let (app, store, _) = app();
+    let k = put_parquet(&store, "datasets/d/a.parquet", 3).await;
+    let body = json!({"name": "d", "schema_fingerprint": "fp", "objects": [k]});
+    assert_eq!(register(&app, body).await.0, StatusCode::OK);
+    let (s, v) = call(&app, Method::GET, "/catalog/manifest/d?version=0", None).await;
+    assert_eq!(
+        (s, v["table_version"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{v}"
+    );
+    let (s, v) = call(
+        &app,
+        Method::GET,
+        "/catalog/manifest/d?timestamp=2999-01-01",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["row_count"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{v}"
+    );
+    let (s, v) = call(&app, Method::GET, "/catalog/history/d", None).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("d")), "{v}");
+    assert_eq!(v["history"][0]["operation"], "CREATE TABLE");
+    for (uri, status, code) in [
+        (
+            "/catalog/manifest/d?version=1",
+            StatusCode::NOT_FOUND,
+            "no_such_version",
+        ),
+        (
+            "/catalog/manifest/d?timestamp=1970-01-02",
+            StatusCode::NOT_FOUND,
+            "no_such_version",
+        ),
+        (
+            "/catalog/manifest/d?version=-1",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/manifest/d?version=x",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/manifest/d?timestamp=soon",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/manifest/d?version=0&timestamp=2026-01-01",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/manifest/d?vers=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/manifest/nope?version=0",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/catalog/history/d?limit=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/history/d?limit=10001",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        ("/catalog/history/nope", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/catalog/history/Bad..Name",
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+    ] {
+        let (s, v) = call(&app, Method::GET, uri, None).await;
+        assert_eq!((s, error_code(&v)), (status, code), "{uri}: {v}");
+    }
+}

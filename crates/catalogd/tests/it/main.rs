@@ -9,3 +9,4 @@ mod http;
 mod ownership;
 mod registry;
 mod support;
+mod tables;

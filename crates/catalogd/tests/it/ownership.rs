@@ -181,6 +181,7 @@ async fn store_manifest(store: &TestStore, name: &str, keys: &[&str]) {
         created_at: t,
         updated_at: t,
         version: 1,
+        table_version: None,
     };
     store
         .inner

@@ -213,10 +213,8 @@ async fn failed_persist_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
-    assert!(
-        err.to_string().contains("_catalog/manifests/d.parquet"),
-        "{err}"
-    );
+    // The table's version is written first, and failed first.
+    assert!(err.to_string().contains("datasets/d/_delta_log"), "{err}");
     let err = r.register(req("new", "fp", vec![])).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
 
@@ -427,4 +425,34 @@ async fn bad_input_is_rejected_before_anything_changes() {
     assert!(r.is_empty());
     assert_eq!(store.puts.load(Ordering::SeqCst), 0);
     assert_eq!(r.get("UPPER").unwrap_err().kind(), ErrorKind::InvalidName);
+}
+
+/// The table's version is committed but the manifest cannot be written: the
+/// register took effect (the log is the truth), memory says so, and the
+/// next start writes the manifest from the log.
+#[tokio::test]
+async fn a_committed_version_survives_a_failed_manifest_write() {
+    let store = TestStore::new();
+    let r = Registry::empty(store.clone());
+    let a = put_parquet(&store, "datasets/d/a", 1).await;
+    let b = put_parquet(&store, "datasets/d/b", 2).await;
+    r.register(req("d", "fp", vec![a.clone()])).await.unwrap();
+    store.fail_manifest_puts.store(true, Ordering::SeqCst);
+    let m = r
+        .register(req("d", "fp", vec![a.clone(), b.clone()]))
+        .await
+        .unwrap()
+        .manifest;
+    assert_eq!((m.table_version, m.row_count), (Some(1), 3));
+    assert_eq!(r.get("d").unwrap(), m);
+    // A register that changes no file has nothing durable: it fails.
+    let err = r
+        .register(req("d", "fp", vec![a.clone(), b.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    store.fail_manifest_puts.store(false, Ordering::SeqCst);
+    let reopened = Registry::open(store.clone()).await.unwrap();
+    let back = reopened.get("d").unwrap();
+    assert_eq!((back.objects, back.table_version), (vec![a, b], Some(1)));
 }

@@ -107,8 +107,9 @@ async function loadSample(el, name) {
 }
 
 /**
- * Version history, from `GET /catalog/history/<name>` where the server
- * keeps versions (Delta tables); hidden where that route does not exist.
+ * Version history, from `GET /catalog/history/<name>` (the dataset's Delta
+ * table); hidden for a dataset without a table (409) or a server without
+ * the route.
  */
 async function loadHistory(section, name) {
   try {
@@ -118,7 +119,7 @@ async function loadHistory(section, name) {
       ? objectTable(versions, { class: 'compact' }) : h('p', { class: 'muted' }, 'No history.'));
     section.hidden = false;
   } catch (e) {
-    if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405)) {
+    if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405 && e.status !== 409)) {
       put(section.querySelector('[data-testid=history-body]'), errorBox(e));
       section.hidden = false;
     }

@@ -153,9 +153,9 @@ def test_upload_csv_shows_progress_and_lists_it(page, open_url, artifacts):
     for col in ("region", "amount", "sold_on"):
         assert col in schema
     assert len(grid_cells(page)) == 5
-    # No version history on this server yet: the section stays hidden.
-    page.wait_for_load_state("networkidle")
-    assert page.is_hidden("section:has(h2:text('History'))")
+    # The dataset's table history: one version, the upload that created it.
+    page.wait_for_selector("section:has(h2:text('History')) >> text=CREATE TABLE")
+    assert page.is_visible("section:has(h2:text('History'))")
     shot(page, artifacts, "dataset")
     page.watch.clean()
 

@@ -1,6 +1,7 @@
 //! Registering an ingest's objects: append = read-modify-write with
 //! compare-and-swap on the manifest's version, replace = swap the object
-//! list, then delete what is no longer referenced; a registration whose
+//! list (the old objects stay for the table's earlier versions; a dataset
+//! without a table deletes them); a registration whose
 //! answer was lost is confirmed by reading the manifest back.
 
 use std::collections::HashSet;
@@ -80,6 +81,13 @@ impl Ingestor {
             };
             match outcome {
                 Ok(manifest) => {
+                    // A dataset with a table keeps replaced objects for the
+                    // versions that list them (vacuum removes them).
+                    let old = if manifest.table_version.is_some() {
+                        vec![]
+                    } else {
+                        old
+                    };
                     let added = self.registered(dataset, &sent, &new, old).await;
                     return Ok(IngestResult {
                         dataset: dataset.to_string(),

@@ -8,8 +8,9 @@
 //! deleted at the next start ([`Ingestor::recover`]).
 //!
 //! What may be deleted, and by whom: an append deletes nothing but its own
-//! uploads that it did not register; a replace deletes the old objects only
-//! after the new manifest is registered, and only those the dataset owns
+//! uploads that it did not register; a replace keeps the old objects when
+//! the dataset has a table (its earlier versions list them) and otherwise
+//! deletes them only after the new manifest is registered, and only those the dataset owns
 //! ([`lakehouse_catalogd::owns`]) that no manifest — its own new one or any
 //! other, quarantined ones included — lists; recovery deletes the objects of
 //! an unregistered ingest under the same two rules. So no request can delete

@@ -112,11 +112,13 @@ fn total_rows(b: &[RecordBatch]) -> usize {
 }
 
 /// Keys under `datasets/<name>/`, for "nothing changed" checks.
+/// The data objects under a dataset's prefix (its table's log excluded).
 async fn dataset_keys(env: &Env, name: &str) -> Vec<String> {
     let mut keys: Vec<String> = env
         .store
         .list(Some(&Path::parse(format!("datasets/{name}")).unwrap()))
         .map(|m| m.unwrap().location.as_ref().to_string())
+        .filter(|k| std::future::ready(!k.contains("/_delta_log/")))
         .collect()
         .await;
     keys.sort();
@@ -614,13 +616,52 @@ impl Catalog for LossyCatalog {
     async fn delete(&self, name: &str) -> lakehouse_catalogd::Result<bool> {
         self.inner.delete(name).await
     }
+    async fn get_at(
+        &self,
+        name: &str,
+        at: lakehouse_catalogd::At,
+    ) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
+        self.inner.get_at(name, at).await
+    }
+    async fn history(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> lakehouse_catalogd::Result<Vec<lakehouse_catalogd::Change>> {
+        self.inner.history(name, limit).await
+    }
+    async fn compact(
+        &self,
+        name: &str,
+        opts: lakehouse_catalogd::CompactOptions,
+    ) -> lakehouse_catalogd::Result<lakehouse_catalogd::CompactResponse> {
+        self.inner.compact(name, opts).await
+    }
+    async fn restore(
+        &self,
+        name: &str,
+        to: lakehouse_catalogd::At,
+    ) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
+        self.inner.restore(name, to).await
+    }
+    async fn vacuum(
+        &self,
+        name: &str,
+        dry_run: bool,
+    ) -> lakehouse_catalogd::Result<lakehouse_catalogd::VacuumReport> {
+        self.inner.vacuum(name, dry_run).await
+    }
 }
 
+/// Object keys under `prefix`, tables' logs excluded.
 async fn keys_under(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
     let mut s = store.list(Some(&Path::from(prefix)));
     let mut v = vec![];
     while let Some(m) = s.next().await {
-        v.push(m.unwrap().location.to_string());
+        let k = m.unwrap().location.to_string();
+        if !k.contains("/_delta_log/") {
+            v.push(k);
+        }
     }
     v
 }
@@ -739,7 +780,7 @@ async fn concurrent_appends_all_land() {
 }
 
 #[tokio::test]
-async fn replace_swaps_objects_and_removes_the_old_ones() {
+async fn replace_swaps_objects_and_keeps_the_old_ones_for_history() {
     let env = env().await;
     env.ingestor
         .ingest(
@@ -772,9 +813,20 @@ async fn replace_swaps_objects_and_removes_the_old_ones() {
         .unwrap();
     assert_eq!(r.manifest.row_count, 3);
     assert_eq!(r.manifest.version, 3);
+    assert_eq!(r.manifest.objects.len(), 1);
+    // The old objects stay: the table's versions 0 and 1 list them.
     let keys = dataset_keys(&env, "r").await;
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0], r.manifest.objects[0].key);
+    assert_eq!(keys.len(), 3);
+    assert!(keys.contains(&r.manifest.objects[0].key));
+    let v1 = env
+        .catalog
+        .get_at("r", lakehouse_catalogd::At::Version(1))
+        .await
+        .unwrap();
+    assert_eq!(v1.row_count, 2);
+    for o in &v1.objects {
+        assert!(keys.contains(&o.key), "{} is gone", o.key);
+    }
     // Replacing with another schema is refused (the dataset's identity is
     // bound to its schema); nothing changes.
     let e = env

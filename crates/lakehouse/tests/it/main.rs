@@ -11,4 +11,5 @@ mod protocols;
 mod query;
 mod storage;
 mod support;
+mod tables;
 mod vectors;

@@ -539,6 +539,7 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     ingest_binary(ctx, &mut t);
     ingest_names(&mut t);
     sql_deep(&mut t);
+    sql_time_travel(&mut t);
     sql_memory(&mut t);
     sql_sandbox(&mut t);
     sql_rows(&mut t);
@@ -612,6 +613,19 @@ fn read_routes() -> Vec<(Request, u16)> {
         (Request::new("GET", "/catalog/list"), 200),
         (
             Request::new("GET", format!("/catalog/manifest/{FX_ROWS}")),
+            200,
+        ),
+        (
+            Request::new("GET", format!("/catalog/manifest/{FX_ROWS}?version=0")),
+            200,
+        ),
+        (
+            Request::new("GET", format!("/catalog/history/{FX_ROWS}")),
+            200,
+        ),
+        (
+            Request::new("POST", "/query/sql")
+                .json(&json!({"sql": format!("SELECT count(*) AS n FROM \"{FX_ROWS}@v0\"")})),
             200,
         ),
         (
@@ -1545,10 +1559,76 @@ fn register_names(t: &mut Vec<Case>) {
             "/catalog/manifest/%2e%2e/%2e%2e/etc/passwd",
         ),
         ("manifest NUL", "/catalog/manifest/a%00b"),
+        ("history ../", "/catalog/history/../_catalog/x"),
+        (
+            "history %2e%2e",
+            "/catalog/history/%2e%2e/%2e%2e/etc/passwd",
+        ),
+        ("history NUL", "/catalog/history/a%00b"),
+        ("history of nothing", "/catalog/history/"),
     ] {
         t.push(
             case(Family::Register, label, "GET", target, Role::Read)
                 .one_of(&[400, 404])
+                .done(),
+        );
+    }
+    // Versions and times that do not exist, are absurd or are not numbers.
+    for (label, target, allowed) in [
+        (
+            "version far past",
+            format!("/catalog/manifest/{FX_ROWS}?version=999999999"),
+            &[404][..],
+        ),
+        (
+            "version i64 max",
+            format!("/catalog/manifest/{FX_ROWS}?version=9223372036854775807"),
+            &[404],
+        ),
+        (
+            "version overflow",
+            format!("/catalog/manifest/{FX_ROWS}?version=99999999999999999999"),
+            &[400],
+        ),
+        (
+            "version negative",
+            format!("/catalog/manifest/{FX_ROWS}?version=-1"),
+            &[400],
+        ),
+        (
+            "timestamp year 0",
+            format!("/catalog/manifest/{FX_ROWS}?timestamp=0000-01-01"),
+            &[400, 404],
+        ),
+        (
+            "timestamp far future",
+            format!("/catalog/manifest/{FX_ROWS}?timestamp=9999-12-31T23:59:59Z"),
+            &[200],
+        ),
+        (
+            "timestamp junk",
+            format!("/catalog/manifest/{FX_ROWS}?timestamp=%00%ff"),
+            &[400],
+        ),
+        (
+            "history limit huge",
+            format!("/catalog/history/{FX_ROWS}?limit=18446744073709551616"),
+            &[400],
+        ),
+        (
+            "history limit zero",
+            format!("/catalog/history/{FX_ROWS}?limit=0"),
+            &[400],
+        ),
+        (
+            "history unknown param",
+            format!("/catalog/history/{FX_ROWS}?since=1"),
+            &[400],
+        ),
+    ] {
+        t.push(
+            case(Family::Register, label, "GET", target, Role::Read)
+                .one_of(allowed)
                 .done(),
         );
     }
@@ -2044,6 +2124,47 @@ fn chain(first: &str, sep: &str, term: &str, n: usize) -> String {
         s.push_str(term);
     }
     s
+}
+
+/// Table names with a version or time (`"name@v3"`): absurd, malformed or
+/// repeated suffixes are a 4xx naming why, never a 5xx.
+fn sql_time_travel(t: &mut Vec<Case>) {
+    for (name, table, allowed) in [
+        ("version 0", format!("{FX_ROWS}@v0"), &[200][..]),
+        ("version past the latest", format!("{FX_ROWS}@v99"), &[404]),
+        (
+            "version overflow",
+            format!("{FX_ROWS}@v99999999999999999999"),
+            &[400],
+        ),
+        ("empty suffix", format!("{FX_ROWS}@"), &[400]),
+        ("two suffixes", format!("{FX_ROWS}@v0@v0"), &[400]),
+        (
+            "time before the table",
+            format!("{FX_ROWS}@1970-01-01"),
+            &[404],
+        ),
+        (
+            "time far future",
+            format!("{FX_ROWS}@9999-12-31T00:00:00Z"),
+            &[200],
+        ),
+        ("junk suffix", format!("{FX_ROWS}@%00\u{202e}"), &[400]),
+        (
+            "unknown dataset at a version",
+            "no_such_ds@v0".to_string(),
+            &[400, 404],
+        ),
+    ] {
+        t.push(
+            sql(
+                &format!("time travel: {name}"),
+                &format!("SELECT count(*) AS n FROM \"{table}\""),
+            )
+            .one_of(allowed)
+            .done(),
+        );
+    }
 }
 
 /// Deep and wide expressions (issue 12: 1,000 terms aborted the process).
