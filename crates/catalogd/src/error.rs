@@ -196,6 +196,7 @@ impl CatalogError {
                 name: name.to_string(),
                 why: "it was never written as one".to_string(),
             },
+            e @ T::NoSuchColumn { .. } => CatalogError::InvalidRequest(e.to_string()),
             e @ (T::NoSuchVersion { .. } | T::BeforeFirstVersion { .. } | T::Vacuumed { .. }) => {
                 CatalogError::NoSuchVersion(e)
             }

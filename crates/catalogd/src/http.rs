@@ -201,22 +201,33 @@ async fn get_manifest(
     Ok(ApiJson(catalog.get_at(&name, q.at()?).await?))
 }
 
+/// A body that may be left out: empty (or only whitespace) is the default.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(T::default()),
+        // serde would take a struct from an array too.
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not {what}: expected a JSON object"),
+            ));
+        }
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not {what}: {e}")))
+}
+
 async fn compact(
     State(catalog): State<Arc<dyn Catalog>>,
     name: Result<UrlPath<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Result<ApiJson<CompactResponse>, ApiError> {
     let name = parse_name(name)?;
-    let opts: CompactOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        CompactOptions::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not compaction options: {e}"),
-            )
-        })?
-    };
+    let opts: CompactOptions = optional_json(&body, "compaction options")?;
     if opts.target_size.is_some_and(|s| s < 1 << 20) {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -232,16 +243,7 @@ async fn vacuum(
     body: axum::body::Bytes,
 ) -> Result<ApiJson<VacuumReport>, ApiError> {
     let name = parse_name(name)?;
-    let req: VacuumRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        VacuumRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not a vacuum request: {e}"),
-            )
-        })?
-    };
+    let req: VacuumRequest = optional_json(&body, "a vacuum request")?;
     Ok(ApiJson(catalog.vacuum(&name, req.dry_run).await?))
 }
 

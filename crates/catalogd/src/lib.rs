@@ -111,6 +111,27 @@ impl Default for VacuumPolicy {
     }
 }
 
+/// When the catalog compacts a dataset by itself: after a register that
+/// leaves it with at least `auto_after_files` files smaller than
+/// `small_file_bytes` (0: never), one compaction at a time per dataset, in
+/// the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionPolicy {
+    pub auto_after_files: u64,
+    pub small_file_bytes: u64,
+}
+
+impl Default for CompactionPolicy {
+    /// Off; "small" is under 8 MiB.
+    fn default() -> Self {
+        Self {
+            auto_after_files: 0,
+            small_file_bytes: 8 << 20,
+        }
+    }
+}
+
 /// What a vacuum removed (or, dry, would remove).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VacuumReport {

@@ -45,8 +45,8 @@ use crate::name::{manifest_key, name_from_key, validate_name};
 use crate::owner::{OwnershipError, check_owned};
 use crate::verify::{Footers, ObjectError, verify_objects};
 use crate::{
-    At, Catalog, Change, CompactOptions, CompactResponse, RegisterRequest, RegisterResponse,
-    VacuumPolicy, VacuumReport,
+    At, Catalog, Change, CompactOptions, CompactResponse, CompactionPolicy, RegisterRequest,
+    RegisterResponse, VacuumPolicy, VacuumReport,
 };
 use lakehouse_table::Tables;
 
@@ -71,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) tables: Tables,
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) vacuum: RwLock<VacuumPolicy>,
+    compaction: RwLock<CompactionPolicy>,
+    /// Datasets with an automatic compaction running.
+    compacting: parking_lot::Mutex<HashSet<String>>,
     pub(crate) map: RwLock<BTreeMap<String, Arc<Entry>>>,
 }
 
@@ -145,6 +148,8 @@ impl Registry {
             inner: Arc::new(Inner {
                 tables: Tables::new(store.clone()),
                 vacuum: RwLock::new(VacuumPolicy::default()),
+                compaction: RwLock::new(CompactionPolicy::default()),
+                compacting: parking_lot::Mutex::new(HashSet::new()),
                 store,
                 write: tokio::sync::Mutex::new(()),
                 map: RwLock::new(map),
@@ -169,17 +174,26 @@ impl Registry {
     /// See [`Catalog::vacuum`]. Runs under the register lock, so no restore
     /// can bring back a file while it is being deleted.
     pub async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
-        let current = self.get(name)?;
-        if current.table_version.is_none() {
-            return Err(crate::tables::no_table(&current));
-        }
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        detached(async move {
+        self.on_table(name, move |inner, name| async move {
             let _serial = inner.write.lock().await;
             inner.vacuum(&name, dry_run).await
         })
         .await
+    }
+
+    /// Runs `op` on a dataset that has a table, to completion even if the
+    /// caller stops waiting; `NoTable` for one without.
+    async fn on_table<T, F, Fut>(&self, name: &str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let current = self.get(name)?;
+        if current.table_version.is_none() {
+            return Err(crate::tables::no_table(&current));
+        }
+        detached(op(self.inner.clone(), name.to_string())).await
     }
 
     /// The store manifests persist to.
@@ -200,7 +214,44 @@ impl Registry {
             .collect();
         let footers = verify_objects(&self.inner.store, checked).await?;
         let inner = self.inner.clone();
-        detached(async move { inner.register(req, keys, footers).await }).await
+        let resp = detached(async move { inner.register(req, keys, footers).await }).await?;
+        self.maybe_compact(&resp.manifest);
+        Ok(resp)
+    }
+
+    /// Starts a background compaction of `m`'s dataset if the policy asks
+    /// for one and none is running.
+    fn maybe_compact(&self, m: &Manifest) {
+        let policy = *self.inner.compaction.read();
+        if policy.auto_after_files == 0 || m.table_version.is_none() {
+            return;
+        }
+        let small = m
+            .objects
+            .iter()
+            .filter(|o| o.size < policy.small_file_bytes)
+            .count() as u64;
+        if small < policy.auto_after_files || !self.inner.compacting.lock().insert(m.name.clone()) {
+            return;
+        }
+        let this = self.clone();
+        let name = m.name.clone();
+        tokio::spawn(async move {
+            match this.compact(&name, CompactOptions::default()).await {
+                Ok(r) => {
+                    tracing::info!(dataset = %name, compacted = ?r.compacted, "automatic compaction")
+                }
+                Err(e) => {
+                    tracing::warn!(dataset = %name, error = %e, "automatic compaction failed")
+                }
+            }
+            this.inner.compacting.lock().remove(&name);
+        });
+    }
+
+    /// When the catalog compacts datasets by itself (never, until set).
+    pub fn set_compaction_policy(&self, policy: CompactionPolicy) {
+        *self.inner.compaction.write() = policy;
     }
 
     /// A copy of `name`'s manifest (callers can never alias registry state);
@@ -249,13 +300,7 @@ impl Registry {
     /// lock (registers of every dataset go on); the manifest is rolled
     /// forward under it afterwards.
     pub async fn compact(&self, name: &str, opts: CompactOptions) -> Result<CompactResponse> {
-        let current = self.get(name)?;
-        if current.table_version.is_none() {
-            return Err(crate::tables::no_table(&current));
-        }
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        detached(async move {
+        self.on_table(name, move |inner, name| async move {
             let compacted = inner
                 .tables
                 .compact(&name, &opts)
@@ -272,13 +317,7 @@ impl Registry {
 
     /// See [`Catalog::restore`].
     pub async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
-        let current = self.get(name)?;
-        if current.table_version.is_none() {
-            return Err(crate::tables::no_table(&current));
-        }
-        let inner = self.inner.clone();
-        let name = name.to_string();
-        detached(async move {
+        self.on_table(name, move |inner, name| async move {
             let _serial = inner.write.lock().await;
             if let At::Version(v) = to {
                 inner.check_not_vacuumed(&name, v).await?;

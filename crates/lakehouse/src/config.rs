@@ -73,6 +73,9 @@ pub struct CatalogdConfig {
     /// What vacuum keeps (`[catalogd.vacuum]`: `keep_versions`,
     /// `keep_for_hours`, `grace_secs`).
     pub vacuum: lakehouse_catalogd::VacuumPolicy,
+    /// Automatic compaction (`[catalogd.compaction]`: `auto_after_files`,
+    /// `small_file_bytes`; off by default).
+    pub compaction: lakehouse_catalogd::CompactionPolicy,
 }
 
 /// `[ingestd]`.

@@ -305,6 +305,7 @@ async fn catalogd(deps: &mut Deps) -> anyhow::Result<Part> {
         .await
         .context("loading the catalog")?;
     registry.set_vacuum_policy(deps.cfg.catalogd.vacuum);
+    registry.set_compaction_policy(deps.cfg.catalogd.compaction);
     tracing::info!(datasets = registry.len(), "catalogd ready");
     let registry: Arc<dyn Catalog> = Arc::new(registry);
     deps.catalog = Some(registry.clone());

@@ -16,6 +16,9 @@ pub enum TableError {
         version: i64,
         latest: i64,
     },
+    /// A column the operation names is not in the table.
+    #[error("dataset {name:?} has no column {column:?}")]
+    NoSuchColumn { name: String, column: String },
     /// A version whose files vacuum deleted.
     #[error(
         "dataset {name:?}: version {version} was vacuumed; the oldest version kept is {oldest}"

@@ -331,6 +331,17 @@ impl Tables {
                 name: name.to_string(),
             });
         };
+        let columns = table.snapshot()?.schema();
+        if let Some(c) = opts
+            .zorder
+            .iter()
+            .find(|c| columns.field(c.as_str()).is_none())
+        {
+            return Err(TableError::NoSuchColumn {
+                name: name.to_string(),
+                column: c.clone(),
+            });
+        }
         let mut builder = table
             .optimize()
             .with_max_concurrent_tasks(opts.concurrency.max(1));

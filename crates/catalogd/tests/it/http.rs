@@ -441,4 +441,74 @@ async fn versions_and_history_over_http_with_every_refusal() {
         let (s, v) = call(&app, Method::GET, uri, None).await;
         assert_eq!((s, error_code(&v)), (status, code), "{uri}: {v}");
     }
+    let raw = |uri: &str, body: &'static str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for (uri, body, status, code) in [
+        (
+            "/catalog/compact/d",
+            "{",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/catalog/compact/d",
+            r#"{"target_size": 10}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/compact/d",
+            r#"{"zorder": ["nope"]}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/compact/nope",
+            "",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/catalog/restore/d",
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/catalog/restore/d",
+            r#"{"version": 5}"#,
+            StatusCode::NOT_FOUND,
+            "no_such_version",
+        ),
+        (
+            "/catalog/vacuum/d",
+            r#"{"dry_run": "yes"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/catalog/vacuum/nope",
+            "",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ] {
+        let (s, v) = send(&app, raw(uri, body)).await;
+        assert_eq!((s, error_code(&v)), (status, code), "{uri} {body}: {v}");
+    }
+    // Nothing to compact (one file), a dry vacuum that finds nothing.
+    let (s, v) = send(&app, raw("/catalog/compact/d", "")).await;
+    assert_eq!((s, &v["compacted"]), (StatusCode::OK, &Value::Null), "{v}");
+    let (s, v) = send(&app, raw("/catalog/vacuum/d", r#"{"dry_run": true}"#)).await;
+    assert_eq!(
+        (s, v["files"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "{v}"
+    );
 }

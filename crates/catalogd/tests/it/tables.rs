@@ -307,3 +307,33 @@ async fn vacuum_keeps_what_kept_versions_and_running_ingests_use() {
     assert!(reg.vacuum("d", false).await.unwrap().files.is_empty());
     assert_eq!(reg.history("d", 10).await.unwrap().len(), 4);
 }
+
+/// With a compaction policy, a dataset past N small files is compacted in
+/// the background: one file, the same rows, an OPTIMIZE version.
+#[tokio::test]
+async fn small_files_past_the_policy_are_compacted_in_the_background() {
+    use lakehouse_catalogd::CompactionPolicy;
+    let store = TestStore::new();
+    let reg = Registry::empty(store.clone());
+    reg.set_compaction_policy(CompactionPolicy {
+        auto_after_files: 5,
+        small_file_bytes: 1 << 20,
+    });
+    let mut objects = vec![];
+    for i in 0..5 {
+        objects.push(put_parquet(&store, &format!("datasets/d/p{i}.parquet"), 10).await);
+        reg.register(req("d", "fp", objects.clone())).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = reg.get("d").unwrap();
+        if m.objects.len() == 1 {
+            assert_eq!(m.row_count, 50);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not compacted: {m:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let h = reg.history("d", 10).await.unwrap();
+    assert_eq!(h[0].operation, "OPTIMIZE");
+}

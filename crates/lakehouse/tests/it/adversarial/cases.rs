@@ -572,6 +572,19 @@ fn guarded_routes(ctx: &Ctx) -> Vec<(Request, &'static str)> {
             "write",
         ),
         (
+            Request::new("POST", format!("/catalog/compact/{FX_ROWS}")),
+            "write",
+        ),
+        (
+            Request::new("POST", format!("/catalog/restore/{FX_ROWS}"))
+                .json(&json!({"version": 0})),
+            "admin",
+        ),
+        (
+            Request::new("POST", format!("/catalog/vacuum/{FX_ROWS}")),
+            "admin",
+        ),
+        (
             Request::new("POST", "/vectors/indexes")
                 .json(&json!({"name": "auth_idx", "dim": 2, "metric": "l2"})),
             "write",
@@ -1570,6 +1583,89 @@ fn register_names(t: &mut Vec<Case>) {
         t.push(
             case(Family::Register, label, "GET", target, Role::Read)
                 .one_of(&[400, 404])
+                .done(),
+        );
+    }
+    // Compaction, restore and vacuum with hostile bodies or targets: a 4xx,
+    // nothing changed (the fixture checks hold for admin requests too).
+    for (label, target, body, allowed) in [
+        (
+            "compact junk body",
+            format!("/catalog/compact/{FX_ROWS}"),
+            "{\"target_size\":",
+            &[400][..],
+        ),
+        (
+            "compact tiny target",
+            format!("/catalog/compact/{FX_ROWS}"),
+            "{\"target_size\":1}",
+            &[400],
+        ),
+        (
+            "compact unknown field",
+            format!("/catalog/compact/{FX_ROWS}"),
+            "{\"rm\":true}",
+            &[400],
+        ),
+        (
+            "compact zorder unknown column",
+            format!("/catalog/compact/{FX_ROWS}"),
+            "{\"zorder\":[\"nope\"]}",
+            &[400],
+        ),
+        (
+            "compact no dataset",
+            "/catalog/compact/no_such_ds".to_string(),
+            "",
+            &[404],
+        ),
+        (
+            "compact traversal",
+            "/catalog/compact/../_catalog/x".to_string(),
+            "",
+            &[400, 404],
+        ),
+        (
+            "restore no version",
+            format!("/catalog/restore/{FX_ROWS}"),
+            "{}",
+            &[400],
+        ),
+        (
+            "restore far version",
+            format!("/catalog/restore/{FX_ROWS}"),
+            "{\"version\":99999}",
+            &[404],
+        ),
+        (
+            "restore negative",
+            format!("/catalog/restore/{FX_ROWS}"),
+            "{\"version\":-3}",
+            &[400],
+        ),
+        (
+            "restore both",
+            format!("/catalog/restore/{FX_ROWS}"),
+            "{\"version\":0,\"timestamp\":\"2026-01-01\"}",
+            &[400],
+        ),
+        (
+            "vacuum junk body",
+            format!("/catalog/vacuum/{FX_ROWS}"),
+            "[]",
+            &[400],
+        ),
+        (
+            "vacuum no dataset",
+            "/catalog/vacuum/no_such_ds".to_string(),
+            "{\"dry_run\":true}",
+            &[404],
+        ),
+    ] {
+        t.push(
+            case(Family::Register, label, "POST", target, Role::Admin)
+                .json_raw(body.as_bytes())
+                .one_of(allowed)
                 .done(),
         );
     }
