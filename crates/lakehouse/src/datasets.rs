@@ -172,8 +172,8 @@ fn render_history(history: &[Change]) -> String {
     );
     for c in history {
         let op = match &c.mode {
-            Some(m) => format!("{} ({m})", c.operation),
-            None => c.operation.clone(),
+            Some(m) if c.operation == "WRITE" => format!("{} ({m})", c.operation),
+            _ => c.operation.clone(),
         };
         let time = c
             .timestamp

@@ -133,7 +133,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
     };
     println!(
-        "{} {} rows into {} ({} new object{}); the dataset now has {} rows in {} objects, version {}",
+        "{} {} rows into {} ({} new object{}); the dataset now has {} rows in {} objects, {}",
         if r.replayed {
             "already ingested:"
         } else {
@@ -145,7 +145,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         if r.objects.len() == 1 { "" } else { "s" },
         r.manifest.row_count,
         r.manifest.objects.len(),
-        r.manifest.version
+        match r.manifest.table_version {
+            Some(v) => format!("table version {v}"),
+            None => format!("version {}", r.manifest.version),
+        }
     );
     if let Some(c) = &r.csv {
         println!("{}", describe_csv(c));

@@ -259,6 +259,9 @@ impl Tables {
             None => StructType::try_new(vec![]).map_err(DeltaTableError::from)?,
         };
         let rows_added = rows_of(&c.adds);
+        // A new table removes nothing; one created again replaces rows this
+        // commit does not count.
+        let removed = matches!(mode, SaveMode::ErrorIfExists).then_some(0);
         let adds = add_actions(&c.name, &c.adds)?;
         let store = self.builder(&c.name)?.build_storage()?;
         let table = CreateBuilder::new()
@@ -269,7 +272,7 @@ impl Tables {
             .with_raise_if_key_not_exists(false)
             .with_save_mode(mode)
             .with_actions(adds)
-            .with_commit_properties(commit_properties(&c.fingerprint, rows_added, None))
+            .with_commit_properties(commit_properties(&c.fingerprint, rows_added, removed))
             .await
             .map_err(|e| conflict_or(e, &c.name, 0))?;
         Ok(version_of(&table).unwrap_or(0))

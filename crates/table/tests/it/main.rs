@@ -149,7 +149,7 @@ async fn create_append_replace_and_read_every_version() {
         vec![
             (2, "WRITE", 1, 2, 1, Some(5)),
             (1, "WRITE", 1, 0, 2, Some(0)),
-            (0, "CREATE TABLE", 1, 0, 3, None),
+            (0, "CREATE TABLE", 1, 0, 3, Some(0)),
         ]
     );
     assert_eq!(tables.history(name, 1).await.unwrap().len(), 1);
