@@ -629,3 +629,67 @@ async fn vacuum_removes_only_what_no_kept_version_lists() {
         &[(None, vec![3, 13]), (Some(2), vec![2, 12])],
     );
 }
+
+/// `kill -9` at random points of vacuums: the current version and every
+/// kept one always answer; a vacuum run again after the restart finishes
+/// the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_vacuum_keeps_the_kept_versions() {
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LAKEHOUSE__CATALOGD__VACUUM__KEEP_VERSIONS", "2"),
+        ("LAKEHOUSE__CATALOGD__VACUUM__KEEP_FOR_HOURS", "0"),
+        ("LAKEHOUSE__CATALOGD__VACUUM__GRACE_SECS", "0"),
+    ];
+    let http = reqwest::Client::new();
+    let mut server = Server::start(dir.path(), &[], &env);
+    for round in 0..5u64 {
+        let url = server.url.clone();
+        let mut last = 0;
+        for i in 0..6u64 {
+            let csv = format!("id\n{}\n", round * 100 + i);
+            let mode = if i % 2 == 0 { "replace" } else { "append" };
+            let v = ingest(&http, &url, "k", mode, &csv).await;
+            last = v["manifest"]["table_version"].as_u64().unwrap();
+        }
+        let rows_now = count(&http, &url, "k").await;
+        let rows_before = count(&http, &url, &format!("k@v{}", last - 1)).await;
+        let call = tokio::spawn(http.post(format!("{url}/catalog/vacuum/k")).send());
+        tokio::time::sleep(std::time::Duration::from_millis(
+            rand::rng().random_range(0..40),
+        ))
+        .await;
+        server.kill9();
+        let _ = call.await;
+        server = Server::start(dir.path(), &[], &env);
+        let url = server.url.clone();
+        assert_eq!(count(&http, &url, "k").await, rows_now, "round {round}");
+        assert_eq!(
+            count(&http, &url, &format!("k@v{}", last - 1)).await,
+            rows_before,
+            "round {round}"
+        );
+        let r = http
+            .post(format!("{url}/catalog/vacuum/k"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "round {round}");
+        let again: Value = http
+            .post(format!("{url}/catalog/vacuum/k"))
+            .json(&json!({"dry_run": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            again["files"].as_array().map(Vec::len),
+            Some(0),
+            "round {round}: {again}"
+        );
+        assert_eq!(count(&http, &url, "k").await, rows_now, "round {round}");
+    }
+}
