@@ -306,7 +306,7 @@ impl Registry {
                 .compact(&name, &opts)
                 .await
                 .map_err(|e| CatalogError::table(&name, e))?;
-            let manifest = inner.catch_up(&name).await?;
+            let manifest = inner.catch_up(&name, compacted.map(|c| c.version)).await?;
             Ok(CompactResponse {
                 manifest,
                 compacted,

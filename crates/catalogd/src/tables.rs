@@ -207,18 +207,13 @@ impl Inner {
         }
     }
 
-    /// Under the register lock: rolls `name`'s manifest forward if its table
-    /// has moved past it (after a compaction committed by delta-rs).
-    pub(crate) async fn catch_up(&self, name: &str) -> Result<Manifest> {
+    /// Under the register lock: rolls `name`'s manifest forward if the table
+    /// version `committed` (a compaction's, committed by delta-rs) is past it.
+    pub(crate) async fn catch_up(&self, name: &str, committed: Option<i64>) -> Result<Manifest> {
         let _serial = self.write.lock().await;
         let current = self.current(name)?;
-        let latest = self
-            .tables
-            .latest(name)
-            .await
-            .map_err(|e| CatalogError::table(name, e))?;
-        match (latest, current.table_version) {
-            (Some(l), Some(v)) if l > v as i64 => self.roll_forward(&current).await,
+        match (committed, current.table_version) {
+            (Some(c), Some(v)) if c > v as i64 => self.roll_forward(&current).await,
             _ => Ok(current),
         }
     }

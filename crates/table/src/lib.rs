@@ -356,14 +356,13 @@ impl Tables {
                 deltalake_core::operations::optimize::OptimizeType::ZOrder(opts.zorder.clone()),
             );
         }
-        let before = self.latest(name).await?;
         let (table, metrics) = builder.await?;
-        let version = version_of(&table).unwrap_or(-1);
-        if Some(version) == before || metrics.num_files_added + metrics.num_files_removed == 0 {
+        // Nothing rewritten: nothing was committed.
+        if metrics.num_files_added + metrics.num_files_removed == 0 {
             return Ok(None);
         }
         Ok(Some(Compacted {
-            version,
+            version: version_of(&table).unwrap_or(-1),
             files_added: metrics.num_files_added,
             files_removed: metrics.num_files_removed,
         }))
