@@ -408,7 +408,8 @@ def test_untrusted_values_render_as_text(page, api, open_url, artifacts):
     # The dataset with the odd column, on its own page.
     open_console(page, open_url, "#/datasets/xss")
     page.wait_for_selector(".sample [data-testid=grid] .grid-row")
-    assert XSS_SCRIPT in page.inner_text("section:has(h2:text('Schema'))")
+    # The schema loads beside the sample: wait for its table, not the section.
+    assert XSS_SCRIPT in page.inner_text("section:has(h2:text('Schema')) table")
     no_injection(page)
 
 
