@@ -70,6 +70,13 @@ pub enum CatalogError {
         have: String,
         got: String,
     },
+    /// A register with `evolve_schema` whose schema drops or retypes a
+    /// column of the table's (409, like any other fingerprint conflict).
+    #[error("dataset {name:?} cannot take the new schema: {}", differences.join("; "))]
+    SchemaIncompatible {
+        name: String,
+        differences: Vec<String>,
+    },
     /// `actual` is 0 when the dataset does not exist.
     #[error("dataset {name:?}: expected version {expected}, but the current version is {actual}")]
     VersionMismatch {
@@ -152,7 +159,9 @@ impl CatalogError {
             CatalogError::InvalidRequest(_) => ErrorKind::InvalidRequest,
             CatalogError::InvalidObject { .. } => ErrorKind::InvalidObject,
             CatalogError::Quarantined { .. } => ErrorKind::Quarantined,
-            CatalogError::FingerprintConflict { .. } => ErrorKind::FingerprintConflict,
+            CatalogError::FingerprintConflict { .. } | CatalogError::SchemaIncompatible { .. } => {
+                ErrorKind::FingerprintConflict
+            }
             CatalogError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             CatalogError::NotFound { .. } => ErrorKind::NotFound,
             CatalogError::CorruptManifest { .. } => ErrorKind::CorruptManifest,
@@ -197,6 +206,10 @@ impl CatalogError {
                 why: "it was never written as one".to_string(),
             },
             e @ T::NoSuchColumn { .. } => CatalogError::InvalidRequest(e.to_string()),
+            T::IncompatibleSchema { differences, .. } => CatalogError::SchemaIncompatible {
+                name: name.to_string(),
+                differences,
+            },
             e @ (T::NoSuchVersion { .. } | T::BeforeFirstVersion { .. } | T::Vacuumed { .. }) => {
                 CatalogError::NoSuchVersion(e)
             }

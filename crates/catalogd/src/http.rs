@@ -147,6 +147,7 @@ impl From<CatalogError> for ApiError {
             | CatalogError::InvalidObject { .. }
             | CatalogError::Quarantined { .. }
             | CatalogError::FingerprintConflict { .. }
+            | CatalogError::SchemaIncompatible { .. }
             | CatalogError::VersionMismatch { .. }
             | CatalogError::NotFound { .. }
             | CatalogError::NoTable { .. }

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod error;
+pub mod fingerprint;
 pub mod http;
 pub mod manifest;
 pub mod name;
@@ -54,6 +55,13 @@ pub struct RegisterRequest {
     /// dataset must not exist yet); otherwise `VersionMismatch` (HTTP 412).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
+    /// Schema evolution (`schema=merge`): the fingerprint may differ from
+    /// the dataset's when the new schema keeps every column of the table's
+    /// with its type and adds nullable ones; otherwise the register is
+    /// refused (`SchemaIncompatible`, 409). Without it another fingerprint
+    /// is a conflict (ADR-020).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evolve_schema: bool,
 }
 
 impl RegisterRequest {
@@ -68,6 +76,7 @@ impl RegisterRequest {
             objects,
             row_count: None,
             expected_version: None,
+            evolve_schema: false,
         }
     }
 }

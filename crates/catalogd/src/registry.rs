@@ -416,7 +416,13 @@ impl Inner {
         };
         let now = now_micros();
         let (candidate, existing) = match &prior {
-            Some(p) if p.schema_fingerprint != req.schema_fingerprint => {
+            // Schema evolution needs a table (to check the new schema
+            // against, and to keep the old one's versions readable).
+            Some(p)
+                if p.schema_fingerprint != req.schema_fingerprint
+                    && !(req.evolve_schema
+                        && (p.table_version.is_some() || p.objects.is_empty())) =>
+            {
                 return Err(CatalogError::FingerprintConflict {
                     name: req.name,
                     have: p.schema_fingerprint.clone(),

@@ -17,6 +17,7 @@ use arrow::ipc::reader::StreamDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::IngestError;
+use crate::exact_json::JsonDecoder;
 use crate::footer;
 use crate::guard::{Guarded, arrow_message, parquet_message};
 use crate::options::{CsvOptions, Format, IngestOptions};
@@ -92,7 +93,7 @@ enum Text {
 
 enum Inner {
     Csv(Box<arrow::csv::reader::Decoder>),
-    Json(arrow::json::reader::Decoder),
+    Json(JsonDecoder),
 }
 
 impl Inner {
@@ -141,6 +142,9 @@ struct TextDecoder {
     kind: Text,
     explicit: Option<SchemaRef>,
     target: Option<SchemaRef>,
+    /// `schema=merge`: the target's types for its columns, inferred ones
+    /// for the rest.
+    merge: bool,
     infer_rows: usize,
     state: TextState,
     /// Line ends in the sample so far (`\n`, and `\r`, for CR-only files).
@@ -162,6 +166,7 @@ impl TextDecoder {
             kind,
             explicit: opts.schema.clone(),
             target,
+            merge: opts.merge,
             infer_rows: opts.infer_rows,
             state: TextState::Sampling(Vec::new()),
             sample_lines: (0, 0),
@@ -314,7 +319,8 @@ impl TextDecoder {
         Ok((Inner::Json(json_decoder(&schema)?), schema))
     }
 
-    /// Explicit schema > the target's (when compatible) > inferred.
+    /// Explicit schema > the target's (when compatible) > inferred. Under
+    /// `schema=merge`, the target's types for the columns it has.
     fn pick_schema(
         &self,
         inferred: &Schema,
@@ -322,6 +328,9 @@ impl TextDecoder {
     ) -> SchemaRef {
         if let Some(s) = &self.explicit {
             return s.clone();
+        }
+        if let Some(t) = self.target.as_ref().filter(|_| self.merge) {
+            return crate::evolve::with_table_types(&normalize_schema(inferred), t);
         }
         if let Some(t) = &self.target
             && compatible(t, inferred)
@@ -489,13 +498,8 @@ fn count_lines(b: &[u8]) -> usize {
     b.iter().filter(|c| **c == b'\n').count()
 }
 
-fn json_decoder(schema: &SchemaRef) -> Result<arrow::json::reader::Decoder, IngestError> {
-    arrow::json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(BATCH_ROWS)
-        // A column inferred as a string also takes numbers and booleans.
-        .with_coerce_primitive(true)
-        .build_decoder()
-        .map_err(|e| IngestError::BadData(arrow_message(&e)))
+fn json_decoder(schema: &SchemaRef) -> Result<JsonDecoder, IngestError> {
+    JsonDecoder::new(schema, BATCH_ROWS).map_err(|e| IngestError::BadData(arrow_message(&e)))
 }
 
 /// Re-reads `pending` record by record to name the first bad line (1-based,

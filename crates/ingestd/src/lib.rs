@@ -9,7 +9,9 @@
 pub mod client;
 pub mod decode;
 pub mod error;
-pub mod fingerprint;
+pub mod evolve;
+mod exact_json;
+pub use lakehouse_catalogd::fingerprint;
 pub mod footer;
 pub mod guard;
 pub mod http;

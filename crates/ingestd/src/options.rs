@@ -181,6 +181,9 @@ pub struct IngestOptions {
     pub infer_rows: usize,
     /// An explicit schema: skips inference.
     pub schema: Option<SchemaRef>,
+    /// `schema=merge`: the ingest may add columns to the dataset (and its
+    /// input is widened to the dataset's types); see [`crate::evolve`].
+    pub merge: bool,
 }
 
 impl IngestOptions {
@@ -191,6 +194,7 @@ impl IngestOptions {
             csv: CsvOptions::default(),
             infer_rows: 1000,
             schema: None,
+            merge: false,
         }
     }
 
@@ -239,8 +243,11 @@ impl IngestOptions {
                 ))
             })?;
         }
-        if let Some(s) = one("schema") {
-            o.schema = Some(parse_schema(s)?);
+        match one("schema") {
+            // Not a schema (one has `name:type` pairs): schema evolution.
+            Some(s) if s.trim().eq_ignore_ascii_case("merge") => o.merge = true,
+            Some(s) => o.schema = Some(parse_schema(s)?),
+            None => {}
         }
         let known = [
             "format",

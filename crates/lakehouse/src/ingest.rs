@@ -26,7 +26,8 @@ pub struct IngestArgs {
     pub mode: String,
     /// More options as KEY=VALUE: header=false, delimiter=';', quote, escape
     /// (CSV: detected when not given), null=NA (repeatable), infer_rows=N,
-    /// schema=a:int64,b:utf8.
+    /// schema=a:int64,b:utf8, or schema=merge to add the input's new columns
+    /// to the dataset (schema evolution).
     #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Makes a retry of this ingest safe: the server applies it once.

@@ -61,8 +61,10 @@ pub const STORE_URL: &str = "lakehouse://data/";
 pub(crate) struct Caches {
     /// Arrow schema per (dataset, schema fingerprint).
     schemas: Mutex<HashMap<(String, String), SchemaRef>>,
-    /// Parquet statistics per object key (keys are immutable).
-    stats: Mutex<HashMap<String, Arc<Statistics>>>,
+    /// Parquet statistics per (object key, the dataset's schema
+    /// fingerprint): keys are immutable, but after a schema evolution the
+    /// same file is read with more columns.
+    stats: Mutex<HashMap<(String, String), Arc<Statistics>>>,
     /// The dataset names the catalog returned last (for `table_names`).
     pub(crate) names: Mutex<Vec<String>>,
 }
@@ -247,9 +249,10 @@ impl DatasetTable {
             .map(|o| {
                 let (shared, schema) = (shared.clone(), schema.clone());
                 let dataset = manifest.name.clone();
+                let fp = manifest.schema_fingerprint.clone();
                 // Boxed: keeps the future `Send` for any lifetime (async-trait).
                 async move {
-                    match file_statistics(&shared, &o, &schema).await {
+                    match file_statistics(&shared, &o, &fp, &schema).await {
                         Ok(s) => Ok(s),
                         Err(e) => Err(diagnose(&shared, &dataset, &o, e).await),
                     }
@@ -285,18 +288,21 @@ pub(crate) async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfRe
     if let Some(s) = shared.caches.schemas.lock().get(&key) {
         return Ok(s.clone());
     }
-    let Some(first) = manifest.objects.first() else {
+    // The newest object with the manifest's fingerprint has the dataset's
+    // schema (after a schema evolution older ones lack the new columns,
+    // which read as nulls); the newest object's when none has it.
+    let mut newest = None;
+    for o in manifest.objects.iter().rev().take(SCHEMA_PROBES) {
+        let s = object_schema(shared, &manifest.name, o).await?;
+        if lakehouse_catalogd::fingerprint::fingerprint(&s) == manifest.schema_fingerprint {
+            newest = Some(s);
+            break;
+        }
+        newest.get_or_insert(s);
+    }
+    let Some(schema) = newest else {
         // A dataset without objects has no schema to read: an empty table.
         return Ok(Arc::new(Schema::empty()));
-    };
-    let meta = object_meta(first);
-    let schema = match DFParquetMetadata::new(shared.store.as_ref(), &meta)
-        .with_file_metadata_cache(Some(shared.runtime.cache_manager.get_file_metadata_cache()))
-        .fetch_schema()
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return Err(diagnose(shared, &manifest.name, first, e).await),
     };
     // Like DataFusion's own Parquet tables: no schema or field metadata (the
     // writer's blobs are noise here), strings read as views (faster).
@@ -308,6 +314,22 @@ pub(crate) async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfRe
     let schema = Arc::new(transform_schema_to_view(&Schema::new(fields)));
     shared.caches.schemas.lock().insert(key, schema.clone());
     Ok(schema)
+}
+
+/// How many of a dataset's newest objects are read for its schema.
+const SCHEMA_PROBES: usize = 16;
+
+/// One object's Arrow schema, from its (cached) footer.
+async fn object_schema(shared: &Shared, dataset: &str, o: &ObjectRef) -> DfResult<SchemaRef> {
+    let meta = object_meta(o);
+    match DFParquetMetadata::new(shared.store.as_ref(), &meta)
+        .with_file_metadata_cache(Some(shared.runtime.cache_manager.get_file_metadata_cache()))
+        .fetch_schema()
+        .await
+    {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => Err(diagnose(shared, dataset, o, e).await),
+    }
 }
 
 /// Why an object's footer could not be read: a `HEAD` tells a missing
@@ -342,9 +364,11 @@ async fn diagnose(
 async fn file_statistics(
     shared: &Shared,
     o: &ObjectRef,
+    fingerprint: &str,
     schema: &SchemaRef,
 ) -> DfResult<Arc<Statistics>> {
-    if let Some(s) = shared.caches.stats.lock().get(&o.key) {
+    let key = (o.key.clone(), fingerprint.to_string());
+    if let Some(s) = shared.caches.stats.lock().get(&key) {
         return Ok(s.clone());
     }
     let meta = object_meta(o);
@@ -353,11 +377,7 @@ async fn file_statistics(
         .fetch_statistics(schema)
         .await?;
     let stats = Arc::new(stats);
-    shared
-        .caches
-        .stats
-        .lock()
-        .insert(o.key.clone(), stats.clone());
+    shared.caches.stats.lock().insert(key, stats.clone());
     Ok(stats)
 }
 

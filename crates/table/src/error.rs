@@ -34,6 +34,13 @@ pub enum TableError {
     /// The schema has a type the Delta protocol cannot store.
     #[error("the schema cannot be stored as a Delta table: {0}")]
     UnsupportedSchema(String),
+    /// A new schema that drops a column of the table's or changes its type
+    /// (schema evolution only adds columns).
+    #[error("dataset {name:?}: the new schema is not an evolution of the table's: {}", differences.join("; "))]
+    IncompatibleSchema {
+        name: String,
+        differences: Vec<String>,
+    },
     /// Another writer committed the version this commit expected to write.
     #[error("dataset {name:?}: version {version} was committed by another writer")]
     Conflict { name: String, version: i64 },

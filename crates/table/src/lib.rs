@@ -292,10 +292,18 @@ impl Tables {
         if current_fp.as_deref() != Some(c.fingerprint.as_str())
             && let Some(f) = c.adds.first()
         {
+            let schema = kernel_schema(&f.metadata)?;
+            let differences = evolution(state.schema().as_ref(), &schema);
+            if !differences.is_empty() {
+                return Err(TableError::IncompatibleSchema {
+                    name: c.name,
+                    differences,
+                });
+            }
             let metadata = state
                 .metadata()
                 .clone()
-                .with_schema(&kernel_schema(&f.metadata)?)
+                .with_schema(&schema)
                 .and_then(|m| {
                     m.add_config_key(FINGERPRINT_PROPERTY.to_string(), c.fingerprint.clone())
                 })
@@ -471,6 +479,30 @@ impl Tables {
         }
         Ok(out)
     }
+}
+
+/// Why `new` is not an evolution of `old` (empty when it is): every
+/// column of `old` must stay with its type; new ones must be nullable.
+pub fn evolution(old: &StructType, new: &StructType) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in old.fields() {
+        match new.field(f.name()) {
+            None => out.push(format!("column {:?} is missing", f.name())),
+            Some(n) if n.data_type() != f.data_type() => out.push(format!(
+                "column {:?} is {} in the table but {} in the new schema",
+                f.name(),
+                f.data_type(),
+                n.data_type()
+            )),
+            Some(_) => {}
+        }
+    }
+    for n in new.fields() {
+        if old.field(n.name()).is_none() && !n.is_nullable() {
+            out.push(format!("the new column {:?} is not nullable", n.name()));
+        }
+    }
+    out
 }
 
 /// A table's loaded version as ours (`i64`, as Delta's protocol writes it).

@@ -37,7 +37,9 @@ impl Ingestor {
             .collect();
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let prior = self.current(dataset).await?;
-            if let Some(p) = &prior {
+            // Under `schema=merge` the pipeline merged the schema it read
+            // at the start; the catalog checks it against the latest.
+            if let Some(p) = prior.as_ref().filter(|_| !opts.merge) {
                 self.check_schema(dataset, p, &fp, schema).await?;
             }
             let (all, old): (Vec<ObjectRef>, Vec<ObjectRef>) = match (opts.mode, &prior) {
@@ -47,7 +49,10 @@ impl Ingestor {
                 // dataset already has, so it is not added.
                 (Mode::Append, Some(p)) if !p.objects.is_empty() => {
                     let mut all = p.objects.clone();
-                    all.extend(new.iter().filter(|o| o.row_count > 0).cloned());
+                    // (Under `schema=merge` an empty object carrying a new
+                    // schema is added: it is what records the new columns.)
+                    let evolves = p.schema_fingerprint != fp;
+                    all.extend(new.iter().filter(|o| o.row_count > 0 || evolves).cloned());
                     (all, vec![])
                 }
                 (Mode::Replace, Some(p)) => (new.clone(), p.objects.clone()),
@@ -59,6 +64,7 @@ impl Ingestor {
                 objects: all,
                 row_count: None,
                 expected_version: Some(prior.as_ref().map_or(0, |p| p.version)),
+                evolve_schema: opts.merge,
             };
             let sent: Vec<String> = req.objects.iter().map(|o| o.key.clone()).collect();
             let outcome = match self.catalog.register(req).await {

@@ -118,6 +118,9 @@ fn catalog_err(e: CatalogError) -> IngestError {
     }
 }
 
+/// How many of a dataset's newest objects are read for its schema.
+const SCHEMA_PROBES: usize = 16;
+
 impl Ingestor {
     pub fn new(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>, cfg: IngestConfig) -> Self {
         Self {
@@ -129,13 +132,36 @@ impl Ingestor {
     }
 
     /// The schema of the dataset's data, from one object's Parquet footer.
+    /// The dataset's schema: that of its newest object with the manifest's
+    /// fingerprint (after a schema evolution, older objects lack the new
+    /// columns); the newest object's when none has it.
     async fn dataset_schema(&self, m: &Manifest) -> Result<Option<SchemaRef>, IngestError> {
-        let Some(obj) = m.objects.first() else {
-            return Ok(None);
-        };
-        read_parquet_schema(self.store.as_ref(), &obj.key, obj.size)
-            .await
-            .map(Some)
+        let (mut newest, mut failed) = (None, None);
+        // A fingerprint no object has (one a client computed its own way)
+        // must not cost a footer per object on every ingest. Only the
+        // dataset's own objects tell its schema.
+        let own = m
+            .objects
+            .iter()
+            .rev()
+            .filter(|o| lakehouse_catalogd::owns(&m.name, &o.key));
+        for obj in own.take(SCHEMA_PROBES) {
+            let schema = match read_parquet_schema(self.store.as_ref(), &obj.key, obj.size).await {
+                Ok(s) => s,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
+            if crate::fingerprint::fingerprint(&schema) == m.schema_fingerprint {
+                return Ok(Some(schema));
+            }
+            newest.get_or_insert(schema);
+        }
+        match (newest, failed) {
+            (None, Some(e)) => Err(e),
+            (newest, _) => Ok(newest),
+        }
     }
 
     async fn current(&self, dataset: &str) -> Result<Option<Manifest>, IngestError> {

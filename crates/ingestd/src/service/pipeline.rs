@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::{Ingestor, object_prefix};
 use crate::decode::{self, normalize_batch};
 use crate::error::IngestError;
+use crate::evolve;
 use crate::fingerprint::{differences, fingerprint};
 use crate::options::IngestOptions;
 use crate::sniff::CsvReport;
@@ -138,7 +139,10 @@ impl Pipeline {
         let fail = |e: IngestError, writer: Option<DatasetWriter>| {
             (e, writer.map(|w| w.abort()).unwrap_or_default())
         };
-        let check = |s: &SchemaRef| same_schema(&self.dataset, self.target.as_ref(), s);
+        // The schema written: the input's, or under `schema=merge` the
+        // dataset's with the input's new columns (batches conformed to it).
+        let mut out: Option<SchemaRef> = None;
+        let output = |s: &SchemaRef| self.output_schema(s);
         loop {
             let Ok(item) = batches.recv() else {
                 return Err(fail(
@@ -151,15 +155,19 @@ impl Pipeline {
                 Ok(Item::Batch(b)) => {
                     if writer.is_none() {
                         let s = decode::normalize_schema(&b.schema());
-                        check(&s).map_err(|e| fail(e, None))?;
-                        writer = Some(self.new_writer(&s).map_err(|e| fail(e, None))?);
+                        let o = output(&s).map_err(|e| fail(e, None))?;
+                        writer = Some(self.new_writer(&o).map_err(|e| fail(e, None))?);
                         schema = Some(s);
+                        out = Some(o);
                     }
                     let s = schema.as_ref().expect("set with the writer");
-                    let res = normalize_batch(b, s).and_then(|b| match writer.as_mut() {
-                        Some(w) => w.write(&b),
-                        None => Ok(()),
-                    });
+                    let o = out.as_ref().expect("set with the writer");
+                    let res = normalize_batch(b, s)
+                        .and_then(|b| self.conform(b, o))
+                        .and_then(|b| match writer.as_mut() {
+                            Some(w) => w.write(&b),
+                            None => Ok(()),
+                        });
                     if let Err(e) = res {
                         return Err(fail(e, writer.take()));
                     }
@@ -168,19 +176,46 @@ impl Pipeline {
                     let s = schema
                         .clone()
                         .unwrap_or_else(|| decode::normalize_schema(&s));
-                    if let Err(e) = check(&s) {
-                        return Err(fail(e, writer.take()));
-                    }
+                    let o = match output(&s) {
+                        Ok(o) => o,
+                        Err(e) => return Err(fail(e, writer.take())),
+                    };
                     let mut w = match writer.take() {
                         Some(w) => w,
-                        None => self.new_writer(&s).map_err(|e| fail(e, None))?,
+                        None => self.new_writer(&o).map_err(|e| fail(e, None))?,
                     };
                     return match w.finish() {
-                        Ok(objs) => Ok((s, objs, csv)),
+                        Ok(objs) => Ok((o, objs, csv)),
                         Err(e) => Err(fail(e, Some(w))),
                     };
                 }
             }
+        }
+    }
+}
+
+impl Pipeline {
+    /// The schema the objects are written with, for input decoded as `got`:
+    /// `got` itself when it is the dataset's (or the dataset has none);
+    /// under `schema=merge`, the merged schema; else a mismatch.
+    fn output_schema(&self, got: &SchemaRef) -> Result<SchemaRef, IngestError> {
+        match &self.target {
+            Some(t) if self.opts.merge => {
+                evolve::merged(t, got).map_err(|differences| IngestError::SchemaMismatch {
+                    dataset: self.dataset.clone(),
+                    differences,
+                })
+            }
+            target => same_schema(&self.dataset, target.as_ref(), got).map(|()| got.clone()),
+        }
+    }
+
+    /// A batch with the schema written (a no-op unless merging).
+    fn conform(&self, b: RecordBatch, out: &SchemaRef) -> Result<RecordBatch, IngestError> {
+        if b.schema() == *out {
+            Ok(b)
+        } else {
+            evolve::conform(&b, out)
         }
     }
 }

@@ -6,6 +6,7 @@ mod adversarial;
 mod catalog;
 mod console;
 mod edges;
+mod evolution;
 mod ingest;
 mod protocols;
 mod query;

@@ -12,7 +12,13 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, run_cli};
 
-async fn ingest(http: &reqwest::Client, url: &str, name: &str, mode: &str, csv: &str) -> Value {
+pub(crate) async fn ingest(
+    http: &reqwest::Client,
+    url: &str,
+    name: &str,
+    mode: &str,
+    csv: &str,
+) -> Value {
     let r = http
         .post(format!("{url}/ingest/{name}?format=csv&mode={mode}"))
         .body(csv.to_string())
@@ -25,7 +31,7 @@ async fn ingest(http: &reqwest::Client, url: &str, name: &str, mode: &str, csv: 
     body
 }
 
-async fn sql(http: &reqwest::Client, url: &str, q: &str) -> (StatusCode, Value) {
+pub(crate) async fn sql(http: &reqwest::Client, url: &str, q: &str) -> (StatusCode, Value) {
     let r = http
         .post(format!("{url}/query/sql"))
         .json(&json!({"sql": q}))
@@ -35,12 +41,12 @@ async fn sql(http: &reqwest::Client, url: &str, q: &str) -> (StatusCode, Value) 
     (r.status(), r.json().await.unwrap())
 }
 
-async fn get(http: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+pub(crate) async fn get(http: &reqwest::Client, url: &str) -> (StatusCode, Value) {
     let r = http.get(url).send().await.unwrap();
     (r.status(), r.json().await.unwrap())
 }
 
-async fn count(http: &reqwest::Client, url: &str, table: &str) -> u64 {
+pub(crate) async fn count(http: &reqwest::Client, url: &str, table: &str) -> u64 {
     let (s, v) = sql(http, url, &format!("SELECT count(*) AS n FROM \"{table}\"")).await;
     assert_eq!(s, StatusCode::OK, "{table}: {v}");
     v[0]["n"].as_u64().unwrap()
@@ -190,7 +196,7 @@ async fn versions_history_time_travel_and_other_readers() {
     assert_eq!(count(&http, &url, "sales").await, 2);
 }
 
-fn py_required() -> bool {
+pub(crate) fn py_required() -> bool {
     std::env::var("LAKEHOUSE_TEST_REQUIRE_PY").is_ok_and(|v| v == "1")
 }
 
