@@ -176,6 +176,65 @@ async fn ndjson_without_a_final_newline_keeps_its_last_row() {
     }
 }
 
+/// arrow-json rounds a number it reads into an integer column (`1.5` → 1);
+/// an ingest never does: past the inference sample, into an existing
+/// dataset's integer column, or as a float: a 400 naming the line.
+#[tokio::test]
+async fn ndjson_never_rounds_a_number_into_an_integer_column() {
+    let env = env().await;
+    let mut late = String::new();
+    for i in 0..1500 {
+        late.push_str(&format!("{{\"id\": {i}, \"v\": {i}}}\n"));
+    }
+    late.push_str("{\"id\": 1500, \"v\": 1.5}\n");
+    let e = env
+        .ingestor
+        .ingest(
+            "n",
+            opts(Format::Ndjson, Mode::Append),
+            body(late, 4096),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, IngestError::BadData(m) if m.contains("NDJSON line 1501") && m.contains("1.5")),
+        "{e}"
+    );
+    assert!(
+        env.catalog.get("n").await.is_err(),
+        "nothing was registered"
+    );
+    // Integers, then (into the int64 column) integral floats: exact.
+    for (data, rows) in [
+        ("{\"id\": 1, \"v\": 2}\n{\"id\": 2, \"v\": 3}\n", 2),
+        ("{\"id\": 3, \"v\": 4.0}\n{\"id\": 4, \"v\": 5e1}\n", 2),
+    ] {
+        let r = env
+            .ingestor
+            .ingest("n", opts(Format::Ndjson, Mode::Append), body(data, 7), None)
+            .await
+            .unwrap();
+        assert_eq!(r.rows, rows);
+    }
+    let e = env
+        .ingestor
+        .ingest(
+            "n",
+            opts(Format::Ndjson, Mode::Append),
+            body("{\"id\": 5, \"v\": 2.7}\n", 5),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, IngestError::BadData(m) if m.contains("NDJSON line 1") && m.contains("\"v\"")),
+        "{e}"
+    );
+    let rows: usize = read_all(&env, "n").await.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 4);
+}
+
 /// Every input here used to be (or could be) read short; now exact or 400.
 #[tokio::test]
 async fn every_odd_csv_is_read_exactly_or_refused() {
