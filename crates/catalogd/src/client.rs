@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{CatalogError, ErrorKind, Result};
 use crate::http::{HistoryResponse, ListResponse};
 use crate::{
-    At, Catalog, Change, CompactOptions, CompactResponse, Manifest, RegisterRequest,
+    At, Catalog, Change, CompactOptions, CompactResponse, DropResponse, Manifest, RegisterRequest,
     RegisterResponse, RestoreRequest, VacuumReport, VacuumRequest,
 };
 
@@ -203,14 +203,14 @@ impl Catalog for CatalogClient {
         Ok(self.json::<ListResponse>(resp).await?.manifests)
     }
 
-    async fn delete(&self, name: &str) -> Result<bool> {
+    async fn drop_dataset(&self, name: &str) -> Result<Option<VacuumReport>> {
         match self
             .send(self.remote.http().delete(self.manifest_url(name)))
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(resp) => Ok(Some(self.json::<DropResponse>(resp).await?.vacuum)),
             // Delete is idempotent for callers: "was not there" is not an error.
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }

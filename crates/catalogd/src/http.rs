@@ -9,7 +9,7 @@
 //! | `POST /catalog/restore/{*name}` `{version}` or `{timestamp}` (admin) | 200 the new manifest |
 //! | `POST /catalog/vacuum/{*name}` `{dry_run?}` (admin) | 200 `{name, dry_run, oldest_kept_version, latest_version, files, bytes}` |
 //! | `GET /catalog/history/{*name}?limit=N` | 200 `{name, history}` newest first (default 100, at most 10 000) |
-//! | `DELETE /catalog/manifest/{*name}` | 204 deleted, 404 if there was none |
+//! | `DELETE /catalog/manifest/{*name}` (admin) | 200 `{name, vacuum}`: dropped, and what a vacuum of the name will remove; 404 if there was none |
 //! | `GET /catalog/list` | 200 `{manifests (sorted by name), count}` |
 //!
 //! Bodies are capped at 4 MiB (413). Errors are `{"error":{"code","message"}}`;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CatalogError, ErrorKind};
 use crate::{
-    At, Catalog, Change, CompactOptions, CompactResponse, Manifest, RegisterRequest,
+    At, Catalog, Change, CompactOptions, CompactResponse, DropResponse, Manifest, RegisterRequest,
     RegisterResponse, RestoreRequest, VacuumReport, VacuumRequest,
 };
 
@@ -295,12 +295,11 @@ async fn history(
 async fn delete_manifest(
     State(catalog): State<Arc<dyn Catalog>>,
     name: Result<UrlPath<String>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<ApiJson<DropResponse>, ApiError> {
     let name = parse_name(name)?;
-    if catalog.delete(&name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(CatalogError::NotFound { name }.into())
+    match catalog.drop_dataset(&name).await? {
+        Some(vacuum) => Ok(ApiJson(DropResponse { name, vacuum })),
+        None => Err(CatalogError::NotFound { name }.into()),
     }
 }
 

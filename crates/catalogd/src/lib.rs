@@ -152,6 +152,20 @@ pub struct VacuumReport {
     /// The deleted (or deletable) object keys, sorted.
     pub files: Vec<String>,
     pub bytes: u64,
+    /// The dataset was dropped: every file it owns goes (but those of
+    /// ingests in flight and any within the grace period), then its table's
+    /// log; `oldest_kept_version` is past `latest_version` (none is kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+}
+
+/// `DELETE /catalog/manifest/{name}`: the dataset is gone from the catalog;
+/// its files stay until a vacuum removes them, which `vacuum` (a dry run)
+/// lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropResponse {
+    pub name: String,
+    pub vacuum: VacuumReport,
 }
 
 /// `POST /catalog/vacuum/{name}`.
@@ -204,6 +218,12 @@ pub trait Catalog: Send + Sync {
     async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport>;
     /// Every manifest, sorted by name.
     async fn list(&self) -> Result<Vec<Manifest>>;
-    /// Removes `name`'s manifest; `Ok(false)` if there was none.
-    async fn delete(&self, name: &str) -> Result<bool>;
+    /// Drops `name`: removes its manifest and says what a vacuum of the
+    /// name will then remove (its files stay until one runs: `POST
+    /// /catalog/vacuum/<name>`); `Ok(None)` if there was no manifest.
+    async fn drop_dataset(&self, name: &str) -> Result<Option<VacuumReport>>;
+    /// [`Catalog::drop_dataset`], saying only whether there was a manifest.
+    async fn delete(&self, name: &str) -> Result<bool> {
+        Ok(self.drop_dataset(name).await?.is_some())
+    }
 }

@@ -174,6 +174,25 @@ impl Registry {
     /// See [`Catalog::vacuum`]. Runs under the register lock, so no restore
     /// can bring back a file while it is being deleted.
     pub async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+        validate_name(name).map_err(|e| CatalogError::invalid_name(name, e))?;
+        if !self.inner.map.read().contains_key(name) {
+            // A dropped dataset: its files and log, if any are left.
+            let inner = self.inner.clone();
+            let name = name.to_string();
+            return detached(async move {
+                let _serial = inner.write.lock().await;
+                if inner.map.read().contains_key(&name) {
+                    // Created again meanwhile: an ordinary vacuum.
+                    return inner.vacuum(&name, dry_run).await;
+                }
+                let report = inner.purge(&name, dry_run).await?;
+                if report.files.is_empty() {
+                    return Err(CatalogError::NotFound { name });
+                }
+                Ok(report)
+            })
+            .await;
+        }
         self.on_table(name, move |inner, name| async move {
             let _serial = inner.write.lock().await;
             inner.vacuum(&name, dry_run).await
@@ -344,10 +363,15 @@ impl Registry {
     /// Deletes `name`'s manifest object, then forgets it; `Ok(false)` if it
     /// was not registered.
     pub async fn delete(&self, name: &str) -> Result<bool> {
+        Ok(self.drop_dataset(name).await?.is_some())
+    }
+
+    /// See [`Catalog::drop_dataset`].
+    pub async fn drop_dataset(&self, name: &str) -> Result<Option<VacuumReport>> {
         validate_name(name).map_err(|e| CatalogError::invalid_name(name, e))?;
         let inner = self.inner.clone();
         let name = name.to_string();
-        detached(async move { inner.delete(&name).await }).await
+        detached(async move { inner.drop_dataset(&name).await }).await
     }
 }
 
@@ -507,11 +531,14 @@ impl Inner {
         Ok(())
     }
 
-    async fn delete(&self, name: &str) -> Result<bool> {
+    async fn drop_dataset(&self, name: &str) -> Result<Option<VacuumReport>> {
         let _serial = self.write.lock().await;
         if !self.map.read().contains_key(name) {
-            return Ok(false);
+            return Ok(None);
         }
+        // What a vacuum will remove once the manifest is gone (listed first:
+        // a failure here changes nothing).
+        let report = self.purge(name, true).await?;
         let key = manifest_key(name);
         match self.store.delete(&Path::from(key.as_str())).await {
             // Already gone from the store is what we wanted anyway.
@@ -519,7 +546,7 @@ impl Inner {
             Err(source) => return Err(CatalogError::Storage { key, source }),
         }
         self.map.write().remove(name);
-        Ok(true)
+        Ok(Some(report))
     }
 }
 
@@ -683,8 +710,8 @@ impl Catalog for Registry {
         Ok(Registry::list(self))
     }
 
-    async fn delete(&self, name: &str) -> Result<bool> {
-        Registry::delete(self, name).await
+    async fn drop_dataset(&self, name: &str) -> Result<Option<VacuumReport>> {
+        Registry::drop_dataset(self, name).await
     }
 }
 

@@ -52,48 +52,13 @@ impl Inner {
             .kept(name, &retention, now)
             .await
             .map_err(|e| CatalogError::table(name, e))?;
-        let in_flight = self.in_flight_ingests().await?;
-        let grace = chrono::Duration::seconds(i64::try_from(policy.grace_secs).unwrap_or(i64::MAX));
-        let written_before = now
-            .checked_sub_signed(grace)
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let prefix = format!("datasets/{name}");
-        let listed: Vec<ObjectMeta> = self
-            .store
-            .list(Some(&Path::from(prefix.as_str())))
-            .try_collect()
-            .await
-            .map_err(storage(&prefix))?;
-        let mut doomed: Vec<(String, u64)> = listed
-            .into_iter()
-            .filter(|m| {
-                let key = m.location.as_ref();
-                let file = key.rsplit('/').next().unwrap_or_default();
-                owns(name, key)
-                    && !kept.files.contains(key)
-                    && m.last_modified < written_before
-                    && !in_flight
-                        .iter()
-                        .any(|id| file.starts_with(&format!("{id}-")))
-            })
-            .map(|m| (m.location.to_string(), m.size))
-            .collect();
-        doomed.sort();
+        let doomed = self
+            .deletable(name, &policy, |key| kept.files.contains(key))
+            .await?;
         if !dry_run && !doomed.is_empty() {
             self.mark_vacuumed(name, kept.oldest).await?;
-            let paths: Vec<object_store::Result<Path>> = doomed
-                .iter()
-                .map(|(k, _)| Ok(Path::from(k.as_str())))
-                .collect();
-            let mut deletes = self
-                .store
-                .delete_stream(futures::stream::iter(paths).boxed());
-            while let Some(r) = deletes.next().await {
-                match r {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(storage(&prefix)(e)),
-                }
-            }
+            self.delete_keys(name, doomed.iter().map(|(k, _)| k.clone()).collect())
+                .await?;
             tracing::info!(dataset = %name, files = doomed.len(), oldest_kept = kept.oldest, "vacuumed");
         }
         Ok(VacuumReport {
@@ -103,6 +68,126 @@ impl Inner {
             latest_version: kept.latest,
             bytes: doomed.iter().map(|(_, s)| s).sum(),
             files: doomed.into_iter().map(|(k, _)| k).collect(),
+            dropped: false,
+        })
+    }
+
+    /// The files of `name` a vacuum may delete, sorted, with their sizes:
+    /// those it owns that `keep` does not keep, but not those of ingests in
+    /// flight or written within the grace period.
+    async fn deletable(
+        &self,
+        name: &str,
+        policy: &VacuumPolicy,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, u64)>> {
+        let in_flight = self.in_flight_ingests().await?;
+        let grace = chrono::Duration::seconds(i64::try_from(policy.grace_secs).unwrap_or(i64::MAX));
+        let written_before = Utc::now()
+            .checked_sub_signed(grace)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        let listed = self.listed(&format!("datasets/{name}")).await?;
+        let mut doomed: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter(|m| {
+                let key = m.location.as_ref();
+                let file = key.rsplit('/').next().unwrap_or_default();
+                owns(name, key)
+                    && !keep(key)
+                    && m.last_modified < written_before
+                    && !in_flight
+                        .iter()
+                        .any(|id| file.starts_with(&format!("{id}-")))
+            })
+            .map(|m| (m.location.to_string(), m.size))
+            .collect();
+        doomed.sort();
+        Ok(doomed)
+    }
+
+    async fn listed(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(storage(prefix))
+    }
+
+    /// Deletes `keys` (already gone is fine), in the order given.
+    async fn delete_keys(&self, name: &str, keys: Vec<String>) -> Result<()> {
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
+        let mut deletes = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(r) = deletes.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage(&format!("datasets/{name}"))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Vacuum of a dropped dataset (no manifest; the caller holds the
+    /// register lock): every file it owns but those of ingests in flight
+    /// and those within the grace period, then — when none is left — its
+    /// table's log, newest entry first (so a crash leaves a shorter log
+    /// that the next vacuum finishes, never one missing its start), and its
+    /// vacuum marker. With `dry_run`, only says which.
+    pub(crate) async fn purge(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+        let policy: VacuumPolicy = *self.vacuum.read();
+        let data = self.deletable(name, &policy, |_| false).await?;
+        let log_prefix = format!("datasets/{name}/_delta_log");
+        let mut log: Vec<(String, u64)> = self
+            .listed(&log_prefix)
+            .await?
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.size))
+            .collect();
+        // `_last_checkpoint` first, then each version's commit before its
+        // checkpoint, newest version first.
+        log.sort_by(|a, b| b.0.cmp(&a.0));
+        let latest = log
+            .iter()
+            .filter_map(|(k, _)| k.rsplit('/').next()?.strip_suffix(".json")?.parse().ok())
+            .max()
+            .unwrap_or(-1i64);
+        // Files held back (in flight, in grace) may yet be read through the
+        // log: it stays until they can go too.
+        let held = self
+            .listed(&format!("datasets/{name}"))
+            .await?
+            .iter()
+            .any(|m| {
+                owns(name, m.location.as_ref())
+                    && !data.iter().any(|(k, _)| k == m.location.as_ref())
+            });
+        if held {
+            log.clear();
+        }
+        if !dry_run {
+            self.delete_keys(name, data.iter().map(|(k, _)| k.clone()).collect())
+                .await?;
+            // One at a time, in order (a batch delete may run out of order).
+            for (key, _) in &log {
+                self.delete_keys(name, vec![key.clone()]).await?;
+            }
+            if !log.is_empty() {
+                self.delete_keys(name, vec![marker_key(name)]).await?;
+            }
+            tracing::info!(dataset = %name, files = data.len(), log_entries = log.len(), "vacuumed a dropped dataset");
+        }
+        let mut files: Vec<(String, u64)> = data.into_iter().chain(log).collect();
+        files.sort();
+        Ok(VacuumReport {
+            name: name.to_string(),
+            dry_run,
+            oldest_kept_version: latest + 1,
+            latest_version: latest,
+            bytes: files.iter().map(|(_, s)| s).sum(),
+            files: files.into_iter().map(|(k, _)| k).collect(),
+            dropped: true,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `lakehouse datasets` (every dataset as a table) and
 //! `lakehouse datasets show NAME [--version N | --at TIME]` (one manifest as
-//! JSON) and `lakehouse datasets history NAME` (its table's versions),
+//! JSON), `lakehouse datasets history NAME` (its table's versions), and
+//! `compact`, `restore`, `vacuum` and `drop`,
 //! through the catalog HTTP API of a running server.
 
 use anyhow::Context;
@@ -60,6 +61,12 @@ pub enum DatasetsCommand {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Remove a dataset from the catalog; its files stay until `vacuum NAME`
+    /// (the list of what that will delete is printed).
+    Drop {
+        /// The dataset name.
+        name: String,
     },
     /// Print the versions of a dataset's table, newest first.
     History {
@@ -138,13 +145,32 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
             for f in &r.files {
                 println!("{f}");
             }
+            let kept = if r.dropped {
+                "the dataset was dropped: nothing stays".to_string()
+            } else {
+                format!(
+                    "versions {}–{} stay readable",
+                    r.oldest_kept_version, r.latest_version
+                )
+            };
             println!(
-                "{} {} files ({}); versions {}–{} stay readable",
+                "{} {} files ({}); {kept}",
                 if r.dry_run { "would delete" } else { "deleted" },
                 r.files.len(),
                 human_bytes(r.bytes),
-                r.oldest_kept_version,
-                r.latest_version
+            );
+        }
+        Some(DatasetsCommand::Drop { name }) => {
+            let r = rt
+                .block_on(client.drop_dataset(&name))
+                .map_err(|e| explain(e, &name, &args.remote.url))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no dataset named {name:?} at {}", args.remote.url)
+                })?;
+            println!(
+                "dropped {name:?}; `lakehouse datasets vacuum {name}` will delete its {} files ({}), its table's log included",
+                r.files.len(),
+                human_bytes(r.bytes)
             );
         }
         Some(DatasetsCommand::History { name, limit }) => {

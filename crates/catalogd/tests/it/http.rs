@@ -100,7 +100,13 @@ async fn register_get_list_delete_happy_path() {
     assert_eq!(names, ["a", "tpch/lineitem"], "sorted by name");
 
     let (s, v) = call(&app, Method::DELETE, "/catalog/manifest/a", None).await;
-    assert_eq!((s, v), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["name"], &v["vacuum"]["dropped"]),
+        (&json!("a"), &json!(true)),
+        "{v}"
+    );
+    assert!(v["vacuum"]["files"].is_array(), "{v}");
     let (s, v) = call(&app, Method::DELETE, "/catalog/manifest/a", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&v), "not_found");

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, Time64MicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use lakehouse_catalogd::{
-    At, Catalog, ErrorKind, Manifest, ObjectRef, Registry, dataset_id_for, manifest_key,
+    At, Catalog, ErrorKind, Manifest, ObjectRef, Registry, VacuumPolicy, dataset_id_for,
+    manifest_key,
 };
 use lakehouse_table::{Commit, NewFile, Tables};
 use object_store::path::Path;
@@ -228,12 +229,83 @@ async fn a_dropped_dataset_created_again_starts_from_its_new_objects() {
     );
 }
 
+/// Dropping a dataset says what a vacuum of the name will remove: every
+/// file it owns (not a nested dataset's, not an in-flight ingest's) and its
+/// table's log; the vacuum does exactly that, after which the name starts a
+/// new table at version 0.
+#[tokio::test]
+async fn drop_says_what_vacuum_removes_and_vacuum_removes_it() {
+    let store = TestStore::new();
+    let reg = Registry::empty(store.clone());
+    reg.set_vacuum_policy(VacuumPolicy {
+        keep_versions: 1,
+        keep_for_hours: 0,
+        grace_secs: 0,
+    });
+    let a = put_parquet(&store, "datasets/d/a.parquet", 3).await;
+    reg.register(req("d", "fp", vec![a.clone()])).await.unwrap();
+    let b = put_parquet(&store, "datasets/d/b.parquet", 2).await;
+    reg.register(req("d", "fp", vec![a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    let nested = put_parquet(&store, "datasets/d/sub/x.parquet", 1).await;
+    reg.register(req("d/sub", "fp", vec![nested.clone()]))
+        .await
+        .unwrap();
+
+    let report = reg.drop_dataset("d").await.unwrap().expect("it existed");
+    assert!(report.dropped && report.dry_run, "{report:?}");
+    assert_eq!(report.latest_version, 1);
+    let log: Vec<&String> = report
+        .files
+        .iter()
+        .filter(|k| k.contains("/_delta_log/"))
+        .collect();
+    assert_eq!(log.len(), 2, "{report:?}");
+    let data: Vec<&String> = report
+        .files
+        .iter()
+        .filter(|k| !k.contains("/_delta_log/"))
+        .collect();
+    assert_eq!(data, [&a.key, &b.key]);
+    assert!(report.bytes >= a.size + b.size);
+    assert!(reg.drop_dataset("d").await.unwrap().is_none());
+    assert!(
+        store.head(&Path::from(a.key.as_str())).await.is_ok(),
+        "drop deletes nothing"
+    );
+
+    // The vacuum removes what the drop said, and nothing else.
+    assert_eq!(reg.vacuum("d", true).await.unwrap().files, report.files);
+    let done = reg.vacuum("d", false).await.unwrap();
+    assert_eq!(
+        (done.files.clone(), done.dry_run),
+        (report.files.clone(), false)
+    );
+    for k in &report.files {
+        assert!(
+            store.head(&Path::from(k.as_str())).await.is_err(),
+            "{k} survived"
+        );
+    }
+    assert_eq!(reg.get("d/sub").unwrap().row_count, 1);
+    assert!(store.head(&Path::from(nested.key.as_str())).await.is_ok());
+    // Nothing is left: the name is unknown to vacuum, and starts afresh.
+    assert_eq!(
+        reg.vacuum("d", false).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let c = put_parquet(&store, "datasets/d/c.parquet", 4).await;
+    let r = reg.register(req("d", "fp", vec![c])).await.unwrap();
+    assert_eq!(r.manifest.table_version, Some(0));
+    assert_eq!(reg.history("d", 10).await.unwrap().len(), 1);
+}
+
 /// Vacuum deletes exactly the files no kept version lists — never an
 /// in-flight ingest's, never one inside the grace period, never another
 /// dataset's — and a vacuumed version is refused by name afterwards.
 #[tokio::test]
 async fn vacuum_keeps_what_kept_versions_and_running_ingests_use() {
-    use lakehouse_catalogd::VacuumPolicy;
     let store = TestStore::new();
     let reg = Registry::empty(store.clone());
     // Versions 0..=3, each replacing the last: four files, one per version.

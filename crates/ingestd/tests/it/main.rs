@@ -613,8 +613,11 @@ impl Catalog for LossyCatalog {
     async fn list(&self) -> lakehouse_catalogd::Result<Vec<lakehouse_catalogd::Manifest>> {
         self.inner.list().await
     }
-    async fn delete(&self, name: &str) -> lakehouse_catalogd::Result<bool> {
-        self.inner.delete(name).await
+    async fn drop_dataset(
+        &self,
+        name: &str,
+    ) -> lakehouse_catalogd::Result<Option<lakehouse_catalogd::VacuumReport>> {
+        self.inner.drop_dataset(name).await
     }
     async fn get_at(
         &self,

@@ -151,8 +151,11 @@ impl Catalog for LegacyCatalog {
         all.push(self.legacy.clone());
         Ok(all)
     }
-    async fn delete(&self, name: &str) -> lakehouse_catalogd::Result<bool> {
-        self.inner.delete(name).await
+    async fn drop_dataset(
+        &self,
+        name: &str,
+    ) -> lakehouse_catalogd::Result<Option<lakehouse_catalogd::VacuumReport>> {
+        self.inner.drop_dataset(name).await
     }
     async fn get_at(
         &self,
