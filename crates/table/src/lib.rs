@@ -212,9 +212,19 @@ impl Tables {
         }
     }
 
-    /// The latest version, `None` if the dataset has no table.
+    /// The latest version, `None` if the dataset has no table: a listing
+    /// of the log, without loading the table's state (history and the
+    /// errors of time travel need only the number).
     pub async fn latest(&self, name: &str) -> Result<Option<i64>> {
-        Ok(self.open(name).await?.as_ref().and_then(version_of))
+        if !self.exists(name).await? {
+            return Ok(None);
+        }
+        let store = self.builder(name)?.build_storage()?;
+        match store.get_latest_version(0).await {
+            Ok(v) => Ok(i64::try_from(v).ok()),
+            Err(DeltaTableError::NotATable(_) | DeltaTableError::InvalidVersion(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the dataset has a log at all (one listing; delta-rs logs an
@@ -407,28 +417,35 @@ impl Tables {
 
     /// The table at `at`.
     pub async fn snapshot(&self, name: &str, at: At) -> Result<Snapshot> {
-        let Some(latest) = self.open(name).await? else {
-            return Err(TableError::NoTable {
-                name: name.to_string(),
-            });
-        };
-        let latest_version = version_of(&latest).unwrap_or(-1);
-        let table = match at {
-            At::Latest => latest,
-            At::Version(v) if v == latest_version => latest,
-            At::Version(v) => {
-                if v < 0 || v > latest_version || !self.has_version(name, v).await? {
-                    return Err(TableError::NoSuchVersion {
-                        name: name.to_string(),
-                        version: v,
-                        latest: latest_version,
-                    });
-                }
-                self.builder(name)?.with_version(v as _).load().await?
+        if let At::Version(v) = at {
+            // A past version loads only that version (the latest is needed
+            // only to say why a version is missing).
+            if v >= 0 && self.has_version(name, v).await? {
+                let table = self.builder(name)?.with_version(v as _).load().await?;
+                return files_of(name, &table).await;
             }
-            At::Time(t) => self.at_time(name, t).await?,
+            return Err(match self.latest(name).await? {
+                None => TableError::NoTable {
+                    name: name.to_string(),
+                },
+                Some(latest) => TableError::NoSuchVersion {
+                    name: name.to_string(),
+                    version: v,
+                    latest,
+                },
+            });
+        }
+        let table = match at {
+            At::Time(t) if self.exists(name).await? => Some(self.at_time(name, t).await?),
+            At::Time(_) => None,
+            At::Latest | At::Version(_) => self.open(name).await?,
         };
-        files_of(name, &table).await
+        match table {
+            Some(table) => files_of(name, &table).await,
+            None => Err(TableError::NoTable {
+                name: name.to_string(),
+            }),
+        }
     }
 
     async fn at_time(&self, name: &str, t: DateTime<Utc>) -> Result<DeltaTable> {
