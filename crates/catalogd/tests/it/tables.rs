@@ -229,6 +229,78 @@ async fn a_dropped_dataset_created_again_starts_from_its_new_objects() {
     );
 }
 
+/// A Parquet file at `key` with nullable Int64 columns `names` (one row).
+async fn put_columns(store: &TestStore, key: &str, names: &[&str]) -> ObjectRef {
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Int64, true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let columns: Vec<arrow::array::ArrayRef> = names
+        .iter()
+        .map(|_| Arc::new(arrow::array::Int64Array::from(vec![1])) as _)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let size = buf.len() as u64;
+    store
+        .put(&Path::from(key), PutPayload::from(buf))
+        .await
+        .unwrap();
+    ObjectRef {
+        key: key.to_string(),
+        size,
+        row_count: 1,
+    }
+}
+
+/// Schema evolution is asked for (`evolve_schema`): without it another
+/// fingerprint is a conflict; with it a schema that keeps every column
+/// commits (the old version keeps its fingerprint), one that drops a
+/// column is refused naming it, and nothing changes.
+#[tokio::test]
+async fn an_evolved_schema_must_keep_every_column() {
+    let store = TestStore::new();
+    let reg = Registry::empty(store.clone());
+    let a = put_columns(&store, "datasets/d/a.parquet", &["id", "v"]).await;
+    reg.register(req("d", "fp1", vec![a.clone()]))
+        .await
+        .unwrap();
+    let b = put_columns(&store, "datasets/d/b.parquet", &["id", "v", "note"]).await;
+    let plain = req("d", "fp2", vec![a.clone(), b.clone()]);
+    let err = reg.register(plain.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FingerprintConflict, "{err}");
+
+    let mut evolve = plain;
+    evolve.evolve_schema = true;
+    let r = reg.register(evolve).await.unwrap();
+    assert_eq!(r.manifest.table_version, Some(1));
+    assert_eq!(r.manifest.schema_fingerprint, "fp2");
+    assert_eq!(
+        reg.get_at("d", At::Version(0))
+            .await
+            .unwrap()
+            .schema_fingerprint,
+        "fp1"
+    );
+
+    let c = put_columns(&store, "datasets/d/c.parquet", &["id", "note"]).await;
+    let mut dropped = req("d", "fp3", vec![a, b, c]);
+    dropped.evolve_schema = true;
+    let err = reg.register(dropped).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FingerprintConflict, "{err}");
+    assert!(err.to_string().contains("column \"v\" is missing"), "{err}");
+    let now = reg.get("d").unwrap();
+    assert_eq!(
+        (now.table_version, now.schema_fingerprint.as_str()),
+        (Some(1), "fp2")
+    );
+    assert_eq!(reg.history("d", 10).await.unwrap().len(), 2);
+}
+
 /// Dropping a dataset says what a vacuum of the name will remove: every
 /// file it owns (not a nested dataset's, not an in-flight ingest's) and its
 /// table's log; the vacuum does exactly that, after which the name starts a
