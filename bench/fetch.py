@@ -49,6 +49,22 @@ def start(binary, data_dir, rows):
     return p, http, pg, flight
 
 
+def pb_bytes(field, data):
+    """One length-delimited protobuf field."""
+    n, varint = len(data), bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        varint.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([field << 3 | 2]) + bytes(varint) + data
+
+
+def any_message(name, value):
+    """A `google.protobuf.Any` holding `value`, as Flight SQL commands travel."""
+    return pb_bytes(1, f"type.googleapis.com/{name}".encode()) + pb_bytes(2, value)
+
+
 def post(url, body, content_type="application/octet-stream"):
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "authorization": f"Bearer {TOKEN}", "content-type": content_type})
@@ -120,6 +136,21 @@ def run_all(sql, files, http, pg_port, flight_port, args):
     out["flight sql (adbc)"] = timed(flight, args.runs)
     cur.close()
     conn.close()
+
+    # The same Flight SQL statement through Arrow's C++ Flight client: tells
+    # the server's speed from the ADBC driver's.
+    import pyarrow.flight as fl
+
+    client = fl.connect(f"grpc://127.0.0.1:{flight_port}")
+    options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+    command = any_message("arrow.flight.protocol.sql.CommandStatementQuery", pb_bytes(1, sql.encode()))
+
+    def flight_cpp():
+        info = client.get_flight_info(fl.FlightDescriptor.for_command(command), options)
+        return client.do_get(info.endpoints[0].ticket, options).read_all().num_rows
+
+    out["flight sql (pyarrow.flight)"] = timed(flight_cpp, args.runs)
+    client.close()
 
     def http_arrow():
         r = post(f"{http}/query/sql", json.dumps({"sql": sql, "format": "arrow"}).encode(),

@@ -6,13 +6,11 @@
 //! version keeps its schema, a compaction and a restart change nothing,
 //! and the Python `deltalake` package and polars read the evolved table.
 
-use std::process::{Command, Stdio};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::Server;
-use crate::tables::{count, get, ingest, py_required, sql};
+use crate::tables::{count, delta_readers_check, get, ingest, sql};
 
 async fn post(http: &reqwest::Client, url: &str, body: &str) -> (StatusCode, Value) {
     let r = http.post(url).body(body.to_string()).send().await.unwrap();
@@ -122,19 +120,6 @@ async fn schema_merge_adds_columns_and_reads_old_and_new_files_together() {
 /// latest version with the new column (nulls in the old rows), version 0
 /// without it.
 fn other_readers(table: &std::path::Path, want: &Value) {
-    let have = Command::new("python3")
-        .args(["-c", "import deltalake, polars"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            !py_required(),
-            "python3 with deltalake and polars is missing"
-        );
-        eprintln!("skipping: python3 with deltalake and polars is not installed");
-        return;
-    }
     const SCRIPT: &str = r#"
 import json, sys
 import deltalake, polars as pl
@@ -149,16 +134,5 @@ old = deltalake.DeltaTable(path, version=0).to_pyarrow_table()
 assert old.column_names == ["id", "amount"], old.column_names
 print("all checks passed")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .arg(table)
-        .arg(want.to_string())
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("all checks passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    delta_readers_check(SCRIPT, table, &want.to_string());
 }

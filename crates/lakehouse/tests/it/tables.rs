@@ -203,19 +203,6 @@ pub(crate) fn py_required() -> bool {
 /// The Python `deltalake` package and polars read `dir` at each version
 /// (`None` = the latest) and find exactly `ids`.
 fn other_readers(dir: &std::path::Path, expect: &[(Option<u32>, Vec<i64>)]) {
-    let have = Command::new("python3")
-        .args(["-c", "import deltalake, polars"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            !py_required(),
-            "python3 with deltalake and polars is missing (see .ci/run)"
-        );
-        eprintln!("skipping: python3 with deltalake and polars is not installed");
-        return;
-    }
     const SCRIPT: &str = r#"
 import json, sys
 import deltalake, polars as pl
@@ -230,10 +217,30 @@ for version, ids in expect:
 print("all checks passed")
 "#;
     let expect = serde_json::to_string(&expect).unwrap();
+    delta_readers_check(SCRIPT, dir, &expect);
+}
+
+/// Runs `script` (which prints "all checks passed") with python3, `dir`
+/// and `arg` as its arguments, when the Python `deltalake` package and
+/// polars are installed (required under LAKEHOUSE_TEST_REQUIRE_PY=1).
+pub(crate) fn delta_readers_check(script: &str, dir: &std::path::Path, arg: &str) {
+    let have = Command::new("python3")
+        .args(["-c", "import deltalake, polars"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            !py_required(),
+            "python3 with deltalake and polars is missing (see .ci/run)"
+        );
+        eprintln!("skipping: python3 with deltalake and polars is not installed");
+        return;
+    }
     let out = Command::new("python3")
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .arg(dir)
-        .arg(expect)
+        .arg(arg)
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
