@@ -302,8 +302,15 @@ impl IngestOptions {
         if c.nulls != CsvOptions::default().nulls {
             q.extend(c.nulls.iter().map(|n| ("null".to_string(), n.clone())));
         }
-        if let Some(schema) = &self.schema {
-            q.push(("schema".into(), schema_to_string(schema)?));
+        match (&self.schema, self.merge) {
+            (Some(_), true) => {
+                return Err(IngestError::InvalidOption(
+                    "schema=merge and an explicit schema cannot be combined".into(),
+                ));
+            }
+            (Some(schema), false) => q.push(("schema".into(), schema_to_string(schema)?)),
+            (None, true) => q.push(("schema".into(), "merge".into())),
+            (None, false) => {}
         }
         Ok(q)
     }
@@ -517,6 +524,7 @@ mod tests {
             ]),
             q(&[("format", "ndjson"), ("schema", "x:float64")]),
             q(&[("format", "parquet"), ("mode", "append")]),
+            q(&[("format", "csv"), ("schema", "merge")]),
         ];
         for params in cases {
             let o = IngestOptions::from_query(&params, None).unwrap();
@@ -538,5 +546,9 @@ mod tests {
             o.schema = Some(Arc::new(Schema::new(vec![field])));
             assert!(matches!(o.to_query(), Err(IngestError::InvalidOption(_))));
         }
+        let mut o =
+            IngestOptions::from_query(&q(&[("schema", "a:int64")]), Some("text/csv")).unwrap();
+        o.merge = true;
+        assert!(matches!(o.to_query(), Err(IngestError::InvalidOption(_))));
     }
 }

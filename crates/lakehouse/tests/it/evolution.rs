@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, run_cli};
 use crate::tables::{count, delta_readers_check, get, ingest, sql};
 
 async fn post(http: &reqwest::Client, url: &str, body: &str) -> (StatusCode, Value) {
@@ -48,10 +48,29 @@ async fn schema_merge_adds_columns_and_reads_old_and_new_files_together() {
     assert!(v.to_string().contains("note"), "{v}");
     assert_eq!(count(&http, &url, "ev").await, 2);
 
-    // With it, the column is added; the old rows read it as null.
-    let (s, v) = post(&http, &ing("&schema=merge"), "id,amount,note\n3,30,x\n").await;
-    assert!(s.is_success(), "{s} {v}");
-    assert_eq!(v["manifest"]["table_version"], 1, "{v}");
+    // With it (here from the CLI), the column is added; the old rows read
+    // it as null.
+    let file = dir.path().join("more.csv");
+    std::fs::write(&file, "id,amount,note\n3,30,x\n").unwrap();
+    let cli = |merge: bool| {
+        let mut args = vec![
+            "ingest",
+            file.to_str().unwrap(),
+            "--dataset",
+            "ev",
+            "--url",
+            &url,
+        ];
+        if merge {
+            args.extend(["-o", "schema=merge"]);
+        }
+        run_cli(&args, &[])
+    };
+    let (st, out, err) = cli(false);
+    assert!(!st.success() && err.contains("\"note\""), "{out}{err}");
+    let (st, out, err) = cli(true);
+    assert!(st.success(), "{out}{err}");
+    assert!(out.contains("table version 1"), "{out}");
     // An input lacking a column (and in another order): nulls there.
     let (s, v) = post(&http, &ing("&schema=merge"), "note,id\ny,4\n").await;
     assert!(s.is_success(), "{s} {v}");
