@@ -157,6 +157,16 @@ pub struct VacuumReport {
     /// log; `oldest_kept_version` is past `latest_version` (none is kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dropped: bool,
+    /// Files a vacuum would remove but for the grace period (written too
+    /// recently): a vacuum after `held_until` removes them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_files: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `DELETE /catalog/manifest/{name}`: the dataset is gone from the catalog;

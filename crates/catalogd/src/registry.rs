@@ -185,8 +185,13 @@ impl Registry {
                     // Created again meanwhile: an ordinary vacuum.
                     return inner.vacuum(&name, dry_run).await;
                 }
-                let report = inner.purge(&name, dry_run).await?;
-                if report.files.is_empty() {
+                let mode = match dry_run {
+                    true => crate::vacuum::Purge::DryRun,
+                    false => crate::vacuum::Purge::Run,
+                };
+                let report = inner.purge(&name, mode).await?;
+                // Nothing left at all: the name is unknown.
+                if report.files.is_empty() && report.held_files == 0 {
                     return Err(CatalogError::NotFound { name });
                 }
                 Ok(report)
@@ -538,7 +543,7 @@ impl Inner {
         }
         // What a vacuum will remove once the manifest is gone (listed first:
         // a failure here changes nothing).
-        let report = self.purge(name, true).await?;
+        let report = self.purge(name, crate::vacuum::Purge::Plan).await?;
         let key = manifest_key(name);
         match self.store.delete(&Path::from(key.as_str())).await {
             // Already gone from the store is what we wanted anyway.

@@ -52,9 +52,10 @@ impl Inner {
             .kept(name, &retention, now)
             .await
             .map_err(|e| CatalogError::table(name, e))?;
-        let doomed = self
-            .deletable(name, &policy, |key| kept.files.contains(key))
+        let candidates = self
+            .candidates(name, |key| kept.files.contains(key))
             .await?;
+        let (doomed, held) = split_by_grace(candidates, &policy);
         if !dry_run && !doomed.is_empty() {
             self.mark_vacuumed(name, kept.oldest).await?;
             self.delete_keys(name, doomed.iter().map(|(k, _)| k.clone()).collect())
@@ -69,40 +70,31 @@ impl Inner {
             bytes: doomed.iter().map(|(_, s)| s).sum(),
             files: doomed.into_iter().map(|(k, _)| k).collect(),
             dropped: false,
+            held_files: held.len() as u64,
+            held_until: held_until(&held, &policy),
         })
     }
 
-    /// The files of `name` a vacuum may delete, sorted, with their sizes:
-    /// those it owns that `keep` does not keep, but not those of ingests in
-    /// flight or written within the grace period.
-    async fn deletable(
-        &self,
-        name: &str,
-        policy: &VacuumPolicy,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<(String, u64)>> {
+    /// The files of `name` a vacuum may delete once they are past the
+    /// grace period: those it owns that `keep` does not keep, but not those
+    /// of ingests in flight; sorted by key.
+    async fn candidates(&self, name: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<ObjectMeta>> {
         let in_flight = self.in_flight_ingests().await?;
-        let grace = chrono::Duration::seconds(i64::try_from(policy.grace_secs).unwrap_or(i64::MAX));
-        let written_before = Utc::now()
-            .checked_sub_signed(grace)
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         let listed = self.listed(&format!("datasets/{name}")).await?;
-        let mut doomed: Vec<(String, u64)> = listed
+        let mut out: Vec<ObjectMeta> = listed
             .into_iter()
             .filter(|m| {
                 let key = m.location.as_ref();
                 let file = key.rsplit('/').next().unwrap_or_default();
                 owns(name, key)
                     && !keep(key)
-                    && m.last_modified < written_before
                     && !in_flight
                         .iter()
                         .any(|id| file.starts_with(&format!("{id}-")))
             })
-            .map(|m| (m.location.to_string(), m.size))
             .collect();
-        doomed.sort();
-        Ok(doomed)
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
     }
 
     async fn listed(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -134,13 +126,13 @@ impl Inner {
     /// and those within the grace period, then — when none is left — its
     /// table's log, newest entry first (so a crash leaves a shorter log
     /// that the next vacuum finishes, never one missing its start), and its
-    /// vacuum marker. With `dry_run`, only says which.
-    pub(crate) async fn purge(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {
+    /// vacuum marker. [`Purge::Plan`] lists everything a vacuum will remove
+    /// (now or once the grace period is over): what a drop answers.
+    pub(crate) async fn purge(&self, name: &str, mode: Purge) -> Result<VacuumReport> {
         let policy: VacuumPolicy = *self.vacuum.read();
-        let data = self.deletable(name, &policy, |_| false).await?;
-        let log_prefix = format!("datasets/{name}/_delta_log");
+        let candidates = self.candidates(name, |_| false).await?;
         let mut log: Vec<(String, u64)> = self
-            .listed(&log_prefix)
+            .listed(&format!("datasets/{name}/_delta_log"))
             .await?
             .into_iter()
             .map(|m| (m.location.to_string(), m.size))
@@ -153,20 +145,17 @@ impl Inner {
             .filter_map(|(k, _)| k.rsplit('/').next()?.strip_suffix(".json")?.parse().ok())
             .max()
             .unwrap_or(-1i64);
-        // Files held back (in flight, in grace) may yet be read through the
-        // log: it stays until they can go too.
-        let held = self
-            .listed(&format!("datasets/{name}"))
-            .await?
+        let planned: Vec<(String, u64)> = candidates
             .iter()
-            .any(|m| {
-                owns(name, m.location.as_ref())
-                    && !data.iter().any(|(k, _)| k == m.location.as_ref())
-            });
-        if held {
+            .map(|m| (m.location.to_string(), m.size))
+            .collect();
+        let (data, held) = split_by_grace(candidates, &policy);
+        // Files held back may yet be read through the log: it stays until
+        // they can go too.
+        if !held.is_empty() && !matches!(mode, Purge::Plan) {
             log.clear();
         }
-        if !dry_run {
+        if matches!(mode, Purge::Run) {
             self.delete_keys(name, data.iter().map(|(k, _)| k.clone()).collect())
                 .await?;
             // One at a time, in order (a batch delete may run out of order).
@@ -178,16 +167,23 @@ impl Inner {
             }
             tracing::info!(dataset = %name, files = data.len(), log_entries = log.len(), "vacuumed a dropped dataset");
         }
+        let data = if matches!(mode, Purge::Plan) {
+            planned
+        } else {
+            data
+        };
         let mut files: Vec<(String, u64)> = data.into_iter().chain(log).collect();
         files.sort();
         Ok(VacuumReport {
             name: name.to_string(),
-            dry_run,
+            dry_run: !matches!(mode, Purge::Run),
             oldest_kept_version: latest + 1,
             latest_version: latest,
             bytes: files.iter().map(|(_, s)| s).sum(),
             files: files.into_iter().map(|(k, _)| k).collect(),
             dropped: true,
+            held_files: held.len() as u64,
+            held_until: held_until(&held, &policy),
         })
     }
 
@@ -250,4 +246,44 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// What a purge does: list everything a vacuum of the dropped name will
+/// remove (the drop's answer), list what one would remove now, or remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purge {
+    Plan,
+    DryRun,
+    Run,
+}
+
+/// `files` split into those past the grace period (deletable now, with
+/// their sizes) and those within it.
+fn split_by_grace(
+    files: Vec<ObjectMeta>,
+    policy: &VacuumPolicy,
+) -> (Vec<(String, u64)>, Vec<ObjectMeta>) {
+    let grace = chrono::Duration::seconds(i64::try_from(policy.grace_secs).unwrap_or(i64::MAX));
+    let written_before = Utc::now()
+        .checked_sub_signed(grace)
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let (old, new): (Vec<ObjectMeta>, Vec<ObjectMeta>) = files
+        .into_iter()
+        .partition(|m| m.last_modified < written_before);
+    (
+        old.into_iter()
+            .map(|m| (m.location.to_string(), m.size))
+            .collect(),
+        new,
+    )
+}
+
+/// When the last of `held` leaves the grace period (RFC 3339).
+fn held_until(held: &[ObjectMeta], policy: &VacuumPolicy) -> Option<String> {
+    let grace = chrono::Duration::seconds(i64::try_from(policy.grace_secs).unwrap_or(i64::MAX));
+    held.iter()
+        .map(|m| m.last_modified)
+        .max()
+        .and_then(|t| t.checked_add_signed(grace))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }

@@ -146,7 +146,7 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 println!("{f}");
             }
             let kept = if r.dropped {
-                "the dataset was dropped: nothing stays".to_string()
+                "the dataset was dropped".to_string()
             } else {
                 format!(
                     "versions {}–{} stay readable",
@@ -159,6 +159,12 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 r.files.len(),
                 human_bytes(r.bytes),
             );
+            if let Some(until) = &r.held_until {
+                println!(
+                    "{} more written within the grace period stay until {until}",
+                    r.held_files
+                );
+            }
         }
         Some(DatasetsCommand::Drop { name }) => {
             let r = rt
@@ -167,8 +173,14 @@ pub fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("no dataset named {name:?} at {}", args.remote.url)
                 })?;
+            let when = match &r.held_until {
+                Some(t) => format!(
+                    " (run after {t}: files written within the grace period stay until then)"
+                ),
+                None => String::new(),
+            };
             println!(
-                "dropped {name:?}; `lakehouse datasets vacuum {name}` will delete its {} files ({}), its table's log included",
+                "dropped {name:?}; `lakehouse datasets vacuum {name}` will delete its {} files ({}), its table's log included{when}",
                 r.files.len(),
                 human_bytes(r.bytes)
             );

@@ -371,6 +371,23 @@ async fn drop_says_what_vacuum_removes_and_vacuum_removes_it() {
     let r = reg.register(req("d", "fp", vec![c])).await.unwrap();
     assert_eq!(r.manifest.table_version, Some(0));
     assert_eq!(reg.history("d", 10).await.unwrap().len(), 1);
+
+    // Within the grace period the drop still lists everything (and says
+    // until when the files stay); a vacuum then removes nothing yet.
+    reg.set_vacuum_policy(VacuumPolicy::default());
+    let e = put_parquet(&store, "datasets/e/a.parquet", 1).await;
+    reg.register(req("e", "fp", vec![e.clone()])).await.unwrap();
+    let report = reg.drop_dataset("e").await.unwrap().unwrap();
+    assert!(report.files.contains(&e.key), "{report:?}");
+    assert!(
+        report.files.iter().any(|k| k.contains("/_delta_log/")),
+        "{report:?}"
+    );
+    assert_eq!(report.held_files, 1, "{report:?}");
+    assert!(report.held_until.is_some(), "{report:?}");
+    let now = reg.vacuum("e", false).await.unwrap();
+    assert!(now.files.is_empty() && now.held_files == 1, "{now:?}");
+    assert!(store.head(&Path::from(e.key.as_str())).await.is_ok());
 }
 
 /// Vacuum deletes exactly the files no kept version lists — never an
