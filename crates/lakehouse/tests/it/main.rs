@@ -5,6 +5,7 @@ mod acceptance;
 mod adversarial;
 mod catalog;
 mod console;
+mod dropped;
 mod edges;
 mod evolution;
 mod ingest;
