@@ -36,7 +36,7 @@ async fn kill_9_during_the_vacuum_of_a_dropped_dataset_leaves_it_finishable() {
 
         let call = tokio::spawn(http.post(format!("{url}/catalog/vacuum/{name}")).send());
         tokio::time::sleep(std::time::Duration::from_millis(
-            rand::rng().random_range(0..30),
+            rand::rng().random_range(0..10),
         ))
         .await;
         server.kill9();
