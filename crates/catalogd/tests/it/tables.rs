@@ -169,24 +169,11 @@ async fn a_schema_delta_cannot_store_leaves_the_dataset_without_a_table() {
         false,
     )]));
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![Arc::new(Time64MicrosecondArray::from(vec![1, 2]))],
     )
     .unwrap();
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    let size = buf.len() as u64;
-    store
-        .put(&Path::from("datasets/t/a.parquet"), PutPayload::from(buf))
-        .await
-        .unwrap();
-    let obj = ObjectRef {
-        key: "datasets/t/a.parquet".to_string(),
-        size,
-        row_count: 2,
-    };
+    let obj = put_batch(&store, "datasets/t/a.parquet", &batch).await;
     let reg = Registry::empty(store.clone());
     let r = reg
         .register(req("t", "fp", vec![obj.clone()]))
@@ -229,21 +216,11 @@ async fn a_dropped_dataset_created_again_starts_from_its_new_objects() {
     );
 }
 
-/// A Parquet file at `key` with nullable Int64 columns `names` (one row).
-async fn put_columns(store: &TestStore, key: &str, names: &[&str]) -> ObjectRef {
-    let fields: Vec<Field> = names
-        .iter()
-        .map(|n| Field::new(*n, DataType::Int64, true))
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let columns: Vec<arrow::array::ArrayRef> = names
-        .iter()
-        .map(|_| Arc::new(arrow::array::Int64Array::from(vec![1])) as _)
-        .collect();
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+/// `batch` stored as a Parquet file at `key`.
+async fn put_batch(store: &TestStore, key: &str, batch: &RecordBatch) -> ObjectRef {
     let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
-    w.write(&batch).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
     let size = buf.len() as u64;
     store
@@ -253,8 +230,22 @@ async fn put_columns(store: &TestStore, key: &str, names: &[&str]) -> ObjectRef 
     ObjectRef {
         key: key.to_string(),
         size,
-        row_count: 1,
+        row_count: batch.num_rows() as u64,
     }
+}
+
+/// A Parquet file at `key` with nullable Int64 columns `names` (one row).
+async fn put_columns(store: &TestStore, key: &str, names: &[&str]) -> ObjectRef {
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Int64, true))
+        .collect();
+    let columns: Vec<arrow::array::ArrayRef> = names
+        .iter()
+        .map(|_| Arc::new(arrow::array::Int64Array::from(vec![1])) as _)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    put_batch(store, key, &batch).await
 }
 
 /// Schema evolution is asked for (`evolve_schema`): without it another
