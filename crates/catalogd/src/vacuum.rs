@@ -52,8 +52,9 @@ impl Inner {
             .kept(name, &retention, now)
             .await
             .map_err(|e| CatalogError::table(name, e))?;
+        let listed = self.listed(&format!("datasets/{name}")).await?;
         let candidates = self
-            .candidates(name, |key| kept.files.contains(key))
+            .candidates(name, &listed, |key| kept.files.contains(key))
             .await?;
         let (doomed, held) = split_by_grace(candidates, &policy);
         if !dry_run && !doomed.is_empty() {
@@ -78,11 +79,16 @@ impl Inner {
     /// The files of `name` a vacuum may delete once they are past the
     /// grace period: those it owns that `keep` does not keep, but not those
     /// of ingests in flight; sorted by key.
-    async fn candidates(&self, name: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<ObjectMeta>> {
+    async fn candidates(
+        &self,
+        name: &str,
+        listed: &[ObjectMeta],
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<ObjectMeta>> {
         let in_flight = self.in_flight_ingests().await?;
-        let listed = self.listed(&format!("datasets/{name}")).await?;
         let mut out: Vec<ObjectMeta> = listed
-            .into_iter()
+            .iter()
+            .cloned()
             .filter(|m| {
                 let key = m.location.as_ref();
                 let file = key.rsplit('/').next().unwrap_or_default();
@@ -130,11 +136,13 @@ impl Inner {
     /// (now or once the grace period is over): what a drop answers.
     pub(crate) async fn purge(&self, name: &str, mode: Purge) -> Result<VacuumReport> {
         let policy: VacuumPolicy = *self.vacuum.read();
-        let candidates = self.candidates(name, |_| false).await?;
-        let mut log: Vec<(String, u64)> = self
-            .listed(&format!("datasets/{name}/_delta_log"))
-            .await?
-            .into_iter()
+        // One listing: the data files and the table's log.
+        let listed = self.listed(&format!("datasets/{name}")).await?;
+        let candidates = self.candidates(name, &listed, |_| false).await?;
+        let log_prefix = format!("datasets/{name}/_delta_log/");
+        let mut log: Vec<(String, u64)> = listed
+            .iter()
+            .filter(|m| m.location.as_ref().starts_with(&log_prefix))
             .map(|m| (m.location.to_string(), m.size))
             .collect();
         // `_last_checkpoint` first, then each version's commit before its
