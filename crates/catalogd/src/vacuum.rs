@@ -88,7 +88,6 @@ impl Inner {
         let in_flight = self.in_flight_ingests().await?;
         let mut out: Vec<ObjectMeta> = listed
             .iter()
-            .cloned()
             .filter(|m| {
                 let key = m.location.as_ref();
                 let file = key.rsplit('/').next().unwrap_or_default();
@@ -98,6 +97,7 @@ impl Inner {
                         .iter()
                         .any(|id| file.starts_with(&format!("{id}-")))
             })
+            .cloned()
             .collect();
         out.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(out)
