@@ -168,6 +168,14 @@ impl Catalog for CatalogClient {
         self.json(resp).await
     }
 
+    async fn sync(&self, name: &str) -> Result<Manifest> {
+        let url = self
+            .remote
+            .url(&format!("/catalog/sync/{}", path_segments(name)));
+        let resp = self.send(self.remote.http().post(url)).await?;
+        self.json(resp).await
+    }
+
     async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
         let url = self
             .remote

@@ -7,6 +7,7 @@
 //! | `GET /catalog/manifest/{*name}?version=N` or `?timestamp=RFC3339` | 200 the manifest of that table version, 404 `no_such_version`, 409 `no_table` |
 //! | `POST /catalog/compact/{*name}` `{target_size?, zorder?}` (write) | 200 `{manifest, compacted}` (`compacted` null: nothing to rewrite) |
 //! | `POST /catalog/restore/{*name}` `{version}` or `{timestamp}` (admin) | 200 the new manifest |
+//! | `POST /catalog/sync/{*name}` (write) | 200 the manifest, rolled forward to the table's latest version |
 //! | `POST /catalog/vacuum/{*name}` `{dry_run?}` (admin) | 200 `{name, dry_run, oldest_kept_version, latest_version, files, bytes}` |
 //! | `GET /catalog/history/{*name}?limit=N` | 200 `{name, history}` newest first (default 100, at most 10 000) |
 //! | `DELETE /catalog/manifest/{*name}` (admin) | 200 `{name, vacuum}`: dropped, and what a vacuum of the name will remove; 404 if there was none |
@@ -109,6 +110,7 @@ pub fn router(catalog: Arc<dyn Catalog>) -> Router {
         .route("/catalog/history/{*name}", get(history))
         .route("/catalog/compact/{*name}", post(compact))
         .route("/catalog/restore/{*name}", post(restore))
+        .route("/catalog/sync/{*name}", post(sync))
         .route("/catalog/vacuum/{*name}", post(vacuum))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(catalog)
@@ -236,6 +238,14 @@ async fn compact(
         ));
     }
     Ok(ApiJson(catalog.compact(&name, opts).await?))
+}
+
+async fn sync(
+    State(catalog): State<Arc<dyn Catalog>>,
+    name: Result<UrlPath<String>, PathRejection>,
+) -> Result<ApiJson<Manifest>, ApiError> {
+    let name = parse_name(name)?;
+    Ok(ApiJson(catalog.sync(&name).await?))
 }
 
 async fn vacuum(

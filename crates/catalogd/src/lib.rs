@@ -222,6 +222,10 @@ pub trait Catalog: Send + Sync {
     /// Makes the files of an earlier version current again, as a new
     /// version (`RESTORE`; history is kept); returns the new manifest.
     async fn restore(&self, name: &str, to: At) -> Result<Manifest>;
+    /// Records in `name`'s manifest the latest version of its table's log,
+    /// if the log is past it (a SQL statement commits its version through
+    /// delta-rs, then calls this); returns the manifest.
+    async fn sync(&self, name: &str) -> Result<Manifest>;
     /// Deletes the files of `name` that no kept version lists (the
     /// catalog's [`VacuumPolicy`]), except those of ingests in flight and
     /// any written within the grace period; with `dry_run`, only says which.

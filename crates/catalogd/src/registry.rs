@@ -357,6 +357,26 @@ impl Registry {
         .await
     }
 
+    /// See [`Catalog::sync`].
+    pub async fn sync(&self, name: &str) -> Result<Manifest> {
+        self.on_table(name, move |inner, name| async move {
+            let current = inner.current(&name)?;
+            let Some(v) = current.table_version else {
+                return Ok(current);
+            };
+            let ahead = inner
+                .tables
+                .has_version(&name, v as i64 + 1)
+                .await
+                .map_err(|e| CatalogError::table(&name, e))?;
+            if !ahead {
+                return Ok(current);
+            }
+            inner.catch_up(&name, Some(v as i64 + 1)).await
+        })
+        .await
+    }
+
     /// The quarantined datasets and why, sorted by name.
     pub fn quarantined(&self) -> Vec<(String, Quarantine)> {
         let map = self.inner.map.read();
@@ -705,6 +725,10 @@ impl Catalog for Registry {
 
     async fn restore(&self, name: &str, to: At) -> Result<Manifest> {
         Registry::restore(self, name, to).await
+    }
+
+    async fn sync(&self, name: &str) -> Result<Manifest> {
+        Registry::sync(self, name).await
     }
 
     async fn vacuum(&self, name: &str, dry_run: bool) -> Result<VacuumReport> {

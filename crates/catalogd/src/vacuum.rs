@@ -4,7 +4,8 @@
 //! Kept versions are the catalog's [`VacuumPolicy`]: the latest N and those
 //! committed within a duration. A file survives if a kept version lists it,
 //! if it belongs to an ingest in flight (its name starts with the id of a
-//! journal under `_ingest/inflight/`), or if it was written within the
+//! journal under `_ingest/inflight/`, or is listed by the journal of a
+//! running SQL statement under `_sql/inflight/`), or if it was written within the
 //! grace period (a compaction writes its files before it commits them).
 //! Only files the dataset owns are ever considered ([`crate::owns`]). Before
 //! deleting, the oldest kept version is recorded at
@@ -86,6 +87,13 @@ impl Inner {
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<ObjectMeta>> {
         let in_flight = self.in_flight_ingests().await?;
+        // Files a running SQL statement wrote and has not committed yet.
+        let statements: std::collections::HashSet<String> =
+            lakehouse_table::journal::journaled_files(self.store.as_ref())
+                .await
+                .map_err(|e| CatalogError::table(name, e))?
+                .into_iter()
+                .collect();
         let mut out: Vec<ObjectMeta> = listed
             .iter()
             .filter(|m| {
@@ -93,6 +101,7 @@ impl Inner {
                 let file = key.rsplit('/').next().unwrap_or_default();
                 owns(name, key)
                     && !keep(key)
+                    && !statements.contains(key)
                     && !in_flight
                         .iter()
                         .any(|id| file.starts_with(&format!("{id}-")))

@@ -299,6 +299,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 /// - `read`: any GET/HEAD (objects, listings, manifests, indexes, `/ready`,
 ///   `/metrics`), `POST /query/sql`, `POST /vectors/indexes/{name}/search`;
 /// - `write`: `POST /ingest/…`, `POST /catalog/register`, `POST /catalog/compact/…`,
+///   `POST /catalog/sync/…`,
 ///   `POST /vectors/indexes` (create), `POST /vectors/indexes/{name}/add`;
 /// - `admin`: everything else — every DELETE, `PUT /storage/objects/…`, and
 ///   any route not listed (new routes are admin until classified).
@@ -323,6 +324,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
             Some(s @ Service::Catalogd) if rest(s) == "/register" => return Some(Role::Write),
             // Compaction rewrites files with the same rows: a writer's job.
             Some(s @ Service::Catalogd) if rest(s).starts_with("/compact/") => {
+                return Some(Role::Write);
+            }
+            // Records a version a SQL statement committed (queryd calls it).
+            Some(s @ Service::Catalogd) if rest(s).starts_with("/sync/") => {
                 return Some(Role::Write);
             }
             Some(s @ Service::Vectord) => match rest(s).strip_prefix("/indexes") {

@@ -63,7 +63,9 @@ fn query_code(q: &QueryError) -> Code {
         | QueryError::Plan(_)
         | QueryError::Execution(_)
         | QueryError::InvalidRegex(_) => Code::InvalidArgument,
-        QueryError::Forbidden { .. } => Code::PermissionDenied,
+        QueryError::Forbidden { .. } | QueryError::WriteDenied { .. } => Code::PermissionDenied,
+        QueryError::WriteConflict { .. } => Code::Aborted,
+        QueryError::TableExists { .. } => Code::AlreadyExists,
         QueryError::UnknownTable { .. } => Code::NotFound,
         QueryError::NotSupported(_) => Code::Unimplemented,
         QueryError::Timeout { .. } => Code::DeadlineExceeded,
@@ -75,7 +77,7 @@ fn query_code(q: &QueryError) -> Code {
             UpstreamKind::Timeout => Code::DeadlineExceeded,
             UpstreamKind::Unreachable | UpstreamKind::Broken => Code::Unavailable,
         },
-        QueryError::Catalog(_) => match q.status().as_u16() {
+        QueryError::Catalog(_) | QueryError::Table { .. } => match q.status().as_u16() {
             400 => Code::InvalidArgument,
             404 => Code::NotFound,
             409 => Code::FailedPrecondition,

@@ -360,6 +360,13 @@ async fn queryd(deps: &Deps) -> anyhow::Result<Part> {
     let check = deps_check("queryd", store.clone(), Some(catalog.clone()));
     let engine = QueryEngine::new(catalog, store, q.engine())
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
+    let settled = engine
+        .recover_writes()
+        .await
+        .map_err(|e| anyhow::anyhow!("settling interrupted SQL statements: {e}"))?;
+    if settled > 0 {
+        tracing::info!(settled, "settled interrupted SQL statements");
+    }
     tracing::info!(config = ?engine.config(), "queryd ready");
     let engine = Arc::new(engine);
     let listeners = protocols::bind(q).await?;

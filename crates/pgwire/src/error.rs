@@ -29,7 +29,10 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::InvalidRequest(_) => "22023",
         QueryError::Syntax { .. } => "42601",
         QueryError::TooComplex { .. } => "54001",
-        QueryError::Forbidden { .. } => "42501",
+        QueryError::Forbidden { .. } | QueryError::WriteDenied { .. } => "42501",
+        // serialization_failure: the client may run the statement again.
+        QueryError::WriteConflict { .. } => "40001",
+        QueryError::TableExists { .. } => "42P07",
         QueryError::UnknownTable { .. } => "42P01",
         QueryError::AmbiguousColumn { .. } => "42702",
         QueryError::Plan(_) => "42000",
@@ -44,15 +47,17 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
             UpstreamKind::Timeout => "57014",
             UpstreamKind::Unreachable | UpstreamKind::Broken => "58000",
         },
-        QueryError::Catalog(_) | QueryError::Internal(_) => match e.status().as_u16() {
-            // A table version that does not exist, a bad `@` suffix, a
-            // dataset without history.
-            404 => "42P01",
-            400 => "22023",
-            409 => "0A000",
-            503 => "58000",
-            _ => "XX000",
-        },
+        QueryError::Catalog(_) | QueryError::Internal(_) | QueryError::Table { .. } => {
+            match e.status().as_u16() {
+                // A table version that does not exist, a bad `@` suffix, a
+                // dataset without history.
+                404 => "42P01",
+                400 => "22023",
+                409 => "0A000",
+                503 => "58000",
+                _ => "XX000",
+            }
+        }
         QueryError::Remote { status, .. } => match status {
             400 => "42000",
             408 => "57014",

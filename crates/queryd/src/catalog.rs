@@ -288,19 +288,7 @@ pub(crate) async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfRe
     if let Some(s) = shared.caches.schemas.lock().get(&key) {
         return Ok(s.clone());
     }
-    // The newest object with the manifest's fingerprint has the dataset's
-    // schema (after a schema evolution older ones lack the new columns,
-    // which read as nulls); the newest object's when none has it.
-    let mut newest = None;
-    for o in manifest.objects.iter().rev().take(SCHEMA_PROBES) {
-        let s = object_schema(shared, &manifest.name, o).await?;
-        if lakehouse_catalogd::fingerprint::fingerprint(&s) == manifest.schema_fingerprint {
-            newest = Some(s);
-            break;
-        }
-        newest.get_or_insert(s);
-    }
-    let Some(schema) = newest else {
+    let Some(schema) = file_schema(shared, manifest).await? else {
         // A dataset without objects has no schema to read: an empty table.
         return Ok(Arc::new(Schema::empty()));
     };
@@ -314,6 +302,35 @@ pub(crate) async fn dataset_schema(shared: &Shared, manifest: &Manifest) -> DfRe
     let schema = Arc::new(transform_schema_to_view(&Schema::new(fields)));
     shared.caches.schemas.lock().insert(key, schema.clone());
     Ok(schema)
+}
+
+/// The dataset's schema as its files store it: the newest object with the
+/// manifest's fingerprint has it (after a schema evolution older ones lack
+/// the new columns, which read as nulls); the newest object's when none
+/// has it; the table log's for a dataset without objects (every row
+/// deleted); `None` when there is neither.
+pub(crate) async fn file_schema(
+    shared: &Shared,
+    manifest: &Manifest,
+) -> DfResult<Option<SchemaRef>> {
+    if manifest.objects.is_empty() {
+        let Some(v) = manifest.table_version else {
+            return Ok(None);
+        };
+        return lakehouse_table::Tables::new(shared.store.clone())
+            .arrow_schema(&manifest.name, v as i64)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+    }
+    let mut newest = None;
+    for o in manifest.objects.iter().rev().take(SCHEMA_PROBES) {
+        let s = object_schema(shared, &manifest.name, o).await?;
+        if lakehouse_catalogd::fingerprint::fingerprint(&s) == manifest.schema_fingerprint {
+            return Ok(Some(s));
+        }
+        newest.get_or_insert(s);
+    }
+    Ok(newest)
 }
 
 /// How many of a dataset's newest objects are read for its schema.

@@ -61,6 +61,7 @@ use crate::dialect::Dialect;
 use crate::encode::{Encoder, Format};
 use crate::error::{Damage, DamagedObject, QueryError, classify, find, message};
 use crate::guard::{CancelExec, QueryPool, QueryStats, Registration, Running};
+use crate::write::{Access, Kind};
 use crate::{idents, limits, sandbox, udf};
 
 /// An encoded result: chunks of the chosen format, in order. An `Err` item
@@ -98,6 +99,21 @@ pub trait Query: Send + Sync {
             bytes: self.sql(sql, format).await?,
             end: None,
         })
+    }
+
+    /// Runs one statement with the caller's `access`: queries for anyone,
+    /// and with [`Access::ReadWrite`] the write statements (`INSERT`,
+    /// `CREATE TABLE AS`, `DELETE`, `UPDATE`, `MERGE`; see
+    /// [`crate::write`]), whose answer is one row saying what changed. A
+    /// remote engine decides from the caller's token instead.
+    async fn execute(
+        &self,
+        sql: &str,
+        format: Format,
+        access: Access,
+    ) -> Result<ResultStream, QueryError> {
+        let _ = access;
+        self.sql_result(sql, format).await
     }
 
     /// Counters of the running queries, when this is the engine itself.
@@ -419,6 +435,7 @@ impl QueryEngine {
             registration,
             dialect: self.dialect.clone(),
             params,
+            access: Access::ReadOnly,
         };
         (job, guard)
     }
@@ -445,7 +462,17 @@ impl Query for QueryEngine {
     }
 
     async fn sql_result(&self, sql: &str, format: Format) -> Result<ResultStream, QueryError> {
-        let (job, guard) = self.job(format, None);
+        self.execute(sql, format, Access::ReadOnly).await
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        format: Format,
+        access: Access,
+    ) -> Result<ResultStream, QueryError> {
+        let (mut job, guard) = self.job(format, None);
+        job.access = access;
         let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryError>>(4);
         let (end_tx, end_rx) = oneshot::channel();
         let sql = sql.to_string();
@@ -500,6 +527,8 @@ pub(crate) struct Job {
     pub(crate) dialect: Option<Arc<dyn Dialect>>,
     /// Values of the statement's `$n` placeholders (prepared statements).
     pub(crate) params: Option<ParamValues>,
+    /// Whether the caller may run write statements.
+    pub(crate) access: Access,
 }
 
 /// Whether `run` may go on.
@@ -524,7 +553,25 @@ impl Job {
         sql: String,
         tx: mpsc::Sender<Result<Bytes, QueryError>>,
     ) -> Result<StreamEnd, QueryError> {
-        let physical = match self.guarded(self.prepare(&sql)).await {
+        let stmt = match &self.dialect {
+            // Parsing runs here, on the engine's big-stack threads.
+            None => sandbox::parse(&sql, self.max_depth)?,
+            Some(d) => sandbox::check_with(&sql, self.max_depth, &|s| d.parse(s))?,
+        };
+        if let Some(kind) = Kind::of(&stmt) {
+            if self.access != Access::ReadWrite {
+                return Err(QueryError::WriteDenied {
+                    what: kind.keyword().to_string(),
+                });
+            }
+            return self.run_write(kind, stmt, tx).await;
+        }
+        sandbox::admit(&stmt)?;
+        let prepared = async {
+            let plan = self.logical_stmt(stmt).await?;
+            self.prepare_plan(plan).await
+        };
+        let physical = match self.guarded(prepared).await {
             Ok(p) => p,
             Err(Stop::Gone) => return Ok(StreamEnd::Complete { rows: 0 }),
             Err(Stop::Error(e)) => return Err(e),
@@ -571,6 +618,14 @@ impl Job {
         sql: &str,
     ) -> Result<Option<(Arc<dyn ExecutionPlan>, bool)>, QueryError> {
         let plan = self.logical(sql).await?;
+        self.prepare_plan(plan).await
+    }
+
+    /// [`Job::prepare`] from the statement's plan.
+    pub(crate) async fn prepare_plan(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<Option<(Arc<dyn ExecutionPlan>, bool)>, QueryError> {
         let plan = self.bind(plan)?;
         verify(&plan)?;
         let is_explain = matches!(
@@ -613,6 +668,11 @@ impl Job {
             None => sandbox::check(sql, self.max_depth)?,
             Some(d) => sandbox::check_with(sql, self.max_depth, &|s| d.parse(s))?,
         };
+        self.logical_stmt(stmt).await
+    }
+
+    /// Plans a statement the sandbox admitted.
+    pub(crate) async fn logical_stmt(&self, stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
         if self.dialect.is_some() && crate::batches::reads_information_schema(&stmt) {
             // DataFusion lists tables synchronously from the names cache.
             let names = self.shared.catalog.list().await?;
@@ -648,7 +708,7 @@ impl Job {
 
     /// Plans the statement; a column that only differs in case from the
     /// name written is matched (see [`idents`]).
-    async fn plan(&self, mut stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
+    pub(crate) async fn plan(&self, mut stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
         for _ in 0..idents::MAX_RENAMES {
             let e = match self.state.statement_to_plan(stmt.clone()).await {
                 Ok(plan) => {
@@ -692,7 +752,7 @@ impl Job {
     }
 
     /// Encodes and sends the batches; see the module docs for how it ends.
-    async fn stream_out(
+    pub(crate) async fn stream_out(
         &self,
         mut stream: SendableRecordBatchStream,
         is_explain: bool,

@@ -51,11 +51,33 @@ pub enum QueryError {
         limit: usize,
         setting: &'static str,
     },
-    /// 400: a statement the read-only sandbox does not run.
+    /// 400: a statement queryd does not run.
     #[error(
-        "{what} is not allowed: queryd is read-only and runs only queries (SELECT, WITH, VALUES) and EXPLAIN [ANALYZE] of them"
+        "{what} is not allowed: queryd runs queries (SELECT, WITH, VALUES), EXPLAIN [ANALYZE] of them and, with a write token, INSERT, CREATE TABLE AS, DELETE, UPDATE and MERGE"
     )]
     Forbidden { what: String },
+    /// 403: a write statement from a caller who may only read.
+    #[error("{what} changes data and needs a token with the write role; this token may only read")]
+    WriteDenied { what: String },
+    /// 409: versions other writers committed meanwhile kept conflicting
+    /// with the statement (it changed nothing).
+    #[error(
+        "dataset {dataset:?}: another writer committed version {version} while this statement ran and it touched the same rows; nothing was changed, run the statement again"
+    )]
+    WriteConflict { dataset: String, version: i64 },
+    /// 409: `CREATE TABLE` of a dataset that exists.
+    #[error(
+        "dataset {dataset:?} already exists (CREATE TABLE IF NOT EXISTS leaves it as it is; INSERT INTO adds rows)"
+    )]
+    TableExists { dataset: String },
+    /// The dataset's table refused or failed a statement (status by the
+    /// table error's variant).
+    #[error("dataset {dataset:?}: {source}")]
+    Table {
+        dataset: String,
+        #[source]
+        source: Box<lakehouse_table::TableError>,
+    },
     /// 400: a table that is not a dataset.
     #[error("{}", unknown_table_message(.tables, .available))]
     UnknownTable {

@@ -14,11 +14,16 @@
 //! `lakehouse-max-rows` / `lakehouse-error-code`, sent to clients that ask
 //! with `TE: trailers`.
 //!
+//! Write statements (`INSERT`, `CREATE TABLE AS`, `DELETE`, `UPDATE`,
+//! `MERGE`; see [`crate::write`]) need a token with the `write` role (or
+//! no auth configured); a `read` token gets 403 `write_not_allowed`.
+//!
 //! `GET /query/stats`: the running-query count and the cancellation
 //! counters (disconnected clients, the memory guard).
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Query as UrlQuery, State};
@@ -27,12 +32,14 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
+use lakehouse_common::auth::{Principal, Role};
 use lakehouse_common::{ApiError, ApiJson};
 use serde::Deserialize;
 
 use crate::encode::Format;
 use crate::engine::{Query, StreamEnd};
 use crate::error::QueryError;
+use crate::write::Access;
 
 /// `POST /query/sql`.
 #[derive(Debug, Deserialize)]
@@ -74,18 +81,32 @@ fn choose_format(
         .unwrap_or_default())
 }
 
+/// What the caller may do: the role of its token; without auth (no
+/// tokens configured) everyone may write, as every other route allows.
+fn access(principal: Option<&Principal>) -> Access {
+    match principal {
+        Some(p) if p.role < Role::Write => Access::ReadOnly,
+        _ => Access::ReadWrite,
+    }
+}
+
 async fn sql(
     State(engine): State<Arc<dyn Query>>,
     UrlQuery(params): UrlQuery<SqlParams>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let format = choose_format(req.format.as_deref(), params.format.as_deref(), &headers)?;
-    let result = engine.sql_result(&req.sql, format).await.inspect_err(|e| {
-        if e.is_client_error() {
-            tracing::debug!(error = %e, "query rejected");
-        }
-    })?;
+    let access = access(principal.as_ref().map(|p| &p.0));
+    let result = engine
+        .execute(&req.sql, format, access)
+        .await
+        .inspect_err(|e| {
+            if e.is_client_error() {
+                tracing::debug!(error = %e, "query rejected");
+            }
+        })?;
     let data = result.bytes.map(|item| {
         item.map(Frame::data).inspect_err(
             |e| tracing::warn!(error = %e, "query failed while streaming; response aborted"),

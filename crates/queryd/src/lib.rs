@@ -8,6 +8,8 @@
 //! - [`http::router`]: `POST /query/sql`; [`QueryClient`]: the same
 //!   [`Query`] trait over HTTP; `status`: each error's status, code and
 //!   envelope (the edge's table; the core's `error` knows no HTTP).
+//! - [`write`]: `INSERT`, `CREATE TABLE AS`, `DELETE`, `UPDATE` and `MERGE`
+//!   for callers who may write, each one new table version (delta-rs).
 //! - [`batches`]: the same engine for the wire protocols (Flight SQL,
 //!   PostgreSQL): results as Arrow batches, statements described before
 //!   they run, table metadata; [`dialect`]: a protocol's parser and
@@ -38,6 +40,7 @@ pub mod limits;
 pub mod sandbox;
 mod status;
 mod udf;
+pub mod write;
 
 pub use batches::{Batches, Described, TableInfo};
 pub use client::QueryClient;
@@ -46,3 +49,4 @@ pub use encode::Format;
 pub use engine::{ByteStream, EngineConfig, Query, QueryEngine, ResultStream, StreamEnd};
 pub use error::QueryError;
 pub use guard::QueryStats;
+pub use write::Access;

@@ -19,6 +19,15 @@ use crate::limits;
 /// Parses `sql` and returns its one statement if the sandbox allows it and
 /// it is within the complexity limits (see [`crate::limits`]).
 pub fn check(sql: &str, max_depth: usize) -> Result<DfStatement, QueryError> {
+    let stmt = parse(sql, max_depth)?;
+    admit(&stmt)?;
+    Ok(stmt)
+}
+
+/// Parses `sql` into its one statement within the complexity limits,
+/// whatever it is (the caller admits it: [`admit`] for queries, or as a
+/// write statement for a caller who may write).
+pub fn parse(sql: &str, max_depth: usize) -> Result<DfStatement, QueryError> {
     if sql.trim().is_empty() {
         return Err(QueryError::InvalidRequest("the SQL is empty".to_string()));
     }
@@ -47,9 +56,14 @@ pub fn check(sql: &str, max_depth: usize) -> Result<DfStatement, QueryError> {
         )));
     }
     let stmt = statements.pop_front().expect("one statement");
-    allowed(&stmt)?;
     limits::check_statement(&stmt, max_depth)?;
     Ok(stmt)
+}
+
+/// Whether the read-only sandbox runs `stmt` (a query, `EXPLAIN` of one,
+/// `DESCRIBE`).
+pub fn admit(stmt: &DfStatement) -> Result<(), QueryError> {
+    allowed(stmt)
 }
 
 /// Like [`check`], with a protocol's own parser (e.g. PostgreSQL's, which

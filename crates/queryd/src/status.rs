@@ -8,6 +8,9 @@ use http::StatusCode;
 use lakehouse_catalogd::ErrorKind;
 use lakehouse_common::{ApiError, UpstreamError};
 
+use lakehouse_table::TableError;
+use lakehouse_table::delta::DeltaTableError;
+
 use crate::error::QueryError;
 
 impl QueryError {
@@ -25,6 +28,10 @@ impl QueryError {
             QueryError::Syntax { .. } => "syntax_error",
             QueryError::TooComplex { .. } => "query_too_complex",
             QueryError::Forbidden { .. } => "forbidden_statement",
+            QueryError::WriteDenied { .. } => "write_not_allowed",
+            QueryError::WriteConflict { .. } => "write_conflict",
+            QueryError::TableExists { .. } => "table_exists",
+            QueryError::Table { source, .. } => table_code(source),
             QueryError::UnknownTable { .. } => "unknown_table",
             QueryError::AmbiguousColumn { .. } => "ambiguous_column",
             QueryError::Plan(_) => "plan_error",
@@ -61,6 +68,11 @@ impl QueryError {
             | QueryError::Execution(_)
             | QueryError::InvalidRegex(_)
             | QueryError::NotSupported(_) => StatusCode::BAD_REQUEST,
+            QueryError::WriteDenied { .. } => StatusCode::FORBIDDEN,
+            QueryError::WriteConflict { .. } | QueryError::TableExists { .. } => {
+                StatusCode::CONFLICT
+            }
+            QueryError::Table { source, .. } => table_status(source),
             QueryError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             QueryError::MemoryLimit { .. }
             | QueryError::ValueTooLarge(_)
@@ -118,6 +130,13 @@ impl QueryError {
             QueryError::TooManyRows { max_rows } => {
                 d.insert("max_rows".into(), (*max_rows).into());
             }
+            QueryError::WriteConflict { dataset, version } => {
+                d.insert("dataset".into(), dataset.clone().into());
+                d.insert("version".into(), (*version).into());
+            }
+            QueryError::TableExists { dataset } | QueryError::Table { dataset, .. } => {
+                d.insert("dataset".into(), dataset.clone().into());
+            }
             QueryError::Remote { details, .. } => d = details.clone(),
             _ => {}
         }
@@ -157,9 +176,50 @@ impl From<QueryError> for ApiError {
     }
 }
 
+/// A table error's code, by its variant.
+fn table_code(e: &TableError) -> &'static str {
+    match e {
+        TableError::NoTable { .. } => "no_table",
+        TableError::NoSuchColumn { .. } => "plan_error",
+        TableError::UnsupportedSchema(_) => "not_supported",
+        TableError::IncompatibleSchema { .. } => "schema_conflict",
+        TableError::Conflict { .. } => "write_conflict",
+        TableError::Delta(d) if user_data_error(d) => "execution_error",
+        TableError::NoSuchVersion { .. } => "no_such_version",
+        TableError::Vacuumed { .. }
+        | TableError::BeforeFirstVersion { .. }
+        | TableError::DamagedLog { .. }
+        | TableError::Storage(_)
+        | TableError::Delta(_) => "internal",
+    }
+}
+
+fn table_status(e: &TableError) -> StatusCode {
+    match table_code(e) {
+        "no_table" | "schema_conflict" | "write_conflict" => StatusCode::CONFLICT,
+        "plan_error" | "not_supported" | "execution_error" => StatusCode::BAD_REQUEST,
+        "no_such_version" => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// delta-rs errors that the statement's data or expressions cause.
+fn user_data_error(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::SchemaMismatch { .. }
+            | DeltaTableError::InvalidData { .. }
+            | DeltaTableError::Arrow { .. }
+    )
+}
+
 /// Maps a remote code back to one of ours, so no string is leaked.
 fn static_code(code: &str) -> &'static str {
-    const CODES: [&str; 25] = [
+    const CODES: [&str; 29] = [
+        "write_not_allowed",
+        "write_conflict",
+        "table_exists",
+        "schema_conflict",
         "invalid_request",
         "syntax_error",
         "query_too_complex",

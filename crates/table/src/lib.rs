@@ -20,7 +20,9 @@
 //! Versions here are Delta versions (0 for the first), the numbers other
 //! Delta readers use.
 
+mod dml;
 pub mod error;
+pub mod journal;
 mod sorted;
 mod vacuum;
 
@@ -43,6 +45,12 @@ use parquet::file::metadata::ParquetMetaData;
 use serde_json::Value;
 use url::Url;
 
+/// delta-rs's error type (what [`TableError::Delta`] carries).
+pub mod delta {
+    pub use deltalake_core::DeltaTableError;
+    pub use deltalake_core::delta_datafusion::planner::DeltaPlanner;
+}
+pub use dml::{Changed, Expression, MergeClause, MergeSpec, When};
 pub use error::{Result, TableError};
 pub use vacuum::{Kept, Retention};
 
@@ -198,6 +206,21 @@ impl Tables {
         let mut table = self.builder(name)?.build()?;
         match table.load().await {
             Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The table's schema at `version` as Arrow, from its log (what a table
+    /// without files — every row deleted — still has); `None` if there is no
+    /// table.
+    pub async fn arrow_schema(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<arrow::datatypes::SchemaRef>> {
+        match self.builder(name)?.with_version(version as _).load().await {
+            Ok(t) => Ok(Some(t.snapshot()?.snapshot().arrow_schema())),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -647,6 +647,9 @@ impl Catalog for LossyCatalog {
     ) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
         self.inner.restore(name, to).await
     }
+    async fn sync(&self, name: &str) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
+        self.inner.sync(name).await
+    }
     async fn vacuum(
         &self,
         name: &str,

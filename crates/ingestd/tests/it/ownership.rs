@@ -185,6 +185,9 @@ impl Catalog for LegacyCatalog {
     ) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
         self.inner.restore(name, to).await
     }
+    async fn sync(&self, name: &str) -> lakehouse_catalogd::Result<lakehouse_catalogd::Manifest> {
+        self.inner.sync(name).await
+    }
     async fn vacuum(
         &self,
         name: &str,

@@ -15,3 +15,4 @@ mod storage;
 mod support;
 mod tables;
 mod vectors;
+mod writes;

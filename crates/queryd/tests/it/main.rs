@@ -21,7 +21,10 @@ use tower::ServiceExt;
 
 mod batches;
 mod conformance;
+mod dml_vs_duckdb;
 mod hardening;
+mod races;
+mod writes;
 
 struct Env {
     store: Arc<dyn ObjectStore>,

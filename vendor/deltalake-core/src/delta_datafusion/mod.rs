@@ -121,7 +121,11 @@ impl From<DataFusionError> for DeltaTableError {
             DataFusionError::IoError(source) => DeltaTableError::Io { source },
             DataFusionError::ObjectStore(source) => DeltaTableError::from(*source),
             DataFusionError::ParquetError(source) => DeltaTableError::from(*source),
-            _ => DeltaTableError::Generic(err.to_string()),
+            // Kept as the source (not flattened to text), so callers can
+            // tell a plan error from an execution error by type.
+            _ => DeltaTableError::GenericError {
+                source: Box::new(err),
+            },
         }
     }
 }

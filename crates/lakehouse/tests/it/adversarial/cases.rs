@@ -542,6 +542,7 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     sql_time_travel(&mut t);
     sql_memory(&mut t);
     sql_sandbox(&mut t);
+    sql_writes(&mut t);
     sql_rows(&mut t);
     vectors_create(&mut t);
     vectors_search(&mut t);
@@ -573,6 +574,10 @@ fn guarded_routes(ctx: &Ctx) -> Vec<(Request, &'static str)> {
         ),
         (
             Request::new("POST", format!("/catalog/compact/{FX_ROWS}")),
+            "write",
+        ),
+        (
+            Request::new("POST", format!("/catalog/sync/{FX_ROWS}")),
             "write",
         ),
         (
@@ -2422,13 +2427,7 @@ fn sql_sandbox(t: &mut Vec<Case>) {
             "CREATE EXTERNAL TABLE",
             "CREATE EXTERNAL TABLE adv_ext STORED AS CSV LOCATION '/etc/passwd'",
         ),
-        ("CREATE TABLE AS", "CREATE TABLE adv_t AS SELECT 1"),
         ("CREATE VIEW", "CREATE VIEW adv_v AS SELECT 1"),
-        (
-            "INSERT into a fixture",
-            "INSERT INTO fx_rows VALUES (1, 'x')",
-        ),
-        ("DELETE from a fixture", "DELETE FROM fx_rows"),
         ("DROP a fixture", "DROP TABLE fx_rows"),
         ("SET", "SET datafusion.execution.batch_size = 1"),
         ("two statements", "SELECT 1; SELECT 2"),
@@ -3018,4 +3017,112 @@ pub fn bodies() -> &'static Bodies {
             over_batch: Arc::from(batch.into_bytes()),
         }
     })
+}
+
+/// SQL write statements: no token or a bad one is a 401, a read token a
+/// 403 `write_not_allowed`; a write token still meets the sandbox (no file
+/// or URL tables, no past-version target, no deep expression) and a failed
+/// statement changes nothing.
+fn sql_writes(t: &mut Vec<Case>) {
+    use Role::*;
+    let unchanged = || Then::SqlCount {
+        sql: format!("SELECT count(*) AS n FROM {FX_ROWS}"),
+        n: FX_ROWS_N,
+    };
+    let writes = [
+        (
+            "INSERT VALUES",
+            "INSERT INTO fx_rows VALUES (1, 'x')".to_string(),
+        ),
+        (
+            "INSERT SELECT",
+            "INSERT INTO fx_rows SELECT * FROM fx_rows".to_string(),
+        ),
+        ("DELETE all", "DELETE FROM fx_rows".to_string()),
+        ("UPDATE all", "UPDATE fx_rows SET id = 0".to_string()),
+        (
+            "CREATE TABLE AS",
+            "CREATE TABLE adv_ctas AS SELECT 1 AS x".to_string(),
+        ),
+        (
+            "MERGE",
+            "MERGE INTO fx_rows USING fx_rows AS s ON fx_rows.id = s.id WHEN MATCHED THEN DELETE"
+                .to_string(),
+        ),
+        (
+            "EXPLAIN ANALYZE DELETE",
+            "EXPLAIN ANALYZE DELETE FROM fx_rows".to_string(),
+        ),
+    ];
+    for (name, q) in &writes {
+        for role in [None, Bad] {
+            t.push(
+                case(
+                    Family::Sql,
+                    &format!("{role:?}: {name}"),
+                    "POST",
+                    "/query/sql",
+                    role,
+                )
+                .json(json!({ "sql": q }))
+                .status(401)
+                .code("unauthorized")
+                .then(unchanged())
+                .done(),
+            );
+        }
+        t.push(
+            sql(&format!("Read: {name}"), q)
+                .status(if name.starts_with("EXPLAIN") {
+                    400
+                } else {
+                    403
+                })
+                .code("write_not_allowed")
+                .code("forbidden_statement")
+                .code("not_supported")
+                .then(unchanged())
+                .done(),
+        );
+    }
+    let deep = format!(
+        "UPDATE fx_rows SET id = {}1{}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
+    let hostile = [
+        ("INSERT from a file table", "INSERT INTO fx_rows SELECT * FROM '/etc/passwd'".to_string()),
+        ("INSERT from read_csv()", "INSERT INTO fx_rows SELECT * FROM read_csv('/etc/passwd')".to_string()),
+        ("CTAS from an URL table", "CREATE TABLE adv_url AS SELECT * FROM 'http://127.0.0.1:9/x.parquet'".to_string()),
+        ("CTAS named ../x", "CREATE TABLE \"../adv\" AS SELECT 1 AS x".to_string()),
+        ("CTAS named with a space", "CREATE TABLE \"adv x\" AS SELECT 1 AS x".to_string()),
+        ("CTAS named with an upper-case letter", "CREATE TABLE \"Adv\" AS SELECT 1 AS x".to_string()),
+        (
+            "MERGE from a file table",
+            "MERGE INTO fx_rows USING (SELECT * FROM '/etc/passwd') AS s ON true WHEN MATCHED THEN DELETE".to_string(),
+        ),
+        ("DELETE a past version", "DELETE FROM \"fx_rows@v0\"".to_string()),
+        ("UPDATE an unknown column", "UPDATE fx_rows SET nope = 1".to_string()),
+        ("UPDATE to a bad cast", "UPDATE fx_rows SET id = CAST('x' || name AS BIGINT)".to_string()),
+        ("INSERT of the wrong arity", "INSERT INTO fx_rows VALUES (1)".to_string()),
+        ("DELETE with a subquery", "DELETE FROM fx_rows WHERE id IN (SELECT id FROM fx_rows)".to_string()),
+        ("UPDATE with a 5000-deep expression", deep),
+        ("DELETE then DROP", "DELETE FROM fx_rows; DROP TABLE fx_rows".to_string()),
+        ("DELETE from an unknown table", "DELETE FROM adv_nope".to_string()),
+    ];
+    for (name, q) in hostile {
+        t.push(
+            case(
+                Family::Sql,
+                &format!("Write: {name}"),
+                "POST",
+                "/query/sql",
+                Write,
+            )
+            .json(json!({ "sql": q }))
+            .client()
+            .then(unchanged())
+            .done(),
+        );
+    }
 }
