@@ -325,3 +325,46 @@ async fn a_failed_statement_changes_nothing_and_leaves_no_file() {
         table(&[&["5"]])
     );
 }
+
+#[tokio::test]
+async fn the_timeout_and_memory_limit_apply_to_writes() {
+    let env = Env::new().await;
+    let before = files_of(env.store.as_ref()).await;
+    let version = env.catalog.get("sales").await.unwrap().version;
+
+    let engine = env.engine(lakehouse_queryd::EngineConfig {
+        timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    });
+    // Rows keep coming until the deadline: some files may be written.
+    let e = write(
+        &engine,
+        "INSERT INTO sales SELECT v, 'x', 1.0, DATE '2024-01-01' \
+         FROM generate_series(1, 100000000000) t(v)",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, QueryError::Timeout { .. }), "{e}");
+
+    let engine = env.engine(lakehouse_queryd::EngineConfig {
+        memory_limit: 1 << 20,
+        timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    });
+    let e = write(
+        &engine,
+        "CREATE TABLE joined AS SELECT v FROM generate_series(1, 2000000) a(v) \
+         JOIN generate_series(1, 2000000) b(w) ON v = w",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, QueryError::MemoryLimit { .. }), "{e}");
+
+    assert_eq!(env.catalog.get("sales").await.unwrap().version, version);
+    assert!(env.catalog.get("joined").await.is_err(), "no dataset made");
+    assert_eq!(
+        files_of(env.store.as_ref()).await,
+        before,
+        "no file left behind"
+    );
+}
