@@ -14,7 +14,9 @@
 //! before it builds a key from a name. One extra rule keeps names from colliding on
 //! filesystem backends: a segment other than the last may not end in
 //! `.parquet`, because dataset `a` owns the file `a.parquet` and dataset
-//! `a.parquet/b` would need a directory of that same name.
+//! `a.parquet/b` would need a directory of that same name. And no segment
+//! may be `_delta_log`: dataset `a/_delta_log` would put its files inside
+//! the Delta log of dataset `a`.
 
 use lakehouse_storaged::key::{MAX_KEY_LEN, MAX_SEGMENT_LEN};
 
@@ -60,6 +62,8 @@ pub enum NameError {
     DoubleSlash,
     #[error("the name has a '.' segment")]
     DotSegment,
+    #[error("the segment '_delta_log' is reserved for tables' logs")]
+    DeltaLogSegment,
     #[error("the segment {segment:?} ends in '.parquet', which only the last segment may")]
     ParquetSegment { segment: String },
     #[error(
@@ -95,6 +99,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     let segments: Vec<&str> = name.split('/').collect();
     if segments.contains(&".") {
         return Err(NameError::DotSegment);
+    }
+    if segments.contains(&"_delta_log") {
+        return Err(NameError::DeltaLogSegment);
     }
     if let Some(seg) = segments.iter().find(|s| s.len() > MAX_NAME_SEGMENT_LEN) {
         return Err(NameError::SegmentTooLong { len: seg.len() });
@@ -175,6 +182,9 @@ mod tests {
             ("a//b", NameError::DoubleSlash),
             ("a/./b", NameError::DotSegment),
             (".", NameError::DotSegment),
+            ("a/_delta_log", NameError::DeltaLogSegment),
+            ("_delta_log", NameError::DeltaLogSegment),
+            ("a/_delta_log/b", NameError::DeltaLogSegment),
             (
                 "a.parquet/b",
                 NameError::ParquetSegment {
