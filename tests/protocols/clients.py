@@ -9,6 +9,8 @@ hand:
     python3 tests/protocols/clients.py adbc PORT READ_TOKEN
     python3 tests/protocols/clients.py adbc-limits PORT READ_TOKEN
     python3 tests/protocols/clients.py psycopg-limits PORT READ_TOKEN
+    python3 tests/protocols/clients.py psycopg-writes PORT READ_TOKEN WRITE_TOKEN
+    python3 tests/protocols/clients.py adbc-writes PORT READ_TOKEN WRITE_TOKEN
     python3 tests/protocols/clients.py adbc-hostile-tokens PORT READ_TOKEN
         (a server with max_rows=5, timeout_secs=1, memory_limit=4MiB)
     python3 tests/protocols/clients.py hold-pg PORT TOKEN SQL   (runs SQL, never returns)
@@ -132,7 +134,7 @@ def adbc_checks(port, token):
         check("get_table_schema", conn.adbc_get_table_schema("sales").names == COLUMNS.split(", "))
         expect_error("unknown table", lambda: cur.execute("SELECT * FROM nope"), "unknown table")
         expect_error("syntax error", lambda: cur.execute("SELEC 1"), "syntax error")
-        expect_error("read-only", lambda: cur.execute("CREATE TABLE t2 AS SELECT 1"), "not allowed")
+        expect_error("read-only", lambda: cur.execute("CREATE TABLE t2 AS SELECT 1"), "write role")
         cur.close()
     with adbc_connect(port, username="anyone", password=token) as conn:
         cur = conn.cursor()
@@ -153,6 +155,85 @@ def adbc_checks(port, token):
             cur.execute("SELECT 1")
 
     expect_error("no token", no_token, "needs a token")
+
+
+def psycopg_write_checks(port, reader, writer):
+    """Write statements: command tags, rowcount, server-side parameters
+    (binary too), a transaction block, and a read token refused."""
+    import psycopg
+
+    base = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester sslmode=disable"
+    with psycopg.connect(f"{base} password={writer}", autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE w AS SELECT id, name, qty, day FROM sales")
+        check("CTAS tag", cur.statusmessage == "SELECT 3" and cur.rowcount == 3, cur.statusmessage)
+        check("no rows from a write", cur.description is None, cur.description)
+        cur.execute("INSERT INTO w (id, name, qty, day) VALUES (%s, %s, %s, %s)",
+                    [4, "d'); DROP TABLE w; --", 40, dt.date(2024, 1, 4)])
+        check("INSERT tag", cur.statusmessage == "INSERT 0 1" and cur.rowcount == 1, cur.statusmessage)
+        r = conn.execute("SELECT name, day FROM w WHERE id = 4").fetchall()
+        check("a hostile value is only a value", r == [("d'); DROP TABLE w; --", dt.date(2024, 1, 4))], r)
+        with conn.cursor(binary=True) as bcur:
+            bcur.execute("UPDATE w SET name = %s WHERE id = %s", ["bb", 2])
+            check("UPDATE with binary parameters", bcur.rowcount == 1, bcur.statusmessage)
+        cur.execute("DELETE FROM w WHERE qty >= %s", [30])
+        check("DELETE tag", cur.statusmessage == "DELETE 2" and cur.rowcount == 2, cur.statusmessage)
+        cur.execute("MERGE INTO w USING sales s ON w.id = s.id "
+                    "WHEN MATCHED THEN UPDATE SET qty = s.qty + 1 "
+                    "WHEN NOT MATCHED THEN INSERT (id, name, qty) VALUES (s.id, s.name, s.qty)")
+        check("MERGE tag", cur.statusmessage == "MERGE 3" and cur.rowcount == 3, cur.statusmessage)
+        r = conn.execute("SELECT id, name, qty FROM w ORDER BY id").fetchall()
+        check("table after the writes", r == [(1, "a", 11), (2, "bb", 21), (3, "c", 30)], r)
+        expect_error("CREATE TABLE of an existing name", lambda: conn.execute(
+            "CREATE TABLE w AS SELECT 1 AS id"), "42P07")
+    # psycopg's default: statements inside BEGIN … COMMIT.
+    with psycopg.connect(f"{base} password={writer}") as conn:
+        conn.execute("INSERT INTO w (id, name) VALUES (%s, %s)", [9, "in a transaction"])
+        conn.commit()
+        r = conn.execute("SELECT name FROM w WHERE id = 9").fetchall()
+        check("write in a transaction block", r == [("in a transaction",)], r)
+        conn.commit()
+    with psycopg.connect(f"{base} password={reader}", autocommit=True) as conn:
+        for sql in ["INSERT INTO w (id) VALUES (10)", "DELETE FROM w", "UPDATE w SET qty = 0",
+                    "CREATE TABLE w2 AS SELECT 1 AS a",
+                    "MERGE INTO w USING sales s ON w.id = s.id WHEN MATCHED THEN DELETE"]:
+            e = expect_error(f"read token: {sql.split()[0]}", lambda: conn.execute(sql), "42501")
+            check("insufficient privilege class", isinstance(e, psycopg.errors.InsufficientPrivilege), type(e))
+        n = conn.execute("SELECT count(*) FROM w").fetchone()[0]
+        check("read token changed nothing", n == 4, n)
+
+
+def adbc_write_checks(port, reader, writer):
+    """Write statements over Flight SQL: the answer row through execute,
+    bound parameters, executemany (ExecuteUpdate, once per row), and a read
+    token refused."""
+    with adbc_connect(port, **bearer(writer)) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE f AS SELECT id, name FROM sales")
+        r = cur.fetchall()
+        check("CTAS answer", len(r) == 1 and r[0][0] == "f" and r[0][2:] == (3, 0, 0), r)
+        cur.execute("INSERT INTO f VALUES (?, ?)", parameters=(4, "d"))
+        r = cur.fetchall()
+        check("INSERT with parameters", r[0][2:] == (1, 0, 0), r)
+        cur.executemany("INSERT INTO f VALUES (?, ?)", [(5, "e"), (6, "f")])
+        cur.executemany("UPDATE f SET name = ? WHERE id = ?", [("E", 5), ("F", 6)])
+        cur.execute("SELECT id, name FROM f WHERE id >= 5 ORDER BY id")
+        r = cur.fetchall()
+        check("executemany", r == [(5, "E"), (6, "F")], r)
+        cur.execute("DELETE FROM f WHERE id > ?", parameters=(3,))
+        r = cur.fetchall()
+        check("DELETE answer", r[0][2:] == (0, 0, 3), r)
+        cur.close()
+    with adbc_connect(port, **bearer(reader)) as conn:
+        cur = conn.cursor()
+        expect_error("read token: INSERT", lambda: cur.execute("INSERT INTO f VALUES (7, 'g')"),
+                     "write role")
+        expect_error("read token: executemany", lambda: cur.executemany(
+            "DELETE FROM f WHERE id = ?", [(1,)]), "write role")
+        cur.execute("SELECT count(*) FROM f")
+        n = cur.fetchall()[0][0]
+        check("read token changed nothing", n == 3, n)
+        cur.close()
 
 
 # A query over the memory limit (a hash join's build side cannot spill) and
@@ -250,6 +331,10 @@ def main():
         adbc_limit_checks(port, token)
     elif cmd == "adbc-hostile-tokens":
         adbc_hostile_token_checks(port, token)
+    elif cmd == "psycopg-writes":
+        psycopg_write_checks(port, token, sys.argv[4])
+    elif cmd == "adbc-writes":
+        adbc_write_checks(port, token, sys.argv[4])
     elif cmd == "psycopg-limits":
         psycopg_limit_checks(port, token)
     elif cmd in ("hold-pg", "hold-flight"):

@@ -3,7 +3,7 @@
 //! A gRPC server (`tonic`, with arrow-flight's Flight SQL service and its
 //! generated protocol code, so no `protoc` at build time) whose every
 //! statement runs through [`lakehouse_queryd::QueryEngine`]: the same
-//! read-only sandbox, limits, memory pool, timeout and cancellation as
+//! sandbox, limits, memory pool, timeout and cancellation as
 //! `POST /query/sql`, with results streamed as Arrow batches.
 //!
 //! - Statements: `GetFlightInfo(CommandStatementQuery)` plans the statement
@@ -14,9 +14,14 @@
 //!   `GetTables` with Arrow schemas (one table per dataset), `GetTableTypes`
 //!   (`TABLE`), `GetSqlInfo` — what ADBC's `adbc_get_objects` and JDBC
 //!   navigators ask for.
+//! - Write statements (`INSERT`, `CREATE TABLE AS`, `DELETE`, `UPDATE`,
+//!   `MERGE`): through `Execute` they answer their one row (dataset,
+//!   version, rows inserted/updated/deleted); `ExecuteUpdate`
+//!   (`CommandStatementUpdate`, `CommandPreparedStatementUpdate`, run once
+//!   per row of parameters) returns the rows changed.
 //! - Auth ([`auth`]): `authorization: Bearer <token>`, or the Basic-auth
 //!   handshake with the token as the password; the same roles as HTTP (a
-//!   query needs `read`).
+//!   query needs `read`, a write statement `write`).
 //! - Errors ([`error`]): a gRPC status by the query error's variant, the
 //!   stable code in `lakehouse-error-code` metadata.
 //!

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt64Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -14,17 +14,18 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
+use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, TryStreamExt};
 use lakehouse_common::auth::{Authenticator, Role};
-use lakehouse_queryd::QueryEngine;
 use lakehouse_queryd::catalog::{CATALOG_NAME, SCHEMA_NAME};
+use lakehouse_queryd::{Access, QueryEngine};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -50,10 +51,15 @@ impl LakehouseFlightSql {
         }
     }
 
-    /// Every call so far reads: a `read` token is enough.
-    fn check<T>(&self, req: &Request<T>, what: &str) -> Result<(), Status> {
-        authorize(self.auth.as_deref(), req.metadata(), Role::Read, what)?;
-        Ok(())
+    /// Every call needs at least a `read` token; returns what the caller
+    /// may do (write statements need `write`, as on HTTP; no auth — loopback
+    /// only — writes).
+    fn check<T>(&self, req: &Request<T>, what: &str) -> Result<Access, Status> {
+        let who = authorize(self.auth.as_deref(), req.metadata(), Role::Read, what)?;
+        Ok(match who {
+            Some(p) if p.role < Role::Write => Access::ReadOnly,
+            _ => Access::ReadWrite,
+        })
     }
 
     /// A FlightInfo whose one endpoint's ticket is `ticket`.
@@ -71,12 +77,17 @@ impl LakehouseFlightSql {
         Ok(Response::new(info))
     }
 
-    /// Runs `handle` and streams its batches.
-    async fn stream(&self, handle: Handle) -> Result<Response<DoGetStream>, Status> {
+    /// Runs `handle` and streams its batches (a write statement's one-row
+    /// answer).
+    async fn stream(
+        &self,
+        handle: Handle,
+        access: Access,
+    ) -> Result<Response<DoGetStream>, Status> {
         let params = handle.param_values()?;
         let batches = self
             .engine
-            .run_batches(&handle.sql, params)
+            .run_batches_as(&handle.sql, params, access)
             .await
             .map_err(FlightError::from)?;
         let input = batches
@@ -87,6 +98,43 @@ impl LakehouseFlightSql {
             .build(input)
             .map_err(to_status);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// Runs a write statement for ExecuteUpdate; the rows it inserted,
+    /// updated and deleted. A query is refused (and cancelled).
+    async fn update(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        access: Access,
+    ) -> Result<i64, Status> {
+        let batches = self
+            .engine
+            .run_batches_as(sql, params, access)
+            .await
+            .map_err(FlightError::from)?;
+        if batches.write.is_none() {
+            return Err(FlightError::BadParameters(
+                "ExecuteUpdate runs INSERT, CREATE TABLE AS, DELETE, UPDATE and MERGE; \
+                 run a query with Execute"
+                    .to_string(),
+            )
+            .into());
+        }
+        let answer: Vec<RecordBatch> = batches
+            .stream
+            .try_collect()
+            .await
+            .map_err(FlightError::from)?;
+        let mut changed: u64 = 0;
+        for b in &answer {
+            for col in 2..5 {
+                if let Some(a) = b.column(col).as_any().downcast_ref::<UInt64Array>() {
+                    changed += a.iter().flatten().sum::<u64>();
+                }
+            }
+        }
+        Ok(i64::try_from(changed).unwrap_or(i64::MAX))
     }
 }
 
@@ -101,6 +149,21 @@ fn to_status(e: arrow_flight::error::FlightError) -> Status {
         }
         other => Status::from(other),
     }
+}
+
+/// Each row of a parameter batch as positional values.
+fn row_params(batch: &RecordBatch) -> Result<Vec<ParamValues>, FlightError> {
+    (0..batch.num_rows())
+        .map(|row| {
+            batch
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, row))
+                .collect::<Result<Vec<_>, _>>()
+                .map(ParamValues::from)
+                .map_err(|e| FlightError::BadParameters(e.to_string()))
+        })
+        .collect()
 }
 
 /// One metadata batch as a DoGet answer.
@@ -129,7 +192,7 @@ fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::FlightSqlServerName, "lakehouse");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
     b.append(SqlInfo::FlightSqlServerSql, true);
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
     b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
@@ -172,11 +235,11 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request, "a query")?;
+        let access = self.check(&request, "a query")?;
         let sql = number_placeholders(&query.query);
         let described = self
             .engine
-            .describe(&sql, None)
+            .describe_as(&sql, None, access)
             .await
             .map_err(FlightError::from)?;
         let ticket = TicketStatementQuery {
@@ -194,11 +257,11 @@ impl FlightSqlService for LakehouseFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request, "a query")?;
+        let access = self.check(&request, "a query")?;
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
         let described = self
             .engine
-            .describe(&handle.sql, handle.param_values()?)
+            .describe_as(&handle.sql, handle.param_values()?, access)
             .await
             .map_err(FlightError::from)?;
         Self::info(
@@ -283,8 +346,9 @@ impl FlightSqlService for LakehouseFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request, "a query")?;
-        self.stream(Handle::decode(&ticket.statement_handle)?).await
+        let access = self.check(&request, "a query")?;
+        self.stream(Handle::decode(&ticket.statement_handle)?, access)
+            .await
     }
 
     async fn do_get_prepared_statement(
@@ -292,8 +356,8 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request, "a query")?;
-        self.stream(Handle::decode(&query.prepared_statement_handle)?)
+        let access = self.check(&request, "a query")?;
+        self.stream(Handle::decode(&query.prepared_statement_handle)?, access)
             .await
     }
 
@@ -381,11 +445,11 @@ impl FlightSqlService for LakehouseFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request, "preparing a statement")?;
+        let access = self.check(&request, "preparing a statement")?;
         let sql = number_placeholders(&query.query);
         let described = self
             .engine
-            .describe(&sql, None)
+            .describe_as(&sql, None, access)
             .await
             .map_err(FlightError::from)?;
         Ok(ActionCreatePreparedStatementResult {
@@ -403,6 +467,52 @@ impl FlightSqlService for LakehouseFlightSql {
         // Handles hold no server state: nothing to free.
         self.check(&request, "closing a statement")?;
         Ok(())
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let access = self.check(&request, "a write statement")?;
+        self.update(&number_placeholders(&cmd.query), None, access)
+            .await
+    }
+
+    /// Runs the prepared write once per row of parameter values sent (or
+    /// once with the values bound before); each run is its own version.
+    async fn do_put_prepared_statement_update(
+        &self,
+        cmd: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let access = self.check(&request, "a write statement")?;
+        let handle = Handle::decode(&cmd.prepared_statement_handle)?;
+        let data = request
+            .into_inner()
+            .map_err(arrow_flight::error::FlightError::from);
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
+                .try_collect()
+                .await
+                .map_err(|e| FlightError::BadParameters(e.to_string()))?;
+        let rows: Vec<ParamValues> = batches
+            .iter()
+            .map(row_params)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        if rows.is_empty() {
+            return self
+                .update(&handle.sql, handle.param_values()?, access)
+                .await;
+        }
+        let mut total: i64 = 0;
+        for params in rows {
+            total = total.saturating_add(self.update(&handle.sql, Some(params), access).await?);
+        }
+        Ok(total)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

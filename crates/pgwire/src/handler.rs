@@ -14,6 +14,13 @@
 //! as in PostgreSQL) and reports parameter types DataFusion inferred;
 //! `Describe` of a portal plans again with the bound values, so the row
 //! description matches what `Execute` sends.
+//!
+//! Write statements (`INSERT`, `CREATE TABLE AS`, `DELETE`, `UPDATE`,
+//! `MERGE`) run as on HTTP for a connection whose token may write, each
+//! committing its own table version when it completes (autocommit: a
+//! later `ROLLBACK` cannot undo it). They answer PostgreSQL's command tags
+//! (`INSERT 0 n`, `UPDATE n`, `DELETE n`, `MERGE n`, `SELECT n` for
+//! `CREATE TABLE AS`) with no rows; a `read` token gets 42501.
 
 use std::sync::Arc;
 
@@ -25,12 +32,13 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use futures::stream::BoxStream;
 use futures::{Sink, Stream, StreamExt};
-use lakehouse_queryd::{Described, QueryEngine, QueryError};
+use lakehouse_common::auth::{Principal, Role};
+use lakehouse_queryd::{Access, Described, QueryEngine, QueryError, WriteKind};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
-    Response,
+    Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -83,6 +91,38 @@ pub struct StatementParser {
     engine: Arc<QueryEngine>,
 }
 
+/// What the connection's token may do; without auth (loopback only)
+/// everyone may write, as on HTTP.
+pub fn access<C: ClientInfo>(client: &C) -> Access {
+    match client.session_extensions().get::<Principal>() {
+        Some(p) if p.role < Role::Write => Access::ReadOnly,
+        _ => Access::ReadWrite,
+    }
+}
+
+/// PostgreSQL's command tag for a write statement's one-row answer
+/// (`dataset, version, rows_inserted, rows_updated, rows_deleted`).
+fn write_tag(kind: WriteKind, answer: &[RecordBatch]) -> PgWireResult<Tag> {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    let count = |col: usize| -> PgWireResult<usize> {
+        answer
+            .iter()
+            .filter_map(|b| b.column(col).as_any().downcast_ref::<UInt64Array>())
+            .filter(|a| !a.is_empty())
+            .map(|a| a.value(0) as usize)
+            .next()
+            .ok_or_else(|| user_error("XX000", "the write statement gave no answer"))
+    };
+    let (inserted, updated, deleted) = (count(2)?, count(3)?, count(4)?);
+    Ok(match kind {
+        WriteKind::Insert => Tag::new("INSERT").with_oid(0).with_rows(inserted),
+        WriteKind::CreateTableAs => Tag::new("SELECT").with_rows(inserted),
+        WriteKind::Delete => Tag::new("DELETE").with_rows(deleted),
+        WriteKind::Update => Tag::new("UPDATE").with_rows(updated),
+        WriteKind::Merge => Tag::new("MERGE").with_rows(inserted + updated + deleted),
+    })
+}
+
 fn pg_types(d: &Described) -> Vec<Type> {
     d.params
         .iter()
@@ -109,7 +149,7 @@ impl QueryParser for StatementParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         types: &[Option<Type>],
     ) -> PgWireResult<Option<PgStatement>>
@@ -136,7 +176,7 @@ impl QueryParser for StatementParser {
                 let sql = typed_sql(sql, types);
                 let described = self
                     .engine
-                    .describe(&sql, None)
+                    .describe_as(&sql, None, access(client))
                     .await
                     .map_err(query_error)?;
                 Ok(Some(PgStatement::Query { sql, described }))
@@ -159,7 +199,7 @@ impl QueryParser for StatementParser {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            PgStatement::Query { described, .. } => fields(
+            PgStatement::Query { described, .. } if described.write.is_none() => fields(
                 &described.schema,
                 format.unwrap_or(&Format::UnifiedText),
                 None,
@@ -236,9 +276,19 @@ impl QueryHandler {
     {
         let batches = self
             .engine
-            .run_batches(sql, params)
+            .run_batches_as(sql, params, access(client))
             .await
             .map_err(query_error)?;
+        if let Some(kind) = batches.write {
+            let answer: Vec<RecordBatch> = batches
+                .stream
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(query_error)?;
+            return Ok(Response::Execution(write_tag(kind, &answer)?));
+        }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let fields = Arc::new(fields(&batches.schema, format, Some(options))?);
         let rows = cancellable(client, rows(fields.clone(), batches.stream)).await;
@@ -391,6 +441,9 @@ impl ExtendedQueryHandler for QueryHandler {
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let schema = match &portal.statement.statement {
+            PgStatement::Query { described, .. } if described.write.is_some() => {
+                return Ok(DescribePortalResponse::no_data());
+            }
             PgStatement::Query { sql, described } => match bound(portal, described)? {
                 None => described.schema.clone(),
                 Some(p) => {

@@ -1,8 +1,10 @@
 //! The PostgreSQL wire protocol over queryd's engine.
 //!
 //! `psql`, psycopg, JDBC (DBeaver), Grafana and Metabase connect to the
-//! lakehouse as to a read-only PostgreSQL 16: database `lakehouse`, schema
-//! `public`, one table per dataset. Built on the `pgwire` crate:
+//! lakehouse as to a PostgreSQL 16: database `lakehouse`, schema `public`,
+//! one table per dataset; queries, and the write statements of
+//! `/query/sql` for a token that may write (autocommit). Built on the
+//! `pgwire` crate:
 //!
 //! - [`dialect`]: PostgreSQL's grammar, `pg_catalog` and `information_schema`
 //!   (enough for psql's `\dt`/`\d` and DBeaver's navigator), PostgreSQL's

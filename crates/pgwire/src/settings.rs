@@ -1,7 +1,9 @@
 //! Transaction control and session settings.
 //!
 //! Transactions are accepted and trivially serialisable: every statement
-//! reads committed, immutable table versions. `SET` records a value that
+//! reads committed, immutable table versions, and a write statement
+//! commits its own version when it completes (autocommit: `ROLLBACK`
+//! cannot undo it). `SET` records a value that
 //! `SHOW` reports (the connection's startup parameters count too); it never
 //! reaches the engine, so no limit can be changed from a connection.
 
@@ -30,8 +32,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("search_path", "public"),
     ("transaction_isolation", "serializable"),
     ("default_transaction_isolation", "serializable"),
-    ("transaction_read_only", "on"),
-    ("default_transaction_read_only", "on"),
+    ("transaction_read_only", "off"),
+    ("default_transaction_read_only", "off"),
     ("standard_conforming_strings", "on"),
     ("integer_datetimes", "on"),
     ("datestyle", "ISO, MDY"),

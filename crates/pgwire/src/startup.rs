@@ -27,7 +27,8 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::error::fatal;
 
-/// The role a connection needs: every statement so far reads.
+/// The role a connection needs; write statements check `write` each
+/// ([`crate::handler::access`]).
 const NEEDED: Role = Role::Read;
 
 pub struct Startup {
@@ -42,7 +43,7 @@ impl Startup {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = "16.6 (lakehouse)".to_string();
         params.is_superuser = false;
-        params.default_transaction_read_only = true;
+        params.default_transaction_read_only = false;
         params.date_style = "ISO, MDY".to_string();
         Self {
             auth,

@@ -15,10 +15,14 @@
 //! [`QueryEngine::describe`] parses and plans without running: the result
 //! schema and the types of the `$n` parameters (PostgreSQL's Describe,
 //! Flight SQL's prepared statements).
+//!
+//! The `_as` variants take the caller's [`Access`]: a write statement runs
+//! as on HTTP (its `$n` values inlined, see `write::params`) and streams
+//! its one-row answer, marked by [`Batches::write`].
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -34,10 +38,14 @@ use crate::catalog::dataset_schema;
 use crate::encode::Format;
 use crate::engine::{Job, QueryEngine, Stop, verify};
 use crate::error::{QueryError, is_not_found};
+use crate::write::{Access, Kind as WriteKind};
 
 /// A result as Arrow batches. Dropping it cancels the query.
 pub struct Batches {
     pub schema: SchemaRef,
+    /// The statement wrote (its one row is the answer:
+    /// [`crate::write_answer_schema`]); `None` for a query.
+    pub write: Option<WriteKind>,
     /// Batches with at least one row; an `Err` ends the stream (the query
     /// failed, timed out, or passed `max_rows`).
     pub stream: BoxStream<'static, Result<RecordBatch, QueryError>>,
@@ -59,6 +67,9 @@ pub struct Described {
     /// The parameters `$1`, `$2`, … in order, with the type the planner
     /// inferred for each (`None` when nothing constrains it).
     pub params: Vec<Option<DataType>>,
+    /// The statement writes: it answers one row of
+    /// [`crate::write_answer_schema`] (and takes its parameters as bound).
+    pub write: Option<WriteKind>,
 }
 
 /// A dataset as a table: its name and Arrow schema.
@@ -76,12 +87,27 @@ impl QueryEngine {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<Batches, QueryError> {
-        let (job, guard) = self.job(Format::Arrow, params);
+        self.run_batches_as(sql, params, Access::ReadOnly).await
+    }
+
+    /// [`QueryEngine::run_batches`] for a caller with `access`: a write
+    /// statement runs as on HTTP and streams its one-row answer
+    /// ([`Batches::write`] says so).
+    pub async fn run_batches_as(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        access: Access,
+    ) -> Result<Batches, QueryError> {
+        let (mut job, guard) = self.job(Format::Arrow, params);
+        job.access = access;
         let (tx, mut rx) = mpsc::channel::<Result<RecordBatch, QueryError>>(2);
         let sql = sql.to_string();
+        let wrote = Arc::new(OnceLock::new());
+        let kind = wrote.clone();
         self.exec.handle().spawn(async move {
             let err_tx = tx.clone();
-            if let Err(e) = job.run_batches(&sql, tx).await {
+            if let Err(e) = job.run_batches(&sql, tx, &kind).await {
                 let _ = err_tx.send(Err(e)).await;
             }
         });
@@ -95,7 +121,11 @@ impl QueryEngine {
                     .chain(rest)
                     .filter(|b| std::future::ready(!matches!(b, Ok(b) if b.num_rows() == 0)))
                     .boxed();
-                Ok(Batches { schema, stream })
+                Ok(Batches {
+                    schema,
+                    write: wrote.get().copied(),
+                    stream,
+                })
             }
             Some(Err(e)) => Err(e),
             None => Err(QueryError::Internal(
@@ -111,7 +141,19 @@ impl QueryEngine {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<Described, QueryError> {
-        let (job, guard) = self.job(Format::Arrow, params);
+        self.describe_as(sql, params, Access::ReadOnly).await
+    }
+
+    /// [`QueryEngine::describe`] for a caller with `access`: a write
+    /// statement is described (its answer's schema), not run.
+    pub async fn describe_as(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        access: Access,
+    ) -> Result<Described, QueryError> {
+        let (mut job, guard) = self.job(Format::Arrow, params);
+        job.access = access;
         let sql = sql.to_string();
         let task = self.exec.handle().spawn(async move {
             match job.guarded(job.describe(&sql)).await {
@@ -181,13 +223,27 @@ impl QueryEngine {
 }
 
 impl Job {
-    /// Plans, executes and sends batches; see the module docs.
+    /// Plans, executes and sends batches; see the module docs. A write
+    /// statement sets `wrote` before its answer is sent.
     async fn run_batches(
         self,
         sql: &str,
         tx: mpsc::Sender<Result<RecordBatch, QueryError>>,
+        wrote: &OnceLock<WriteKind>,
     ) -> Result<(), QueryError> {
-        let prepared = match self.guarded(self.prepare(sql)).await {
+        let stmt = self.parse_any(sql)?;
+        if let Some(kind) = self.write_kind(&stmt)? {
+            let _ = wrote.set(kind);
+            if let Some(answer) = self.write_answer(kind, stmt).await? {
+                let _ = tx.send(Ok(answer)).await;
+            }
+            return Ok(());
+        }
+        let prepared = async {
+            let plan = self.logical_stmt(stmt).await?;
+            self.prepare_plan(plan).await
+        };
+        let prepared = match self.guarded(prepared).await {
             Ok(p) => p,
             Err(Stop::Gone) => return Ok(()),
             Err(Stop::Error(e)) => return Err(e),
@@ -236,7 +292,15 @@ impl Job {
 
     /// The result schema and parameter types of `sql`.
     async fn describe(&self, sql: &str) -> Result<Described, QueryError> {
-        let plan = self.logical(sql).await?;
+        let stmt = self.parse_any(sql)?;
+        if let Some(kind) = self.write_kind(&stmt)? {
+            return Ok(Described {
+                schema: crate::write_answer_schema(),
+                params: vec![None; crate::write::params::count(&stmt)],
+                write: Some(kind),
+            });
+        }
+        let plan = self.logical_stmt(stmt).await?;
         let plan = if self.params.is_some() {
             self.bind(plan)?
         } else {
@@ -247,6 +311,7 @@ impl Job {
         Ok(Described {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             params: positional(types)?,
+            write: None,
         })
     }
 }

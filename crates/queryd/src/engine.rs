@@ -553,20 +553,11 @@ impl Job {
         sql: String,
         tx: mpsc::Sender<Result<Bytes, QueryError>>,
     ) -> Result<StreamEnd, QueryError> {
-        let stmt = match &self.dialect {
-            // Parsing runs here, on the engine's big-stack threads.
-            None => sandbox::parse(&sql, self.max_depth)?,
-            Some(d) => sandbox::check_with(&sql, self.max_depth, &|s| d.parse(s))?,
-        };
-        if let Some(kind) = Kind::of(&stmt) {
-            if self.access != Access::ReadWrite {
-                return Err(QueryError::WriteDenied {
-                    what: kind.keyword().to_string(),
-                });
-            }
+        // Parsing runs here, on the engine's big-stack threads.
+        let stmt = self.parse_any(&sql)?;
+        if let Some(kind) = self.write_kind(&stmt)? {
             return self.run_write(kind, stmt, tx).await;
         }
-        sandbox::admit(&stmt)?;
         let prepared = async {
             let plan = self.logical_stmt(stmt).await?;
             self.prepare_plan(plan).await
@@ -611,17 +602,8 @@ impl Job {
         }
     }
 
-    /// Parse, check, plan (with case-insensitive columns), cap, and build
-    /// the physical plan; `None` if there is nothing to run.
-    pub(crate) async fn prepare(
-        &self,
-        sql: &str,
-    ) -> Result<Option<(Arc<dyn ExecutionPlan>, bool)>, QueryError> {
-        let plan = self.logical(sql).await?;
-        self.prepare_plan(plan).await
-    }
-
-    /// [`Job::prepare`] from the statement's plan.
+    /// Binds, checks, caps and builds the physical plan of a statement's
+    /// plan; `None` if there is nothing to run.
     pub(crate) async fn prepare_plan(
         &self,
         plan: LogicalPlan,
@@ -662,13 +644,28 @@ impl Job {
         Ok(Some((physical, false)))
     }
 
-    /// Parses (with the dialect's parser, if any), checks and plans `sql`.
-    pub(crate) async fn logical(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
-        let stmt = match &self.dialect {
-            None => sandbox::check(sql, self.max_depth)?,
-            Some(d) => sandbox::check_with(sql, self.max_depth, &|s| d.parse(s))?,
-        };
-        self.logical_stmt(stmt).await
+    /// Parses `sql` (with the dialect's parser, if any) into one statement
+    /// within the limits, whatever it is: the caller admits it.
+    pub(crate) fn parse_any(&self, sql: &str) -> Result<DfStatement, QueryError> {
+        match &self.dialect {
+            None => sandbox::parse(sql, self.max_depth),
+            Some(d) => sandbox::parse_with(sql, self.max_depth, &|s| d.parse(s)),
+        }
+    }
+
+    /// The statement's kind if it writes (and the caller may write);
+    /// `None` if it is a query the read-only sandbox admits.
+    pub(crate) fn write_kind(&self, stmt: &DfStatement) -> Result<Option<Kind>, QueryError> {
+        match Kind::of(stmt) {
+            Some(kind) if self.access != Access::ReadWrite => Err(QueryError::WriteDenied {
+                what: kind.keyword().to_string(),
+            }),
+            Some(kind) => Ok(Some(kind)),
+            None => {
+                sandbox::admit(stmt)?;
+                Ok(None)
+            }
+        }
     }
 
     /// Plans a statement the sandbox admitted.

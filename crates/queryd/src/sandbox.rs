@@ -74,6 +74,18 @@ pub fn check_with(
     max_depth: usize,
     parse: &dyn Fn(&str) -> Result<Vec<SqlStatement>, QueryError>,
 ) -> Result<DfStatement, QueryError> {
+    let stmt = parse_with(sql, max_depth, parse)?;
+    allowed(&stmt)?;
+    Ok(stmt)
+}
+
+/// [`parse`] with a protocol's own parser: one statement within the
+/// limits, whatever it is (the caller admits it).
+pub fn parse_with(
+    sql: &str,
+    max_depth: usize,
+    parse: &dyn Fn(&str) -> Result<Vec<SqlStatement>, QueryError>,
+) -> Result<DfStatement, QueryError> {
     if sql.trim().is_empty() {
         return Err(QueryError::InvalidRequest("the SQL is empty".to_string()));
     }
@@ -86,7 +98,6 @@ pub fn check_with(
         )));
     }
     let stmt = DfStatement::Statement(Box::new(statements.remove(0)));
-    allowed(&stmt)?;
     limits::check_statement(&stmt, max_depth)?;
     Ok(stmt)
 }

@@ -369,6 +369,11 @@ async fn row_cap_timeout_and_memory_limit_are_errors_over_both_protocols() {
 /// Runs `clients.py KIND PORT READ_TOKEN`; skips when the client library
 /// is missing (fails under `LAKEHOUSE_TEST_REQUIRE_PY=1`).
 pub fn python_checks(kind: &str, port: u16) {
+    python_checks_with(kind, port, &[])
+}
+
+/// [`python_checks`] with more arguments after the read token.
+pub fn python_checks_with(kind: &str, port: u16, extra: &[&str]) {
     let module = if kind.starts_with("psycopg") {
         "psycopg"
     } else {
@@ -384,6 +389,7 @@ pub fn python_checks(kind: &str, port: u16) {
     let out = Command::new("python3")
         .arg(script())
         .args([kind, &port.to_string(), READER])
+        .args(extra)
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -406,6 +412,48 @@ async fn adbc_flight_sql_queries_parameters_objects_and_tokens() {
     let server = ProtoServer::start(&[]);
     server.ingest_fixture().await;
     python_checks("adbc", server.flight);
+}
+
+/// Write statements over both protocols: command tags and parameters over
+/// psycopg, ExecuteUpdate and prepared writes over ADBC, psql's tags, and
+/// a `read` token refused (42501 / PermissionDenied) with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_statements_over_both_protocols() {
+    let server = ProtoServer::start(&[]);
+    server.ingest_fixture().await;
+    python_checks_with("psycopg-writes", server.pg, &[WRITER]);
+    python_checks_with("adbc-writes", server.flight, &[WRITER]);
+    if !psql_available() {
+        return;
+    }
+    let (ok, out, err) = psql(
+        server.pg,
+        WRITER,
+        &[
+            "CREATE TABLE p AS SELECT id, name FROM sales",
+            "INSERT INTO p VALUES (4, 'd'), (5, 'e')",
+            "UPDATE p SET name = upper(name) WHERE id > 3",
+            "DELETE FROM p WHERE id = 1",
+            "MERGE INTO p USING sales s ON p.id = s.id WHEN MATCHED THEN DELETE",
+            "SELECT id, name FROM p ORDER BY id",
+        ],
+    );
+    assert!(ok, "{err}");
+    for tag in [
+        "SELECT 3",
+        "INSERT 0 2",
+        "UPDATE 2",
+        "DELETE 1",
+        "MERGE 2",
+        "(2 rows)",
+    ] {
+        assert!(out.contains(tag), "{tag} missing from:\n{out}");
+    }
+    let (ok, _, err) = psql(server.pg, READER, &["DELETE FROM p"]);
+    assert!(!ok);
+    assert!(err.contains("ERROR:  42501"), "{err}");
+    let (ok, out, err) = psql(server.pg, READER, &["SELECT count(*) AS n FROM p"]);
+    assert!(ok && out.contains(" 2\n"), "{out}{err}");
 }
 
 /// A client killed mid-query cancels it: the query leaves the running set

@@ -30,12 +30,13 @@
 
 mod append;
 mod merge;
+pub(crate) mod params;
 mod rows;
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
@@ -69,7 +70,7 @@ pub enum Access {
 
 /// The write statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Insert,
     CreateTableAs,
     Delete,
@@ -93,7 +94,8 @@ impl Kind {
         }
     }
 
-    pub(crate) fn keyword(self) -> &'static str {
+    /// The statement's name, as in error messages (`CREATE TABLE AS`).
+    pub fn keyword(self) -> &'static str {
         match self {
             Kind::Insert => "INSERT",
             Kind::CreateTableAs => "CREATE TABLE AS",
@@ -111,18 +113,22 @@ pub(crate) struct Outcome {
     pub changed: Changed,
 }
 
+/// The schema of a write statement's one-row answer.
+pub fn answer_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("dataset", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("rows_inserted", DataType::UInt64, false),
+        Field::new("rows_updated", DataType::UInt64, false),
+        Field::new("rows_deleted", DataType::UInt64, false),
+    ]))
+}
+
 impl Outcome {
     fn batch(&self) -> Result<RecordBatch, QueryError> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("dataset", DataType::Utf8, false),
-            Field::new("version", DataType::Int64, false),
-            Field::new("rows_inserted", DataType::UInt64, false),
-            Field::new("rows_updated", DataType::UInt64, false),
-            Field::new("rows_deleted", DataType::UInt64, false),
-        ]));
         let c = &self.changed;
         RecordBatch::try_new(
-            schema,
+            answer_schema(),
             vec![
                 Arc::new(StringArray::from(vec![self.dataset.clone()])),
                 Arc::new(Int64Array::from(vec![c.version])),
@@ -243,18 +249,30 @@ impl Job {
         stmt: DfStatement,
         tx: mpsc::Sender<Result<bytes::Bytes, QueryError>>,
     ) -> Result<StreamEnd, QueryError> {
-        let outcome = match self.guarded(self.write_with_retries(kind, &stmt)).await {
-            Ok(o) => o,
-            Err(Stop::Gone) => return Ok(StreamEnd::Complete { rows: 0 }),
-            Err(Stop::Error(e)) => return Err(e),
+        let Some(batch) = self.write_answer(kind, stmt).await? else {
+            return Ok(StreamEnd::Complete { rows: 0 });
         };
-        let batch = outcome.batch()?;
         let schema = batch.schema();
         let stream = Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::once(async move { Ok(batch) }),
         ));
         self.stream_out(stream, true, tx).await
+    }
+
+    /// Runs a write statement (its `$n` replaced by the bound values) and
+    /// returns its one-row answer; `None` if the caller went away.
+    pub(crate) async fn write_answer(
+        &self,
+        kind: Kind,
+        stmt: DfStatement,
+    ) -> Result<Option<RecordBatch>, QueryError> {
+        let stmt = params::inline(stmt, self.params.as_ref())?;
+        match self.guarded(self.write_with_retries(kind, &stmt)).await {
+            Ok(o) => o.batch().map(Some),
+            Err(Stop::Gone) => Ok(None),
+            Err(Stop::Error(e)) => Err(e),
+        }
     }
 
     async fn write_with_retries(

@@ -40,6 +40,14 @@ impl Job {
             ));
         }
         let plan = self.plan(stmt.clone()).await?;
+        // Type coercion (an analyzer rule): delta-rs prunes files with the
+        // predicate as given, so `bigint_col = smallint_value` must arrive
+        // with its cast.
+        let plan = self
+            .state
+            .analyzer()
+            .execute_and_check(plan, self.state.config_options(), |_, _| {})
+            .map_err(|e| self.classify(&e))?;
         let change = row_change(kind, &plan)?;
         let base = self.table_version(&change.dataset).await?;
         let session = self.write_session();

@@ -368,3 +368,61 @@ async fn the_timeout_and_memory_limit_apply_to_writes() {
         "no file left behind"
     );
 }
+
+/// The protocols' entry points: a write through `run_batches_as` with `$n`
+/// values (typed literals, never SQL text), described without running;
+/// a read-only caller is refused there too.
+#[tokio::test]
+async fn writes_through_the_batch_api_take_parameters() {
+    use datafusion::common::{ParamValues, ScalarValue};
+    use futures::StreamExt;
+
+    let env = Env::new().await;
+    let engine = env.engine(Default::default());
+    let sql = "UPDATE sales SET region = $1 WHERE id = $2 OR day = $3";
+    let d = engine
+        .describe_as(sql, None, Access::ReadWrite)
+        .await
+        .unwrap();
+    assert_eq!(d.write, Some(lakehouse_queryd::WriteKind::Update));
+    assert_eq!(d.params.len(), 3);
+    assert_eq!(d.schema, lakehouse_queryd::write_answer_schema());
+    let e = engine.describe(sql, None).await.unwrap_err();
+    assert!(matches!(e, QueryError::WriteDenied { .. }), "{e}");
+    let e = engine.run_batches(sql, None).await.expect_err("read-only");
+    assert!(matches!(e, QueryError::WriteDenied { .. }), "{e}");
+    // Unbound values are named; nothing changed.
+    let e = engine
+        .run_batches_as(sql, None, Access::ReadWrite)
+        .await
+        .expect_err("no values");
+    assert!(e.to_string().contains("$1"), "{e}");
+
+    let params = ParamValues::from(vec![
+        ScalarValue::Utf8(Some("it's west".into())),
+        ScalarValue::Int64(Some(1)),
+        ScalarValue::Date32(Some(19727)), // 2024-01-05: no row
+    ]);
+    let b = engine
+        .run_batches_as(sql, Some(params), Access::ReadWrite)
+        .await
+        .unwrap();
+    assert_eq!(b.write, Some(lakehouse_queryd::WriteKind::Update));
+    let batches: Vec<_> = b.stream.map(|r| r.unwrap()).collect().await;
+    let answer = rows(&batches);
+    assert_eq!(counts(&answer[0]), (0, 1, 0));
+    assert_eq!(
+        query_rows(&engine, "SELECT region FROM sales WHERE id = 1").await,
+        table(&[&["it's west"]])
+    );
+    // A value of a narrower type than the column (psycopg sends int2):
+    // the predicate reaches delta-rs's file pruning with its cast.
+    let a = ok(&engine, "DELETE FROM sales WHERE id = CAST(5 AS SMALLINT)").await;
+    assert_eq!(counts(&a), (0, 0, 1));
+    // A query through the same entry point is not a write.
+    let b = engine
+        .run_batches_as("SELECT 1", None, Access::ReadWrite)
+        .await
+        .unwrap();
+    assert_eq!(b.write, None);
+}
