@@ -220,6 +220,8 @@ def adbc_write_checks(port, reader, writer):
         cur.execute("SELECT id, name FROM f WHERE id >= 5 ORDER BY id")
         r = cur.fetchall()
         check("executemany", r == [(5, "E"), (6, "F")], r)
+        expect_error("executemany over the row cap", lambda: cur.executemany(
+            "INSERT INTO f VALUES (?, ?)", [(i, "x") for i in range(10_001)]), "at most 10000")
         cur.execute("DELETE FROM f WHERE id > ?", parameters=(3,))
         r = cur.fetchall()
         check("DELETE answer", r[0][2:] == (0, 0, 3), r)

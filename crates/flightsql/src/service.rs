@@ -22,7 +22,7 @@ use arrow_flight::{
     SchemaAsIpc, Ticket,
 };
 use datafusion::common::{ParamValues, ScalarValue};
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_common::auth::{Authenticator, Role};
 use lakehouse_queryd::catalog::{CATALOG_NAME, SCHEMA_NAME};
 use lakehouse_queryd::{Access, QueryEngine};
@@ -149,6 +149,35 @@ fn to_status(e: arrow_flight::error::FlightError) -> Status {
         }
         other => Status::from(other),
     }
+}
+
+/// Most rows of parameter values one ExecuteUpdate takes (the statement
+/// runs once per row).
+const MAX_UPDATE_ROWS: usize = 10_000;
+
+/// The parameter batches a DoPut carries, refused as soon as they pass
+/// `max_rows` rows (a client cannot make the server hold an endless stream).
+async fn parameter_batches(
+    request: Request<PeekableFlightDataStream>,
+    max_rows: usize,
+    what: &str,
+) -> Result<Vec<RecordBatch>, FlightError> {
+    let data = request
+        .into_inner()
+        .map_err(arrow_flight::error::FlightError::from);
+    let mut stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data);
+    let (mut out, mut rows) = (Vec::new(), 0usize);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| FlightError::BadParameters(e.to_string()))?;
+        rows += batch.num_rows();
+        if rows > max_rows {
+            return Err(FlightError::BadParameters(format!(
+                "{what} takes at most {max_rows} row(s) of parameter values"
+            )));
+        }
+        out.push(batch);
+    }
+    Ok(out)
 }
 
 /// Each row of a parameter batch as positional values.
@@ -426,14 +455,7 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.check(&request, "binding parameters")?;
         let mut handle = Handle::decode(&query.prepared_statement_handle)?;
-        let data = request
-            .into_inner()
-            .map_err(arrow_flight::error::FlightError::from);
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
-                .try_collect()
-                .await
-                .map_err(|e| FlightError::BadParameters(e.to_string()))?;
+        let batches = parameter_batches(request, 1, "a query").await?;
         handle.params = Some(one_row(batches)?);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.encode()?),
@@ -488,14 +510,7 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<i64, Status> {
         let access = self.check(&request, "a write statement")?;
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
-        let data = request
-            .into_inner()
-            .map_err(arrow_flight::error::FlightError::from);
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
-                .try_collect()
-                .await
-                .map_err(|e| FlightError::BadParameters(e.to_string()))?;
+        let batches = parameter_batches(request, MAX_UPDATE_ROWS, "ExecuteUpdate").await?;
         let rows: Vec<ParamValues> = batches
             .iter()
             .map(row_params)
