@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt64Array};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -25,7 +25,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_common::auth::{Authenticator, Role};
 use lakehouse_queryd::catalog::{CATALOG_NAME, SCHEMA_NAME};
-use lakehouse_queryd::{Access, QueryEngine};
+use lakehouse_queryd::{Access, QueryEngine, WriteCounts};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -56,10 +56,7 @@ impl LakehouseFlightSql {
     /// only — writes).
     fn check<T>(&self, req: &Request<T>, what: &str) -> Result<Access, Status> {
         let who = authorize(self.auth.as_deref(), req.metadata(), Role::Read, what)?;
-        Ok(match who {
-            Some(p) if p.role < Role::Write => Access::ReadOnly,
-            _ => Access::ReadWrite,
-        })
+        Ok(Access::of(who.as_ref()))
     }
 
     /// A FlightInfo whose one endpoint's ticket is `ticket`.
@@ -126,14 +123,7 @@ impl LakehouseFlightSql {
             .try_collect()
             .await
             .map_err(FlightError::from)?;
-        let mut changed: u64 = 0;
-        for b in &answer {
-            for col in 2..5 {
-                if let Some(a) = b.column(col).as_any().downcast_ref::<UInt64Array>() {
-                    changed += a.iter().flatten().sum::<u64>();
-                }
-            }
-        }
+        let changed = WriteCounts::of(&answer).unwrap_or_default().total();
         Ok(i64::try_from(changed).unwrap_or(i64::MAX))
     }
 }

@@ -31,9 +31,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use futures::stream::BoxStream;
-use futures::{Sink, Stream, StreamExt};
-use lakehouse_common::auth::{Principal, Role};
-use lakehouse_queryd::{Access, Described, QueryEngine, QueryError, WriteKind};
+use futures::{Sink, Stream, StreamExt, TryStreamExt};
+use lakehouse_common::auth::Principal;
+use lakehouse_queryd::{Access, Described, QueryEngine, QueryError, WriteCounts, WriteKind};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
@@ -91,35 +91,22 @@ pub struct StatementParser {
     engine: Arc<QueryEngine>,
 }
 
-/// What the connection's token may do; without auth (loopback only)
-/// everyone may write, as on HTTP.
+/// What the connection's token may do (the principal saved at startup).
 pub fn access<C: ClientInfo>(client: &C) -> Access {
-    match client.session_extensions().get::<Principal>() {
-        Some(p) if p.role < Role::Write => Access::ReadOnly,
-        _ => Access::ReadWrite,
-    }
+    Access::of(client.session_extensions().get::<Principal>().as_deref())
 }
 
-/// PostgreSQL's command tag for a write statement's one-row answer
-/// (`dataset, version, rows_inserted, rows_updated, rows_deleted`).
+/// PostgreSQL's command tag for a write statement's answer.
 fn write_tag(kind: WriteKind, answer: &[RecordBatch]) -> PgWireResult<Tag> {
-    use datafusion::arrow::array::{Array, UInt64Array};
-    let count = |col: usize| -> PgWireResult<usize> {
-        answer
-            .iter()
-            .filter_map(|b| b.column(col).as_any().downcast_ref::<UInt64Array>())
-            .filter(|a| !a.is_empty())
-            .map(|a| a.value(0) as usize)
-            .next()
-            .ok_or_else(|| user_error("XX000", "the write statement gave no answer"))
-    };
-    let (inserted, updated, deleted) = (count(2)?, count(3)?, count(4)?);
+    let c = WriteCounts::of(answer)
+        .ok_or_else(|| user_error("XX000", "the write statement gave no answer"))?;
+    let rows = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     Ok(match kind {
-        WriteKind::Insert => Tag::new("INSERT").with_oid(0).with_rows(inserted),
-        WriteKind::CreateTableAs => Tag::new("SELECT").with_rows(inserted),
-        WriteKind::Delete => Tag::new("DELETE").with_rows(deleted),
-        WriteKind::Update => Tag::new("UPDATE").with_rows(updated),
-        WriteKind::Merge => Tag::new("MERGE").with_rows(inserted + updated + deleted),
+        WriteKind::Insert => Tag::new("INSERT").with_oid(0).with_rows(rows(c.inserted)),
+        WriteKind::CreateTableAs => Tag::new("SELECT").with_rows(rows(c.inserted)),
+        WriteKind::Delete => Tag::new("DELETE").with_rows(rows(c.deleted)),
+        WriteKind::Update => Tag::new("UPDATE").with_rows(rows(c.updated)),
+        WriteKind::Merge => Tag::new("MERGE").with_rows(rows(c.total())),
     })
 }
 
@@ -280,13 +267,8 @@ impl QueryHandler {
             .await
             .map_err(query_error)?;
         if let Some(kind) = batches.write {
-            let answer: Vec<RecordBatch> = batches
-                .stream
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(query_error)?;
+            let answer: Vec<RecordBatch> =
+                batches.stream.try_collect().await.map_err(query_error)?;
             return Ok(Response::Execution(write_tag(kind, &answer)?));
         }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
-use lakehouse_common::auth::{Principal, Role};
+use lakehouse_common::auth::Principal;
 use lakehouse_common::{ApiError, ApiJson};
 use serde::Deserialize;
 
@@ -81,15 +81,6 @@ fn choose_format(
         .unwrap_or_default())
 }
 
-/// What the caller may do: the role of its token; without auth (no
-/// tokens configured) everyone may write, as every other route allows.
-fn access(principal: Option<&Principal>) -> Access {
-    match principal {
-        Some(p) if p.role < Role::Write => Access::ReadOnly,
-        _ => Access::ReadWrite,
-    }
-}
-
 async fn sql(
     State(engine): State<Arc<dyn Query>>,
     UrlQuery(params): UrlQuery<SqlParams>,
@@ -98,7 +89,7 @@ async fn sql(
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let format = choose_format(req.format.as_deref(), params.format.as_deref(), &headers)?;
-    let access = access(principal.as_ref().map(|p| &p.0));
+    let access = Access::of(principal.as_ref().map(|p| &p.0));
     let result = engine
         .execute(&req.sql, format, access)
         .await

@@ -49,4 +49,4 @@ pub use encode::Format;
 pub use engine::{ByteStream, EngineConfig, Query, QueryEngine, ResultStream, StreamEnd};
 pub use error::QueryError;
 pub use guard::QueryStats;
-pub use write::{Access, Kind as WriteKind, answer_schema as write_answer_schema};
+pub use write::{Access, Kind as WriteKind, WriteCounts, answer_schema as write_answer_schema};

@@ -45,6 +45,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use lakehouse_common::auth::{Principal, Role};
 use lakehouse_table::journal::Journal;
 use lakehouse_table::{Changed, TableError, Tables};
 use object_store::ObjectStore;
@@ -66,6 +67,18 @@ pub enum Access {
     ReadOnly,
     /// Queries and write statements (a `write` or `admin` token, or no auth).
     ReadWrite,
+}
+
+impl Access {
+    /// What the holder of `principal` may do; `None` (auth off: loopback
+    /// only) may write, as every other route allows. Every edge — HTTP,
+    /// PostgreSQL, Flight SQL — maps its caller through this.
+    pub fn of(principal: Option<&Principal>) -> Access {
+        match principal {
+            Some(p) if p.role < Role::Write => Access::ReadOnly,
+            _ => Access::ReadWrite,
+        }
+    }
 }
 
 /// The write statements.
@@ -122,6 +135,39 @@ pub fn answer_schema() -> SchemaRef {
         Field::new("rows_updated", DataType::UInt64, false),
         Field::new("rows_deleted", DataType::UInt64, false),
     ]))
+}
+
+/// The rows a write statement changed, read off its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+impl WriteCounts {
+    /// The counts in a write statement's answer (batches of
+    /// [`answer_schema`]); `None` if `answer` holds no answer row.
+    pub fn of(answer: &[RecordBatch]) -> Option<WriteCounts> {
+        let batch = answer.iter().find(|b| b.num_rows() > 0)?;
+        let count = |name: &str| {
+            batch
+                .column_by_name(name)?
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.value(0))
+        };
+        Some(WriteCounts {
+            inserted: count("rows_inserted")?,
+            updated: count("rows_updated")?,
+            deleted: count("rows_deleted")?,
+        })
+    }
+
+    /// Every row the statement changed.
+    pub fn total(self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
 }
 
 impl Outcome {
@@ -411,4 +457,38 @@ fn find_in<'a, T: std::error::Error + 'static>(
         cur = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_follows_the_role() {
+        let who = |role| Principal {
+            name: "t".to_string(),
+            role,
+        };
+        assert_eq!(Access::of(Some(&who(Role::Read))), Access::ReadOnly);
+        assert_eq!(Access::of(Some(&who(Role::Write))), Access::ReadWrite);
+        assert_eq!(Access::of(Some(&who(Role::Admin))), Access::ReadWrite);
+        assert_eq!(Access::of(None), Access::ReadWrite);
+    }
+
+    #[test]
+    fn counts_come_from_the_answer() {
+        let outcome = Outcome {
+            dataset: "d".to_string(),
+            changed: Changed {
+                version: 3,
+                inserted: 1,
+                updated: 2,
+                deleted: 4,
+                ..Default::default()
+            },
+        };
+        let c = WriteCounts::of(&[outcome.batch().unwrap()]).unwrap();
+        assert_eq!((c.inserted, c.updated, c.deleted, c.total()), (1, 2, 4, 7));
+        assert_eq!(WriteCounts::of(&[]), None);
+    }
 }
