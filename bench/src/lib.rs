@@ -160,3 +160,107 @@ mod tests {
         assert_eq!(super::median(vec![7.0]), 7.0);
     }
 }
+
+/// `gen_vectors.py`'s output (shared by the vector benchmarks) and
+/// hnswlib's build of it, the peer of every index build.
+pub mod vecdata {
+    use std::path::Path;
+
+    use anyhow::{Context, Result, bail};
+    use lakehouse_hnsw::Metric;
+
+    pub fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
+        let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if b.len() != rows * dim * 4 {
+            bail!(
+                "{}: {} bytes, expected {}",
+                path.display(),
+                b.len(),
+                rows * dim * 4
+            );
+        }
+        Ok(b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// gen_vectors.py's output: the base rows, the queries, the ground truth.
+    pub struct Dataset {
+        pub n: usize,
+        pub nq: usize,
+        pub dim: usize,
+        pub k: usize,
+        pub metric: Metric,
+        pub base: Vec<f32>,
+        pub queries: Vec<f32>,
+        pub gt: Vec<u64>,
+    }
+
+    pub fn load(dir: &Path) -> Result<Dataset> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).with_context(|| {
+                format!("{} (generate it with gen_vectors.py)", dir.display())
+            })?)?;
+        let get = |k: &str| {
+            meta[k]
+                .as_u64()
+                .map(|v| v as usize)
+                .with_context(|| format!("meta.json: {k}"))
+        };
+        let (n, nq, dim, k) = (get("n")?, get("nq")?, get("dim")?, get("k")?);
+        let metric: Metric = meta["metric"]
+            .as_str()
+            .context("meta.json: metric")?
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        let base = read_f32(&dir.join("base.f32"), n, dim)?;
+        let queries = read_f32(&dir.join("queries.f32"), nq, dim)?;
+        let gt_raw = std::fs::read(dir.join("gt.i32"))?;
+        if gt_raw.len() != nq * k * 4 {
+            bail!("gt.i32 has the wrong size");
+        }
+        let gt = gt_raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
+            .collect();
+        Ok(Dataset {
+            n,
+            nq,
+            dim,
+            k,
+            metric,
+            base,
+            queries,
+            gt,
+        })
+    }
+
+    /// Seconds for hnswlib's `add_items` of `dir`'s base vectors on every
+    /// core, with `python` (numpy + hnswlib).
+    pub fn hnswlib_build(python: &str, dir: &Path, m: usize, efc: usize) -> Result<f64> {
+        let script = r#"
+import json, os, sys, time
+import numpy as np, hnswlib
+data_dir, m, efc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+meta = json.load(open(os.path.join(data_dir, "meta.json")))
+n, d = meta["n"], meta["dim"]
+base = np.fromfile(os.path.join(data_dir, "base.f32"), dtype="<f4").reshape(n, d)
+h = hnswlib.Index(space="l2" if meta["metric"] == "l2" else "cosine", dim=d)
+h.init_index(max_elements=n, ef_construction=efc, M=m)
+h.set_num_threads(os.cpu_count())
+t = time.perf_counter(); h.add_items(base, np.arange(n)); print(time.perf_counter() - t)
+"#;
+        let out = std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(dir)
+            .arg(m.to_string())
+            .arg(efc.to_string())
+            .output()
+            .with_context(|| format!("running {python}"))?;
+        if !out.status.success() {
+            bail!("hnswlib: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+    }
+}

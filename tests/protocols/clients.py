@@ -12,6 +12,11 @@ hand:
     python3 tests/protocols/clients.py psycopg-writes PORT READ_TOKEN WRITE_TOKEN
     python3 tests/protocols/clients.py adbc-writes PORT READ_TOKEN WRITE_TOKEN
     python3 tests/protocols/clients.py adbc-hostile-tokens PORT READ_TOKEN
+    python3 tests/protocols/clients.py psycopg-tls PORT READ_TOKEN CA_PEM
+    python3 tests/protocols/clients.py psycopg-tls-required PORT READ_TOKEN CA_PEM
+    python3 tests/protocols/clients.py adbc-tls PORT READ_TOKEN CA_PEM
+        (a server with [queryd].tls_cert/tls_key from a certificate CA_PEM signed;
+        tls-required: also [queryd].tls_required = true)
         (a server with max_rows=5, timeout_secs=1, memory_limit=4MiB)
     python3 tests/protocols/clients.py hold-pg PORT TOKEN SQL   (runs SQL, never returns)
     python3 tests/protocols/clients.py hold-flight PORT TOKEN SQL
@@ -101,9 +106,13 @@ def psycopg_checks(port, token):
 
 
 def adbc_connect(port, **kwargs):
+    return adbc_connect_uri(f"grpc://127.0.0.1:{port}", **kwargs)
+
+
+def adbc_connect_uri(uri, **kwargs):
     import adbc_driver_flightsql.dbapi as flightsql
 
-    return flightsql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=kwargs)
+    return flightsql.connect(uri, db_kwargs=kwargs)
 
 
 def bearer(token):
@@ -307,6 +316,89 @@ def adbc_hostile_token_checks(port, token):
         cur.close()
 
 
+def psycopg_tls_checks(port, token, ca):
+    """Verified TLS (sslmode=verify-full against the test CA): the session is
+    encrypted, parameters work, a wrong token is 28P01 over TLS too."""
+    import psycopg
+
+    base = (f"host=127.0.0.1 port={port} dbname=lakehouse user=tester "
+            f"sslmode=verify-full sslrootcert={ca}")
+    with psycopg.connect(f"{base} password={token}", autocommit=True) as conn:
+        check("psycopg session over TLS", conn.pgconn.ssl_in_use, conn.pgconn.ssl_in_use)
+        r = conn.execute("SELECT %s::bigint + 1, %s || 'x', %s::date",
+                         [41, "a", dt.date(2020, 2, 29)]).fetchone()
+        check("parameters over TLS", r == (42, "ax", dt.date(2020, 2, 29)), r)
+        n = conn.execute("SELECT count(*) FROM generate_series(1, 5000) AS t(v) WHERE v > %s",
+                         [1000]).fetchone()[0]
+        check("a result over TLS", n == 4000, n)
+    with psycopg.connect(f"{base} password={token}") as conn:
+        with conn.cursor(name="tls_cursor") as cur:
+            cur.itersize = 100
+            cur.execute("SELECT v FROM generate_series(1, 1000) AS t(v) WHERE v > %s", [0])
+            got = sum(r[0] for r in cur)
+            check("server-side cursor over TLS", got == 500500, got)
+        conn.commit()
+    if psycopg.pq.version() >= 170000:
+        # PostgreSQL 17's direct TLS start (no SSLRequest; ALPN "postgresql").
+        with psycopg.connect(f"{base} password={token} sslnegotiation=direct") as conn:
+            check("direct TLS negotiation", conn.pgconn.ssl_in_use)
+            r = conn.execute("SELECT %s::text", ["direct"]).fetchone()
+            check("query after direct TLS", r == ("direct",), r)
+    # (libpq reports no SQLSTATE for a failed connection: the Rust test reads
+    # the 28P01 and 28000 off the wire.)
+    expect_error("wrong token over TLS",
+                 lambda: psycopg.connect(f"{base} password=not-a-valid-token-0000"),
+                 "password authentication failed")
+
+
+def psycopg_tls_required_checks(port, token, ca):
+    """`[queryd].tls_required`: plaintext is refused with 28000, TLS works."""
+    import psycopg
+
+    base = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester password={token}"
+    expect_error("plaintext refused", lambda: psycopg.connect(f"{base} sslmode=disable"),
+                 "TLS is required", "sslmode=require")
+    with psycopg.connect(f"{base} sslmode=verify-full sslrootcert={ca}") as conn:
+        check("TLS accepted", conn.pgconn.ssl_in_use)
+        r = conn.execute("SELECT %s::int * 2", [21]).fetchone()
+        check("query over required TLS", r == (42,), r)
+
+
+def adbc_tls_checks(port, token, ca):
+    """grpc+tls:// with the test CA as the driver's root certificates; a
+    plaintext client and an unverified certificate fail cleanly, and the
+    server keeps serving."""
+    with open(ca) as f:
+        roots = {"adbc.flight.sql.client_option.tls_root_certs": f.read()}
+    tls_uri = f"grpc+tls://127.0.0.1:{port}"
+
+    def run(uri, sql, **kwargs):
+        with adbc_connect_uri(uri, **kwargs) as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                return cur.fetchall()
+            finally:
+                cur.close()
+
+    r = run(tls_uri, "SELECT count(*) AS n FROM sales", **roots, **bearer(token))
+    check("query over grpc+tls", r == [(3,)], r)
+    with adbc_connect_uri(tls_uri, **roots, **bearer(token)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT name FROM sales WHERE id = ?", parameters=(2,))
+        check("parameters over grpc+tls", cur.fetchall() == [("b",)])
+        cur.close()
+    expect_error("wrong token over grpc+tls",
+                 lambda: run(tls_uri, "SELECT 1", **roots, **bearer("not-a-valid-token-0000")),
+                 "token is not valid")
+    expect_error("plaintext client on the TLS port",
+                 lambda: run(f"grpc://127.0.0.1:{port}", "SELECT 1", **bearer(token)), "Unavailable")
+    expect_error("a certificate the client does not trust",
+                 lambda: run(tls_uri, "SELECT 1", **bearer(token)), "certificate")
+    r = run(tls_uri, "SELECT 1 AS one", **roots, **bearer(token))
+    check("serves after refused clients", r == [(1,)], r)
+
+
 def hold(kind, port, token, sql):
     """Runs a long query and waits forever (the test kills this process)."""
     print("started", flush=True)
@@ -339,6 +431,12 @@ def main():
         adbc_write_checks(port, token, sys.argv[4])
     elif cmd == "psycopg-limits":
         psycopg_limit_checks(port, token)
+    elif cmd == "psycopg-tls":
+        psycopg_tls_checks(port, token, sys.argv[4])
+    elif cmd == "psycopg-tls-required":
+        psycopg_tls_required_checks(port, token, sys.argv[4])
+    elif cmd == "adbc-tls":
+        adbc_tls_checks(port, token, sys.argv[4])
     elif cmd in ("hold-pg", "hold-flight"):
         hold(cmd.split("-")[1], port, token, sys.argv[4])
     else:

@@ -8,12 +8,13 @@
 //! The build uses every core; searches run on `--threads` threads (queries split
 //! between them). Row i of `base.f32` is inserted under key i.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Parser;
-use lakehouse_hnsw::{Index, Metric, Params};
+use lakehouse_bench::vecdata::{Dataset, load};
+use lakehouse_hnsw::{Index, Params};
 
 /// ANN benchmark of the lakehouse HNSW engine, in-process, on gen_vectors.py
 /// data; one line per ef, in the shape of peers_ann.py.
@@ -35,69 +36,6 @@ struct Args {
     /// Search threads (queries split between them); the build uses every core.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-fn read_f32(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>> {
-    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if b.len() != rows * dim * 4 {
-        bail!(
-            "{}: {} bytes, expected {}",
-            path.display(),
-            b.len(),
-            rows * dim * 4
-        );
-    }
-    Ok(b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
-/// gen_vectors.py's output: the base rows, the queries, the ground truth.
-struct Dataset {
-    n: usize,
-    nq: usize,
-    dim: usize,
-    k: usize,
-    metric: Metric,
-    base: Vec<f32>,
-    queries: Vec<f32>,
-    gt: Vec<u64>,
-}
-
-fn load(dir: &Path) -> Result<Dataset> {
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
-    let get = |k: &str| {
-        meta[k]
-            .as_u64()
-            .map(|v| v as usize)
-            .with_context(|| format!("meta.json: {k}"))
-    };
-    let (n, nq, dim, k) = (get("n")?, get("nq")?, get("dim")?, get("k")?);
-    let metric: Metric = meta["metric"]
-        .as_str()
-        .context("meta.json: metric")?
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let base = read_f32(&dir.join("base.f32"), n, dim)?;
-    let queries = read_f32(&dir.join("queries.f32"), nq, dim)?;
-    let gt_raw = std::fs::read(dir.join("gt.i32"))?;
-    if gt_raw.len() != nq * k * 4 {
-        bail!("gt.i32 has the wrong size");
-    }
-    let gt = gt_raw
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
-        .collect();
-    Ok(Dataset {
-        n,
-        nq,
-        dim,
-        k,
-        metric,
-        base,
-        queries,
-        gt,
-    })
 }
 
 /// The keys of the `k` nearest of each query, on `threads` threads.

@@ -12,15 +12,15 @@
 //! The time of an add-all starts before the first body is encoded and ends
 //! when the last add is acknowledged (in the log and searchable).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
+use lakehouse_bench::vecdata::{Dataset as Data, hnswlib_build, load};
 use lakehouse_bench::{Server, median};
-use lakehouse_hnsw::{Index, Metric, Params};
+use lakehouse_hnsw::{Index, Params};
 use lakehouse_vectord::{Batch, IndexSpec, VectorClient, Vectors};
-use serde_json::Value;
 
 /// Adding vectors over HTTP (JSON and Arrow IPC bodies) vs the engine
 /// in-process and hnswlib's build.
@@ -48,39 +48,6 @@ struct Args {
     /// The Python interpreter that runs the hnswlib build.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     python: String,
-}
-
-struct Data {
-    n: usize,
-    dim: usize,
-    metric: Metric,
-    base: Vec<f32>,
-}
-
-fn load(dir: &Path) -> anyhow::Result<Data> {
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("meta.json"))
-            .with_context(|| format!("{} (run bench/ann.sh to generate)", dir.display()))?,
-    )?;
-    let n = meta["n"].as_u64().context("meta.json: n")? as usize;
-    let dim = meta["dim"].as_u64().context("meta.json: dim")? as usize;
-    let metric: Metric = meta["metric"]
-        .as_str()
-        .unwrap_or("l2")
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let b = std::fs::read(dir.join("base.f32"))?;
-    anyhow::ensure!(b.len() == n * dim * 4, "base.f32 has the wrong size");
-    let base = b
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok(Data {
-        n,
-        dim,
-        metric,
-        base,
-    })
 }
 
 /// What one add-all sends.
@@ -130,6 +97,7 @@ async fn add_all(a: &Args, d: &Data, wire: Wire) -> anyhow::Result<f64> {
         metric: d.metric,
         m: a.m,
         ef_construction: a.ef_construction,
+        source: Default::default(),
     };
     client.create(spec).await?;
     let http = reqwest::Client::new();
@@ -179,34 +147,6 @@ fn engine_build(a: &Args, d: &Data) -> anyhow::Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// Seconds for hnswlib's `add_items` on every core (as `peers_ann.py`).
-fn hnswlib_build(a: &Args) -> anyhow::Result<f64> {
-    let script = r#"
-import json, os, sys, time
-import numpy as np, hnswlib
-data_dir, m, efc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-meta = json.load(open(os.path.join(data_dir, "meta.json")))
-n, d = meta["n"], meta["dim"]
-base = np.fromfile(os.path.join(data_dir, "base.f32"), dtype="<f4").reshape(n, d)
-h = hnswlib.Index(space="l2" if meta["metric"] == "l2" else "cosine", dim=d)
-h.init_index(max_elements=n, ef_construction=efc, M=m)
-h.set_num_threads(os.cpu_count())
-t = time.perf_counter(); h.add_items(base, np.arange(n)); print(time.perf_counter() - t)
-"#;
-    let out = std::process::Command::new(&a.python)
-        .arg("-c")
-        .arg(script)
-        .arg(&a.data)
-        .arg(a.m.to_string())
-        .arg(a.ef_construction.to_string())
-        .output()
-        .with_context(|| format!("running {}", a.python))?;
-    if !out.status.success() {
-        bail!("hnswlib: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
@@ -217,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let (mut hnswlib, mut engine, mut json, mut arrow) = (vec![], vec![], vec![], vec![]);
     for round in 1..=a.rounds.max(1) {
-        hnswlib.push(hnswlib_build(&a)?);
+        hnswlib.push(hnswlib_build(&a.python, &a.data, a.m, a.ef_construction)?);
         engine.push(engine_build(&a, &d)?);
         json.push(add_all(&a, &d, Wire::Json).await?);
         arrow.push(add_all(&a, &d, Wire::Arrow).await?);

@@ -300,7 +300,8 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 ///   `/metrics`), `POST /query/sql`, `POST /vectors/indexes/{name}/search`;
 /// - `write`: `POST /ingest/…`, `POST /catalog/register`, `POST /catalog/compact/…`,
 ///   `POST /catalog/sync/…`,
-///   `POST /vectors/indexes` (create), `POST /vectors/indexes/{name}/add`;
+///   `POST /vectors/indexes` (create), `POST /vectors/indexes/{name}/add`,
+///   `POST /vectors/indexes/{name}/sync` (catch up with the dataset it follows);
 /// - `admin`: everything else — every DELETE, `PUT /storage/objects/…`, and
 ///   any route not listed (new routes are admin until classified).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
@@ -335,6 +336,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
                 Some(r) => match r.strip_prefix('/') {
                     Some(n) if n.ends_with("/search") => return Some(Role::Read),
                     Some(n) if n.ends_with("/add") => return Some(Role::Write),
+                    Some(n) if n.ends_with("/sync") => return Some(Role::Write),
                     _ => {}
                 },
                 None => {}
@@ -448,6 +450,7 @@ mod tests {
             ("POST", "/vectors/indexes", Some(Write)),
             ("GET", "/vectors/indexes/v", Some(Read)),
             ("POST", "/vectors/indexes/v/add", Some(Write)),
+            ("POST", "/vectors/indexes/v/sync", Some(Write)),
             ("POST", "/vectors/indexes/v/search", Some(Read)),
             ("DELETE", "/vectors/indexes/v/items/1", Some(Admin)),
             ("DELETE", "/vectors/indexes/v", Some(Admin)),

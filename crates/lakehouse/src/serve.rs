@@ -16,13 +16,13 @@ use anyhow::{Context, bail};
 use futures::future::BoxFuture;
 use lakehouse_catalogd::{Catalog, CatalogClient, ErrorKind, MANIFEST_PREFIX, Registry};
 use lakehouse_common::server::{self, MetricsSources, ServerOptions};
-use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck, Service};
+use lakehouse_common::{Authenticator, ClientOptions, Metrics, ReadyCheck, Service, TextEmbedder};
 use lakehouse_gateway::{Gateway, GatewayConfig, Upstream};
 use lakehouse_ingestd::{IngestConfig, Ingestor};
 use lakehouse_queryd::QueryEngine;
 use lakehouse_storaged::backend::BackendKind;
 use lakehouse_storaged::{Storage, StoragedClient};
-use lakehouse_vectord::VectorService;
+use lakehouse_vectord::{VectorClient, VectorService, Vectors};
 use object_store::ObjectStore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -93,11 +93,26 @@ struct Deps {
     alone: bool,
     store: Option<Arc<dyn ObjectStore>>,
     catalog: Option<Arc<dyn Catalog>>,
+    /// The sentence model of `[embed].model_dir`, loaded once and shared by
+    /// vectord (text columns, text searches) and queryd (`embed()`).
+    embedder: Option<Arc<dyn TextEmbedder>>,
+    /// vectord in process, for queryd's `vector_search`.
+    vectors: Option<Arc<dyn Vectors>>,
     /// Held for the life of the process: one server per data directory.
     _lock: Option<File>,
 }
 
 impl Deps {
+    /// vectord for queryd: in process when it runs here, else the one at
+    /// `url` (none: `vector_search` answers that no vectord is reachable).
+    fn vectors(&self, url: &Option<String>) -> Option<Arc<dyn Vectors>> {
+        if let Some(v) = &self.vectors {
+            return Some(v.clone());
+        }
+        let url = url.as_deref().map(str::trim).filter(|u| !u.is_empty())?;
+        Some(Arc::new(VectorClient::with_options(url, &self.client_opts)))
+    }
+
     /// The object store: storaged's own in process, else the one at `url`.
     fn store(&self, url: &Option<String>, key: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
         if let Some(s) = &self.store {
@@ -122,6 +137,24 @@ impl Deps {
             &self.client_opts,
         )))
     }
+}
+
+/// The sentence model of `[embed].model_dir` (none without the setting: the
+/// features that need it answer 501 naming it). A bad directory stops the
+/// start, naming it.
+async fn load_embedder(cfg: &Config) -> anyhow::Result<Option<Arc<dyn TextEmbedder>>> {
+    let Some(dir) = cfg.embed.model_dir.clone() else {
+        return Ok(None);
+    };
+    let shown = dir.display().to_string();
+    let model = tokio::task::spawn_blocking(move || lakehouse_embed::Embedder::load(&dir))
+        .await
+        .context("loading the embedding model")?
+        .map_err(|e| {
+            anyhow::anyhow!("loading the embedding model from [embed].model_dir {shown:?}: {e}")
+        })?;
+    tracing::info!(model = model.model(), dir = shown, "embedding model loaded");
+    Ok(Some(Arc::new(model)))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -165,8 +198,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         alone: args.only.is_some(),
         store: None,
         catalog: None,
+        embedder: None,
+        vectors: None,
         _lock: None,
     };
+    if runs(Service::Vectord) || runs(Service::Queryd) {
+        deps.embedder = load_embedder(&deps.cfg).await?;
+    }
     let mut parts = Vec::new();
     // In dependency order: the store, the catalog, then their users.
     if runs(Service::Storaged) {
@@ -178,11 +216,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if runs(Service::Ingestd) {
         parts.push(ingestd(&deps).await?);
     }
+    if runs(Service::Vectord) {
+        parts.push(vectord(&mut deps).await?);
+    }
     if runs(Service::Queryd) {
         parts.push(queryd(&deps).await?);
-    }
-    if runs(Service::Vectord) {
-        parts.push(vectord(&deps).await?);
     }
     if runs(Service::Gateway) {
         parts.push(gateway(&deps)?);
@@ -358,8 +396,16 @@ async fn queryd(deps: &Deps) -> anyhow::Result<Part> {
     let store = deps.store(&q.storaged_url, "[queryd].storaged_url")?;
     let catalog = deps.catalog(&q.catalogd_url, "[queryd].catalogd_url")?;
     let check = deps_check("queryd", store.clone(), Some(catalog.clone()));
-    let engine = QueryEngine::new(catalog, store, q.engine())
+    let mut engine = QueryEngine::new(catalog, store, q.engine())
         .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
+    if let Some(v) = deps.vectors(&q.vectord_url) {
+        engine = engine.with_vectors(v);
+    }
+    if let Some(model) = &deps.embedder {
+        engine = engine
+            .with_embedder(model.clone())
+            .map_err(|e| anyhow::anyhow!("starting queryd: {e}"))?;
+    }
     let settled = engine
         .recover_writes()
         .await
@@ -383,7 +429,7 @@ async fn queryd(deps: &Deps) -> anyhow::Result<Part> {
 
 /// Vector indexes; after the last request, every index written since its
 /// last snapshot is snapshotted (a restart loads one file, no log replay).
-async fn vectord(deps: &Deps) -> anyhow::Result<Part> {
+async fn vectord(deps: &mut Deps) -> anyhow::Result<Part> {
     let v = &deps.cfg.vectord;
     let mut checks = Vec::new();
     let svc = if !v.persist {
@@ -396,8 +442,26 @@ async fn vectord(deps: &Deps) -> anyhow::Result<Part> {
             .await
             .context("loading the vector indexes")?
     };
+    // Indexes that follow datasets: the catalog in process, or the one at
+    // [vectord].catalogd_url; their objects come from the same store.
+    let remote_catalog = v
+        .catalogd_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty());
+    let svc = if deps.catalog.is_some() || remote_catalog {
+        let catalog = deps.catalog(&v.catalogd_url, "[vectord].catalogd_url")?;
+        let data = deps.store(&v.storaged_url, "[vectord].storaged_url")?;
+        svc.with_datasets(catalog, data)
+    } else {
+        tracing::info!(
+            "vectord has no catalog ([vectord].catalogd_url): indexes cannot follow datasets"
+        );
+        svc
+    };
+    let svc = svc.with_embedder(deps.embedder.clone());
     tracing::info!(indexes = svc.list().len(), "vectord ready");
     let svc = Arc::new(svc);
+    deps.vectors = Some(svc.clone());
     let flushed = svc.clone();
     let stop = Box::pin(async move {
         match flushed.flush().await {

@@ -90,6 +90,7 @@ pub async fn run(args: VectorsArgs) -> anyhow::Result<()> {
                 metric: metric(&m)?,
                 m: mm,
                 ef_construction,
+                source: Default::default(),
             };
             let (info, created) = client.create(spec).await?;
             println!(
@@ -132,6 +133,8 @@ pub async fn run(args: VectorsArgs) -> anyhow::Result<()> {
                         k,
                         ef,
                         filter: (!f.is_empty()).then_some(f),
+                        text: None,
+                        hybrid: false,
                     },
                 )
                 .await?;

@@ -58,6 +58,17 @@ pub fn sqlstate(e: &QueryError) -> &'static str {
                 _ => "XX000",
             }
         }
+        QueryError::NoEmbeddingModel(_) => "0A000",
+        QueryError::Vectors(v) => match v.status().as_u16() {
+            400 | 413 => "22023",
+            401 => "28P01",
+            403 => "42501",
+            404 => "42704",
+            409 => "55000",
+            501 => "0A000",
+            502..=504 => "58000",
+            _ => "XX000",
+        },
         QueryError::Remote { status, .. } => match status {
             400 => "42000",
             408 => "57014",

@@ -17,6 +17,8 @@
 //! - [`session`], [`settings`], [`cursor`]: transactions, `SET`/`SHOW`, and
 //!   server-side cursors (`DECLARE`/`FETCH`/`CLOSE`);
 //! - [`startup`]: the token as a cleartext password;
+//! - [`tls`]: TLS from `[queryd].tls_cert`/`tls_key` (`SSLRequest` answered
+//!   `S`), optionally required;
 //! - [`error`]: an ErrorResponse with a SQLSTATE for every error.
 //!
 //! A client that disconnects, or sends a CancelRequest, cancels its query:
@@ -31,6 +33,7 @@ pub mod params;
 pub mod session;
 pub mod settings;
 pub mod startup;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,11 +45,13 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::tokio::TlsAcceptor;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::dialect::PgDialect;
 use crate::handler::QueryHandler;
 use crate::startup::Startup;
+use crate::tls::PgTls;
 
 /// Every handler of one server; cloned per connection.
 #[derive(Clone)]
@@ -77,14 +82,17 @@ impl PgWireServerHandlers for Handlers {
 /// The PostgreSQL protocol server over `engine`.
 pub struct PgServer {
     handlers: Handlers,
+    tls: Option<TlsAcceptor>,
 }
 
 impl PgServer {
     /// Builds the PostgreSQL dialect of `engine` (sharing its runtime,
-    /// memory pool and limits).
+    /// memory pool and limits); with `tls`, clients may (or must) switch to
+    /// TLS.
     pub fn new(
         engine: Arc<QueryEngine>,
         auth: Option<Arc<Authenticator>>,
+        tls: Option<PgTls>,
     ) -> Result<Self, QueryError> {
         let dialect = Arc::new(PgDialect::new(engine.clone())?);
         let pg_engine = Arc::new(engine.with_dialect(dialect)?);
@@ -92,9 +100,14 @@ impl PgServer {
         Ok(Self {
             handlers: Handlers {
                 query: Arc::new(QueryHandler::new(pg_engine)),
-                startup: Arc::new(Startup::new(auth, manager.clone())),
+                startup: Arc::new(Startup::new(
+                    auth,
+                    manager.clone(),
+                    tls.as_ref().is_some_and(PgTls::required),
+                )),
                 cancel: Arc::new(DefaultCancelHandler::new(manager)),
             },
+            tls: tls.map(|t| t.acceptor),
         })
     }
 
@@ -108,7 +121,7 @@ impl PgServer {
             };
             match accepted {
                 Ok((socket, _)) => {
-                    tokio::spawn(connection(socket, self.handlers.clone()));
+                    tokio::spawn(connection(socket, self.tls.clone(), self.handlers.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off.
@@ -120,8 +133,9 @@ impl PgServer {
     }
 }
 
-/// One connection: the protocol, stopped when the client goes away.
-async fn connection(socket: TcpStream, handlers: Handlers) {
+/// One connection: TLS negotiation (when configured) and the protocol,
+/// stopped when the client goes away.
+async fn connection(socket: TcpStream, tls: Option<TlsAcceptor>, handlers: Handlers) {
     let _ = socket.set_nodelay(true);
     let (socket, watch) = match watched(socket) {
         Ok(pair) => pair,
@@ -131,7 +145,7 @@ async fn connection(socket: TcpStream, handlers: Handlers) {
         }
     };
     tokio::select! {
-        r = pgwire::tokio::process_socket(socket, None, handlers) => {
+        r = pgwire::tokio::process_socket(socket, tls, handlers) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "postgres connection ended with an error");
             }

@@ -5,7 +5,9 @@
 //! name is ignored (the token names its holder). A wrong token is a FATAL
 //! `28P01`. With auth off (loopback only, as on HTTP) no password is asked.
 //! Cleartext is what lets the server keep only token digests; over a
-//! network, put TLS in front (see the README).
+//! network, serve TLS ([`crate::tls`]) so the password travels encrypted.
+//! When TLS is required, a plaintext start-up is a FATAL `28000` before
+//! any password is asked.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -33,13 +35,19 @@ const NEEDED: Role = Role::Read;
 
 pub struct Startup {
     auth: Option<Arc<Authenticator>>,
+    tls_required: bool,
     params: DefaultServerParameterProvider,
     manager: Arc<ConnectionManager>,
     pids: RandomPidSecretKeyGenerator,
 }
 
 impl Startup {
-    pub fn new(auth: Option<Arc<Authenticator>>, manager: Arc<ConnectionManager>) -> Self {
+    /// `tls_required` refuses a start-up that did not switch to TLS.
+    pub fn new(
+        auth: Option<Arc<Authenticator>>,
+        manager: Arc<ConnectionManager>,
+        tls_required: bool,
+    ) -> Self {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = "16.6 (lakehouse)".to_string();
         params.is_superuser = false;
@@ -47,6 +55,7 @@ impl Startup {
         params.date_style = "ISO, MDY".to_string();
         Self {
             auth,
+            tls_required,
             params,
             manager,
             pids: RandomPidSecretKeyGenerator::default(),
@@ -105,6 +114,13 @@ impl StartupHandler for Startup {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.tls_required && !client.is_secure() {
+                    return Err(fatal(
+                        "28000",
+                        "TLS is required by this server ([queryd].tls_required): \
+                         connect with sslmode=require or verify-full",
+                    ));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if self.auth.is_none() {

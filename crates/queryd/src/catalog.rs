@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub store: Arc<dyn ObjectStore>,
     pub runtime: Arc<RuntimeEnv>,
     pub caches: Arc<Caches>,
+    /// The vector indexes `vector_search` reads (in process or vectord's
+    /// client); `None` where no vectord is configured.
+    pub vectors: Option<Arc<dyn lakehouse_vectord::Vectors>>,
 }
 
 impl std::fmt::Debug for Shared {

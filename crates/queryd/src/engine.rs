@@ -302,6 +302,7 @@ impl QueryEngine {
             &mut base,
             cfg.function_output_limit(),
         ))?;
+        ok_or_internal(crate::vector::register_functions(&mut base, None))?;
 
         let exec = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.target_partitions)
@@ -327,6 +328,7 @@ impl QueryEngine {
                 store,
                 runtime,
                 caches: Arc::new(Caches::default()),
+                vectors: None,
             },
             base,
             cfg,
@@ -348,6 +350,26 @@ impl QueryEngine {
             exec: self.exec.clone(),
             dialect: Some(dialect),
         })
+    }
+
+    /// `vector_search` and `hybrid_search` read `vectors`' indexes (vectord
+    /// in process, or its HTTP client in a split deployment).
+    pub fn with_vectors(mut self, vectors: Arc<dyn lakehouse_vectord::Vectors>) -> Self {
+        self.shared.vectors = Some(vectors);
+        self
+    }
+
+    /// `embed(text)` uses `model` (without one it is refused, naming the
+    /// setting).
+    pub fn with_embedder(
+        mut self,
+        model: Arc<dyn lakehouse_common::TextEmbedder>,
+    ) -> Result<Self, QueryError> {
+        ok_or_internal(crate::vector::register_functions(
+            &mut self.base,
+            Some(model),
+        ))?;
+        Ok(self)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -418,7 +440,9 @@ impl QueryEngine {
         let pool = Arc::new(QueryPool::new(self.shared.runtime.memory_pool.clone()));
         let registration = self.running.register(pool.clone());
         let schema = Arc::new(DatasetSchema::new(self.shared.clone()));
-        let state = self.session(schema.clone(), pool.clone());
+        let mut state = self.session(schema.clone(), pool.clone());
+        let vector = Arc::new(crate::vector::Prepared::default());
+        crate::vector::register_search(&mut state, self.shared.vectors.clone(), &vector);
         let guard = CancelOnDrop(registration.cancel.clone());
         let job = Job {
             shared: self.shared.clone(),
@@ -436,6 +460,7 @@ impl QueryEngine {
             dialect: self.dialect.clone(),
             params,
             access: Access::ReadOnly,
+            vector,
         };
         (job, guard)
     }
@@ -529,6 +554,8 @@ pub(crate) struct Job {
     pub(crate) params: Option<ParamValues>,
     /// Whether the caller may run write statements.
     pub(crate) access: Access,
+    /// The vector indexes the statement names, described before planning.
+    pub(crate) vector: Arc<crate::vector::Prepared>,
 }
 
 /// Whether `run` may go on.
@@ -706,6 +733,7 @@ impl Job {
     /// Plans the statement; a column that only differs in case from the
     /// name written is matched (see [`idents`]).
     pub(crate) async fn plan(&self, mut stmt: DfStatement) -> Result<LogicalPlan, QueryError> {
+        self.describe_indexes(&stmt).await?;
         for _ in 0..idents::MAX_RENAMES {
             let e = match self.state.statement_to_plan(stmt.clone()).await {
                 Ok(plan) => {
@@ -733,9 +761,34 @@ impl Job {
         })
     }
 
+    /// Looks up the vector indexes the statement's `vector_search` /
+    /// `hybrid_search` calls name (table functions plan synchronously).
+    async fn describe_indexes(&self, stmt: &DfStatement) -> Result<(), QueryError> {
+        let names = crate::vector::search::index_names(stmt);
+        let Some(vectors) = self.shared.vectors.as_ref().filter(|_| !names.is_empty()) else {
+            return Ok(());
+        };
+        let schema = self.schema.clone();
+        self.vector
+            .fetch(vectors, names, move |dataset| {
+                let schema = schema.clone();
+                async move {
+                    use datafusion::catalog::SchemaProvider;
+                    match schema.table(&dataset).await {
+                        Ok(t) => Ok(t.map(|t| t.schema())),
+                        Err(e) => Err(QueryError::Plan(message(&e))),
+                    }
+                }
+            })
+            .await
+    }
+
     /// Classifies an error, naming the dataset of an object that vanished
     /// while the query read it.
     pub(crate) fn classify(&self, e: &DataFusionError) -> QueryError {
+        if let Some(v) = self.vector.take_error() {
+            return QueryError::Vectors(v);
+        }
         if let Some(object_store::Error::NotFound { path, .. }) = find::<object_store::Error>(e)
             && let Some(dataset) = self.schema.dataset_of(path)
         {
@@ -857,6 +910,8 @@ impl Job {
         }
         let misses: Vec<String> = {
             let mut m = self.schema.misses.lock().clone();
+            // DataFusion looks table functions up as tables first.
+            m.retain(|n| !crate::vector::search::is_function(n));
             m.dedup();
             m
         };

@@ -120,6 +120,13 @@ pub enum QueryError {
     /// `[queryd].function_output_limit`.
     #[error("{0}")]
     ValueTooLarge(#[source] OutputTooLarge),
+    /// A vector index search (`vector_search`, `hybrid_search`) failed:
+    /// vectord's own status and code.
+    #[error("{0}")]
+    Vectors(#[from] lakehouse_vectord::VectorError),
+    /// 501: `embed()` with no model configured; names the setting.
+    #[error("{0}")]
+    NoEmbeddingModel(String),
     /// 413: the result has more rows than `[queryd].max_rows`.
     #[error(
         "the result has more than {max_rows} rows (the server's [queryd].max_rows); add a LIMIT or aggregate"
@@ -305,6 +312,14 @@ fn find_typed(e: &DataFusionError) -> Option<QueryError> {
     }
     if let Some(c) = find::<crate::limits::TooComplex>(e) {
         return Some(c.clone().into());
+    }
+    if let Some(m) = find::<lakehouse_common::EmbedError>(e) {
+        use lakehouse_common::EmbedError as E;
+        return Some(match m {
+            E::NotConfigured(msg) => QueryError::NoEmbeddingModel(msg.clone()),
+            E::Invalid(msg) => QueryError::InvalidRequest(msg.clone()),
+            E::Model(_) => QueryError::Internal(m.to_string()),
+        });
     }
     if let Some(r) = find::<regex::Error>(e) {
         return Some(QueryError::InvalidRegex(match r {

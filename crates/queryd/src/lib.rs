@@ -14,6 +14,9 @@
 //!   PostgreSQL): results as Arrow batches, statements described before
 //!   they run, table metadata; [`dialect`]: a protocol's parser and
 //!   metadata schemas.
+//! - `vector`: `cosine_distance`, `l2_distance`, `inner_product`,
+//!   `embed(text)`, and the `vector_search` / `hybrid_search` table
+//!   functions over vectord's indexes.
 //!
 //! Limits and their errors: `timeout_secs` → 408 `query_timeout`;
 //! `memory_limit` (DataFusion's memory pool, shared by running queries;
@@ -40,6 +43,7 @@ pub mod limits;
 pub mod sandbox;
 mod status;
 mod udf;
+mod vector;
 pub mod write;
 
 pub use batches::{Batches, Described, TableInfo};

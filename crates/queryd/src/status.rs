@@ -44,6 +44,8 @@ impl QueryError {
             QueryError::TooManyRows { .. } => "too_many_rows",
             QueryError::MemoryPressure { .. } => "memory_pressure",
             QueryError::DatasetDamaged(_) => "dataset_damaged",
+            QueryError::Vectors(v) => v.code(),
+            QueryError::NoEmbeddingModel(_) => "no_embedding_model",
             QueryError::Catalog(e) if e.kind() == ErrorKind::Unavailable => "unavailable",
             QueryError::Catalog(e) if e.kind() == ErrorKind::NoSuchVersion => "no_such_version",
             QueryError::Catalog(e) if e.kind() == ErrorKind::NoTable => "no_table",
@@ -90,6 +92,8 @@ impl QueryError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             QueryError::Upstream(up) => up.status(),
+            QueryError::Vectors(v) => v.status(),
+            QueryError::NoEmbeddingModel(_) => StatusCode::NOT_IMPLEMENTED,
             QueryError::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }

@@ -369,6 +369,7 @@ mod tests {
             metric: lakehouse_hnsw::Metric::Cosine,
             m: 16,
             ef_construction: 100,
+            source: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use lakehouse_common::client::{CallError, RemoteError, ServiceClient};
-use lakehouse_common::{ClientOptions, UpstreamError, http_client};
+use lakehouse_common::{ClientOptions, EmbedError, UpstreamError, http_client};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -113,6 +113,12 @@ pub fn from_remote(e: RemoteError, what: &str) -> VectorError {
         },
         "not_found" => VectorError::IndexNotFound(format!("{what}: {msg}")),
         "item_not_found" => VectorError::ItemNotFound { index, id },
+        "index_follows_dataset" => VectorError::FollowsDataset(index),
+        "dataset_not_found" => VectorError::DatasetNotFound(msg),
+        "invalid_source" => VectorError::InvalidSource(msg),
+        "no_catalog" => VectorError::NoCatalog,
+        "no_embedding_model" => VectorError::Embed(EmbedError::NotConfigured(msg)),
+        "invalid_text" => VectorError::Embed(EmbedError::Invalid(msg)),
         "internal" => VectorError::Internal(msg),
         _ => by_status(e, what),
     }
@@ -251,6 +257,12 @@ impl Vectors for VectorClient {
         let _: Option<serde_json::Value> = self.send(self.http().delete(url), name).await?;
         Ok(())
     }
+
+    async fn sync(&self, name: &str) -> Result<IndexInfo> {
+        self.send(self.http().post(self.url(&format!("/{name}/sync"))), name)
+            .await?
+            .ok_or_else(|| VectorError::Internal("empty answer".to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +323,9 @@ mod tests {
                     VectorError::BatchTooLarge { got, limit },
                     VectorError::BatchTooLarge { got: g, limit: l },
                 ) => assert_eq!((got, limit), (g, l)),
+                (VectorError::Embed(w), VectorError::Embed(b)) => {
+                    assert_eq!(std::mem::discriminant(w), std::mem::discriminant(b))
+                }
                 _ => {}
             }
         }
@@ -357,6 +372,12 @@ mod tests {
                 forbidden: false,
                 message: "m".into(),
             },
+            VectorError::FollowsDataset("i".into()),
+            VectorError::DatasetNotFound("d".into()),
+            VectorError::InvalidSource("column \"x\"".into()),
+            VectorError::NoCatalog,
+            VectorError::Embed(EmbedError::NotConfigured("set it".into())),
+            VectorError::Embed(EmbedError::Invalid("too long".into())),
             VectorError::Internal("x".into()),
         ]
     }

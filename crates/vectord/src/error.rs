@@ -37,6 +37,39 @@ pub enum VectorError {
     /// A remote vectord refused the caller's token (401) or role (403).
     #[error("{message}")]
     Denied { forbidden: bool, message: String },
+    /// `add` or an item delete on an index that follows a dataset: its
+    /// items change only with the dataset.
+    #[error(
+        "index {0:?} follows a dataset: change the dataset (ingest, SQL) and the index follows"
+    )]
+    FollowsDataset(String),
+    #[error("no dataset named {0:?}")]
+    DatasetNotFound(String),
+    /// A dataset index whose columns do not fit: unknown, or of a type the
+    /// index cannot use (names the column).
+    #[error("invalid source: {0}")]
+    InvalidSource(String),
+    /// A dataset index on a vectord that has no catalog to read it from.
+    #[error(
+        "this vectord has no catalog, so it cannot follow datasets (set [vectord].catalogd_url \
+         when it runs alone)"
+    )]
+    NoCatalog,
+    /// A dataset object could not be read (the store failed, or it is not
+    /// the Parquet the catalog says it is).
+    #[error("reading dataset object {key}: {source}")]
+    ReadObject {
+        key: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// The catalog failed (other than "no such dataset").
+    #[error("catalog: {0}")]
+    Catalog(#[source] lakehouse_catalogd::CatalogError),
+    /// Texts could not be embedded: no model (501), a bad input (400), or
+    /// the model failed (500).
+    #[error(transparent)]
+    Embed(#[from] lakehouse_common::EmbedError),
     #[error("internal error: {0}")]
     Internal(String),
 }

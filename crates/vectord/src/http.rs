@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lakehouse_common::{ApiError, ApiJson};
+use lakehouse_common::{ApiError, ApiJson, EmbedError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -27,6 +27,7 @@ pub fn router(svc: Arc<VectorService>) -> Router {
         .route("/vectors/indexes/{name}", get(info).delete(drop_index))
         .route("/vectors/indexes/{name}/add", post(add))
         .route("/vectors/indexes/{name}/search", post(search))
+        .route("/vectors/indexes/{name}/sync", post(sync))
         .route(
             "/vectors/indexes/{name}/items/{*id}",
             get(get_item).delete(delete_item),
@@ -66,10 +67,26 @@ impl From<VectorError> for ApiError {
             VectorError::ItemNotFound { id, .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "item_not_found", msg).with_detail("id", id)
             }
-            // storaged not answering: 503/504/502 naming it.
-            VectorError::Storage(_) => ApiError::internal_or_upstream(&e),
+            VectorError::FollowsDataset(_) => ApiError::conflict("index_follows_dataset", msg),
+            VectorError::DatasetNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "dataset_not_found", msg)
+            }
+            VectorError::InvalidSource(_) => ApiError::bad_request("invalid_source", msg),
+            VectorError::NoCatalog => ApiError::new(StatusCode::NOT_IMPLEMENTED, "no_catalog", msg),
+            VectorError::Embed(EmbedError::NotConfigured(_)) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "no_embedding_model", msg)
+            }
+            VectorError::Embed(EmbedError::Invalid(_)) => {
+                ApiError::bad_request("invalid_text", msg)
+            }
+            // storaged (or catalogd) not answering: 503/504/502 naming it.
+            VectorError::Storage(_) | VectorError::Catalog(_) | VectorError::ReadObject { .. } => {
+                ApiError::internal_or_upstream(&e)
+            }
             VectorError::Upstream(up) => up.into(),
-            VectorError::Corrupt { .. } | VectorError::Internal(_) => ApiError::internal(&e),
+            VectorError::Embed(EmbedError::Model(_))
+            | VectorError::Corrupt { .. }
+            | VectorError::Internal(_) => ApiError::internal(&e),
         }
     }
 }
@@ -102,6 +119,14 @@ async fn info(
     n: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(svc.get(&name(n)?)?).into_response())
+}
+
+/// `POST /vectors/indexes/{name}/sync`: catch up with the dataset now.
+async fn sync(
+    State(svc): State<Arc<VectorService>>,
+    n: Result<UrlPath<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(svc.sync(&name(n)?).await?).into_response())
 }
 
 async fn drop_index(
@@ -209,7 +234,8 @@ async fn add(
     Ok(axum::Json(r).into_response())
 }
 
-/// A JSON search: one `vector`, or a batch of `vectors`.
+/// A JSON search: one `vector` and/or `text` (with `hybrid`), or a batch of
+/// `vectors`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SearchJson {
@@ -223,6 +249,10 @@ struct SearchJson {
     ef: Option<usize>,
     #[serde(default)]
     filter: Option<Map<String, Value>>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    hybrid: bool,
 }
 
 /// The parameters of an Arrow batch search, in the query string.
@@ -240,7 +270,7 @@ struct SearchParams {
 
 const DEFAULT_K: usize = 10;
 
-/// `POST /vectors/indexes/{name}/search`: JSON `{"vector", …}` answers a list
+/// `POST /vectors/indexes/{name}/search`: JSON `{"vector" | "text", …}` answers a list
 /// of hits; JSON `{"vectors": [...], …}` or an Arrow stream of query vectors
 /// (`k`, `ef`, `filter` in the query string) answers one list per query.
 async fn search(
@@ -277,20 +307,28 @@ async fn search(
                 k: p.k,
                 ef: p.ef,
                 filter,
+                text: None,
+                hybrid: false,
             }
         }
     };
     let k = req.k.unwrap_or(DEFAULT_K);
     match (req.vector, req.vectors) {
-        (Some(vector), None) => {
+        (vector, None) if vector.is_some() || req.text.is_some() => {
             let r = SearchRequest {
-                vector,
+                vector: vector.unwrap_or_default(),
                 k,
                 ef: req.ef,
                 filter: req.filter,
+                text: req.text,
+                hybrid: req.hybrid,
             };
             Ok(axum::Json(svc.search(&name, r).await?).into_response())
         }
+        (None, Some(_)) if req.text.is_some() || req.hybrid => Err(VectorError::InvalidSearch(
+            "a batch search (`vectors`) takes no `text` or `hybrid`".to_string(),
+        )
+        .into()),
         (None, Some(vectors)) => {
             let r = SearchBatch {
                 vectors,
@@ -301,7 +339,7 @@ async fn search(
             Ok(axum::Json(svc.search_batch(&name, r).await?).into_response())
         }
         _ => Err(VectorError::InvalidSearch(
-            "give either `vector` (one query) or `vectors` (a batch)".to_string(),
+            "give either `vector` or `text` (one query), or `vectors` (a batch)".to_string(),
         )
         .into()),
     }

@@ -9,11 +9,19 @@
 //! engine keys, user metadata) and the version (the last write-ahead-log
 //! sequence number the snapshot includes). The graph bytes are the engine's
 //! own checksummed export. One blob, so there is no torn pair of files.
+//!
+//! An index that follows a dataset adds `source` to the envelope (and its
+//! parameters carry the dataset and columns): the dataset version and the
+//! objects it reflects, and its full-text index (base64 of the BM25 index's
+//! own checksummed form, so the frame stays the seed's). Envelopes without
+//! these fields — every snapshot written before — load as before.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::bm25::TextIndex;
 use crate::service::IndexSpec;
+use crate::state::{ObjectEntry, Reflected};
 
 pub const MAGIC: &[u8; 4] = b"LHV1";
 /// Largest envelope a decoder accepts, so a corrupt length cannot make it
@@ -35,6 +43,97 @@ pub struct Envelope {
     pub metadata: EnvelopeMetadata,
     /// The last WAL sequence number applied in this snapshot (0 = none).
     pub version: u64,
+    /// What an index that follows a dataset reflects (absent for a plain
+    /// index, and in every snapshot written before datasets could be
+    /// followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
+}
+
+/// The dataset state a snapshot of a dataset index holds: its items are
+/// exactly the non-null rows of `objects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The dataset version reflected (`None`: not caught up yet, or the
+    /// dataset is gone).
+    #[serde(default)]
+    pub dataset_version: Option<u64>,
+    pub next_file: u64,
+    pub objects: Vec<ObjectRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The full-text index ([`crate::bm25::TextIndex::encode`]), base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_index: Option<String>,
+}
+
+/// One dataset object: its key, the number its items' keys carry, its rows
+/// and how many of them are not items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub key: String,
+    pub file: u64,
+    pub rows: u64,
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+impl SourceRecord {
+    pub(crate) fn new(r: &Reflected, text: Option<&[u8]>) -> Self {
+        use base64::Engine;
+        Self {
+            dataset_version: r.version,
+            next_file: r.next_file,
+            objects: r
+                .objects
+                .iter()
+                .map(|(key, o)| ObjectRecord {
+                    key: key.clone(),
+                    file: o.file,
+                    rows: o.rows,
+                    skipped: o.skipped,
+                })
+                .collect(),
+            model: r.model.clone(),
+            error: r.error.clone(),
+            text_index: text.map(|t| base64::engine::general_purpose::STANDARD.encode(t)),
+        }
+    }
+
+    /// The reflected state and the text index, or why they are damaged.
+    pub(crate) fn into_reflected(self) -> Result<(Reflected, Option<TextIndex>), String> {
+        use base64::Engine;
+        let mut objects = std::collections::BTreeMap::new();
+        for o in self.objects {
+            let entry = ObjectEntry {
+                file: o.file,
+                rows: o.rows,
+                skipped: o.skipped,
+            };
+            if objects.insert(o.key.clone(), entry).is_some() {
+                return Err(format!("object {:?} is listed twice", o.key));
+            }
+        }
+        let text = match self.text_index {
+            Some(t) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(|e| format!("text index: {e}"))?;
+                Some(TextIndex::decode(&bytes).map_err(|e| format!("text index: {e}"))?)
+            }
+            None => None,
+        };
+        let r = Reflected {
+            version: self.dataset_version,
+            objects,
+            next_file: self.next_file,
+            model: self.model,
+            error: self.error,
+        };
+        Ok((r, text))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,13 +193,7 @@ mod tests {
 
     fn sample() -> Envelope {
         Envelope {
-            params: IndexSpec {
-                name: "docs".into(),
-                dim: 3,
-                metric: lakehouse_hnsw::Metric::Cosine,
-                m: 16,
-                ef_construction: 200,
-            },
+            params: IndexSpec::new("docs", 3, lakehouse_hnsw::Metric::Cosine),
             metadata: EnvelopeMetadata {
                 next_key: 2,
                 items: vec![ItemRecord {
@@ -110,7 +203,63 @@ mod tests {
                 }],
             },
             version: 7,
+            source: None,
         }
+    }
+
+    #[test]
+    fn envelopes_written_before_datasets_still_load() {
+        // The envelope as the first versions wrote it.
+        let old = br#"{"params":{"name":"docs","dim":3,"metric":"cosine","m":16,"ef_construction":200},"metadata":{"next_key":2,"items":[{"key":1,"id":"a"}]},"version":7}"#;
+        let mut blob = MAGIC.to_vec();
+        blob.extend_from_slice(&(old.len() as u32).to_be_bytes());
+        blob.extend_from_slice(old);
+        let (env, _) = decode(&blob).unwrap();
+        assert_eq!(env, sample());
+        // And a plain index's envelope is still written without the new fields.
+        let text = serde_json::to_string(&sample()).unwrap();
+        assert!(
+            !text.contains("source") && !text.contains("dataset"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_dataset_envelope_round_trips() {
+        let mut env = sample();
+        env.params.source.dataset = Some("d".into());
+        env.params.source.id_column = Some("id".into());
+        env.params.source.text_column = Some("body".into());
+        let mut text = TextIndex::new();
+        text.insert(1, "hello world");
+        let mut bytes = Vec::new();
+        text.encode(&mut bytes);
+        let mut r = Reflected {
+            version: Some(4),
+            next_file: 1,
+            ..Reflected::default()
+        };
+        r.objects.insert(
+            "datasets/d/a.parquet".into(),
+            ObjectEntry {
+                file: 0,
+                rows: 2,
+                skipped: 1,
+            },
+        );
+        env.source = Some(SourceRecord::new(&r, Some(&bytes)));
+        let blob = encode(&env, b"g");
+        let (back, _) = decode(&blob).unwrap();
+        assert_eq!(back, env);
+        let (r2, t2) = back.source.unwrap().into_reflected().unwrap();
+        assert_eq!(
+            (r2.version, r2.objects, r2.next_file),
+            (r.version, r.objects, 1)
+        );
+        assert_eq!(t2.map(|t| t.len()), Some(1));
+        let mut bad = env.source.clone().unwrap();
+        bad.text_index = Some("not base64!".into());
+        assert!(bad.into_reflected().unwrap_err().contains("text index"));
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //! columnar form and its JSON decoder), [`ipc`] (Arrow IPC bodies), [`wal`]
 //! (log entries), [`lhv1`] (snapshots), `recovery` (start-up), [`limits`]
 //! (every bound on client input), [`http`] and [`client`] (the edge).
+//!
+//! An index can also follow a dataset (`service::follow`): built from the
+//! dataset's Parquet objects (`source` reads them) and kept equal to its
+//! current version, with an optional full-text index ([`bm25`]) for hybrid
+//! searches and text queries embedded by a configured model.
 
 pub mod api;
 pub mod batch;
+pub mod bm25;
 pub mod client;
 pub mod error;
 pub mod http;
@@ -19,7 +25,9 @@ pub mod lhv1;
 pub mod limits;
 mod recovery;
 pub mod service;
+mod source;
 mod state;
+mod status;
 pub mod wal;
 
 pub use api::Vectors;
@@ -27,6 +35,6 @@ pub use batch::Batch;
 pub use client::VectorClient;
 pub use error::VectorError;
 pub use service::{
-    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, VectorConfig,
-    VectorService,
+    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, SourceInfo, SourceSpec,
+    VectorConfig, VectorService,
 };

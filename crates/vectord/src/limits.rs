@@ -20,12 +20,16 @@
 //!   against every field.
 //! - ≤ 100 000 items per add and ≤ 10 000 queries per batch search, with at
 //!   most 1 000 000 hits (queries × k) in one answer.
+//! - a dataset index: ≤ 64 metadata columns (each hit carries them all),
+//!   names ≤ 1024 bytes; query texts ≤ 64 KiB (the model reads only the
+//!   first few hundred tokens anyway).
 //!
 //! Existing indexes keep the parameters they were created with: a snapshot
 //! made before a cap existed still loads.
 
 use serde_json::{Map, Value};
 
+use crate::api::SourceSpec;
 use crate::error::{Result, VectorError};
 
 pub const MAX_DIM: usize = lakehouse_hnsw::Params::MAX_DIM;
@@ -44,6 +48,14 @@ pub const MAX_METADATA_BYTES: usize = 64 << 10;
 pub const MAX_METADATA_DEPTH: usize = 32;
 pub const MAX_FILTER_FIELDS: usize = 64;
 pub const MAX_FILTER_BYTES: usize = 64 << 10;
+pub const MAX_METADATA_COLUMNS: usize = 64;
+pub const MAX_COLUMN_NAME: usize = 1024;
+pub const MAX_QUERY_TEXT: usize = 64 << 10;
+/// How deep each side of a hybrid search looks before fusing: the `k`
+/// best of the two lists' top `max(k, ef, HYBRID_DEPTH)`.
+pub const HYBRID_DEPTH: usize = 100;
+/// Reciprocal rank fusion's `k` (the usual 60).
+pub const RRF_K: f32 = 60.0;
 
 /// Checks the parameters of a new index; the error names the first one out
 /// of range.
@@ -65,6 +77,68 @@ pub fn check_index_params(dim: usize, m: usize, ef_construction: usize) -> Resul
             format!("1..={MAX_EF_CONSTRUCTION}"),
             ef_construction,
         );
+    }
+    Ok(())
+}
+
+/// Checks what a dataset index names (the dataset and columns are checked
+/// against the catalog afterwards): the columns it needs are there, no name
+/// is empty or longer than [`MAX_COLUMN_NAME`], at most
+/// [`MAX_METADATA_COLUMNS`] distinct metadata columns.
+pub fn check_source(s: &SourceSpec) -> Result<()> {
+    let bad = |msg: String| Err(VectorError::InvalidSource(msg));
+    let dataset = s.dataset.as_deref().unwrap_or_default();
+    if dataset.is_empty() || dataset.len() > MAX_COLUMN_NAME {
+        return bad(format!("dataset must be 1 to {MAX_COLUMN_NAME} bytes"));
+    }
+    if s.id_column.is_none() {
+        return bad("an index that follows a dataset needs id_column".into());
+    }
+    if s.column.is_none() && s.text_column.is_none() {
+        return bad("an index that follows a dataset needs column (vectors) or text_column".into());
+    }
+    if s.metadata_columns.len() > MAX_METADATA_COLUMNS {
+        return bad(format!(
+            "metadata_columns lists {} columns; the limit is {MAX_METADATA_COLUMNS}",
+            s.metadata_columns.len()
+        ));
+    }
+    let named = [&s.column, &s.text_column, &s.id_column]
+        .into_iter()
+        .flatten()
+        .chain(&s.metadata_columns);
+    for c in named {
+        if c.is_empty() || c.len() > MAX_COLUMN_NAME {
+            return bad(format!(
+                "column names must be 1 to {MAX_COLUMN_NAME} bytes, got {} bytes",
+                c.len()
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(c) = s.metadata_columns.iter().find(|c| !seen.insert(*c)) {
+        return bad(format!("metadata_columns lists {c:?} twice"));
+    }
+    Ok(())
+}
+
+/// A plain index names no columns.
+pub fn check_plain(s: &SourceSpec) -> Result<()> {
+    if *s == SourceSpec::default() {
+        return Ok(());
+    }
+    Err(VectorError::InvalidSource(
+        "column, text_column, id_column and metadata_columns need dataset".into(),
+    ))
+}
+
+/// A search's query text.
+pub fn check_text(text: &str) -> Result<()> {
+    if text.len() > MAX_QUERY_TEXT {
+        return Err(VectorError::InvalidSearch(format!(
+            "text is {} bytes; the limit is {MAX_QUERY_TEXT}",
+            text.len()
+        )));
     }
     Ok(())
 }

@@ -98,8 +98,14 @@ pub(crate) async fn load_all(
         }
         let state = Arc::new(state);
         let log = listing.logs.remove(&name).unwrap_or_default();
+        if let Some(entry) = log.first().filter(|_| state.follows_dataset()) {
+            return Err(corrupt(
+                &entry.key,
+                "a write-ahead-log entry of an index that follows a dataset (it has no log)",
+            ));
+        }
         let replayed = replay(store, &state, version, log).await?;
-        tracing::info!(index = %name, items = state.index.len(), replayed, "vector index loaded");
+        tracing::info!(index = %name, items = state.count(), replayed, "vector index loaded");
         indexes.insert(name, state);
     }
     if let Some(entry) = listing.logs.values().flatten().next() {

@@ -14,5 +14,6 @@ mod query;
 mod storage;
 mod support;
 mod tables;
+mod vector_datasets;
 mod vectors;
 mod writes;

@@ -228,6 +228,17 @@ pub fn psql_available() -> bool {
 
 /// `psql -c` each command; returns (success, stdout, stderr).
 pub fn psql(port: u16, password: &str, commands: &[&str]) -> (bool, String, String) {
+    psql_with(port, "sslmode=disable", password, commands)
+}
+
+/// [`psql`] with `ssl` (e.g. `sslmode=verify-full sslrootcert=…`) in the
+/// connection string.
+pub fn psql_with(
+    port: u16,
+    ssl: &str,
+    password: &str,
+    commands: &[&str],
+) -> (bool, String, String) {
     let mut cmd = Command::new("psql");
     cmd.args([
         "-X",
@@ -238,7 +249,7 @@ pub fn psql(port: u16, password: &str, commands: &[&str]) -> (bool, String, Stri
         "VERBOSITY=verbose",
     ])
     .arg(format!(
-        "host=127.0.0.1 port={port} dbname=lakehouse user=tester sslmode=disable"
+        "host=127.0.0.1 port={port} dbname=lakehouse user=tester {ssl}"
     ))
     .env("PGPASSWORD", password)
     .env("PGCONNECT_TIMEOUT", "10");
@@ -590,4 +601,389 @@ fn no_tokens_means_loopback_only_for_the_protocols() {
             "{key}: refused after touching the data directory"
         );
     }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost signed by
+/// it, as PEM files (`ca.pem`, `server.pem`, `server.key`) in a temp dir.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own: a client looks a certificate's issuer up by name.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ca.distinguished_name.push(
+            DnType::CommonName,
+            format!("lakehouse test CA {} {n}", std::process::id()),
+        );
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        let certs = Certs {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+            _dir: dir,
+        };
+        std::fs::write(&certs.ca, ca_cert.pem()).unwrap();
+        std::fs::write(&certs.cert, cert.pem()).unwrap();
+        std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+        certs
+    }
+
+    pub fn ca(&self) -> &str {
+        self.ca.to_str().unwrap()
+    }
+
+    /// The environment that turns TLS on with these files.
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("LAKEHOUSE__QUERYD__TLS_CERT", self.cert.to_str().unwrap()),
+            ("LAKEHOUSE__QUERYD__TLS_KEY", self.key.to_str().unwrap()),
+        ]
+    }
+}
+
+/// The first bytes the PostgreSQL port answers to a negotiation request
+/// (`SSLRequest` 80877103, `GSSENCRequest` 80877104).
+fn negotiate(port: u16, code: u32) -> u8 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut msg = 8u32.to_be_bytes().to_vec();
+    msg.extend_from_slice(&code.to_be_bytes());
+    s.write_all(&msg).unwrap();
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).unwrap();
+    if answer[0] == b'S' {
+        // Not a TLS ClientHello: the server must drop it, not hang or fall over.
+        let _ = s.write_all(b"this is not a TLS handshake\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    answer[0]
+}
+
+const SSL_REQUEST: u32 = 80877103;
+const GSSENC_REQUEST: u32 = 80877104;
+/// AuthenticationCleartextPassword, AuthenticationOk, ReadyForQuery (idle).
+const CLEARTEXT: &[u8] = &[b'R', 0, 0, 0, 8, 0, 0, 0, 3];
+const AUTH_OK: &[u8] = &[b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+const READY: &[u8] = b"Z\0\0\0\x05I";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Starts a session on `s` (protocol 3.0, user `x`), answers a cleartext
+/// password request with `password`, and returns every byte the server
+/// sent until it closed or was ready (libpq shows no SQLSTATE for a failed
+/// connection; these bytes do).
+fn raw_login<S: std::io::Read + std::io::Write>(s: &mut S, password: &str) -> Vec<u8> {
+    let mut body = 196608u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0x\0database\0lakehouse\0\0");
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend(body);
+    s.write_all(&startup).unwrap();
+    s.flush().unwrap();
+    let (mut out, mut buf, mut answered) = (Vec::new(), [0u8; 4096], false);
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if !answered && contains(&out, CLEARTEXT) {
+            answered = true;
+            let mut msg = vec![b'p'];
+            msg.extend_from_slice(&((password.len() + 5) as u32).to_be_bytes());
+            msg.extend_from_slice(password.as_bytes());
+            msg.push(0);
+            s.write_all(&msg).unwrap();
+            s.flush().unwrap();
+        }
+        if contains(&out, READY) {
+            break;
+        }
+    }
+    out
+}
+
+/// A connection to the PostgreSQL port switched to TLS (SSLRequest, then
+/// a rustls handshake verifying the server against `ca`).
+fn tls_stream(
+    port: u16,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut msg = 8u32.to_be_bytes().to_vec();
+    msg.extend_from_slice(&SSL_REQUEST.to_be_bytes());
+    s.write_all(&msg).unwrap();
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[0], b'S', "TLS refused");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(conn, s)
+}
+
+/// With `[queryd].tls_cert`/`tls_key`: psql and psycopg over verified TLS
+/// (and plaintext still accepted), ADBC over `grpc+tls://` with the CA,
+/// a plaintext gRPC client refused cleanly while the server keeps serving,
+/// and the negotiation bytes (`S` for SSL, `N` for GSSAPI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_both_protocols_with_real_clients() {
+    let certs = Certs::new();
+    let server = ProtoServer::start(&certs.env());
+    server.ingest_fixture().await;
+    let port = server.pg;
+    assert_eq!(negotiate(port, GSSENC_REQUEST), b'N');
+    assert_eq!(negotiate(port, SSL_REQUEST), b'S');
+    let out = raw_login(&mut tls_stream(port, &certs.ca), "not-a-valid-token-0123");
+    assert!(
+        contains(&out, b"28P01") && !contains(&out, AUTH_OK),
+        "wrong token over TLS: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let out = raw_login(&mut tls_stream(port, &certs.ca), READER);
+    assert!(
+        contains(&out, AUTH_OK) && contains(&out, READY),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+
+    if psql_available() {
+        let verify = format!("sslmode=verify-full sslrootcert={}", certs.ca());
+        let (ok, out, err) = psql_with(
+            port,
+            &verify,
+            READER,
+            &["\\conninfo", "SELECT sum(qty) AS total FROM sales"],
+        );
+        assert!(ok, "{err}");
+        assert!(out.contains("SSL connection"), "not over TLS:\n{out}");
+        assert!(out.contains("60") && out.contains("(1 row)"), "{out}");
+        let (ok, _, err) = psql_with(
+            port,
+            "sslmode=require",
+            "not-a-valid-token-0123",
+            &["SELECT 1"],
+        );
+        assert!(!ok, "connected with a wrong token");
+        assert!(err.contains("password authentication failed"), "{err}");
+        // Not required: plaintext clients still connect.
+        let (ok, out, err) = psql(port, READER, &["\\conninfo", "SELECT 1 AS one"]);
+        assert!(ok && !out.contains("SSL connection"), "{out}{err}");
+        // A CA that did not sign the server's certificate: verify-full refuses.
+        let other = Certs::new();
+        let (ok, _, err) = psql_with(
+            port,
+            &format!("sslmode=verify-full sslrootcert={}", other.ca()),
+            READER,
+            &["SELECT 1"],
+        );
+        assert!(!ok && err.contains("certificate verify failed"), "{err}");
+    }
+    python_checks_with("psycopg-tls", port, &[certs.ca()]);
+    python_checks_with("adbc-tls", server.flight, &[certs.ca()]);
+    // Both still serve after the refused and hostile connections.
+    assert_eq!(negotiate(port, SSL_REQUEST), b'S');
+    python_checks_with("psycopg-tls", port, &[certs.ca()]);
+}
+
+/// `[queryd].tls_required = true`: a plaintext PostgreSQL start-up is a
+/// FATAL 28000 naming the requirement; `sslmode=require` connects. Without
+/// a certificate an `SSLRequest` is answered `N`, as before TLS existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_required_refuses_plaintext_postgres() {
+    let plain = ProtoServer::start(&[]);
+    assert_eq!(negotiate(plain.pg, SSL_REQUEST), b'N');
+    drop(plain);
+
+    let certs = Certs::new();
+    let mut env = certs.env();
+    env.push(("LAKEHOUSE__QUERYD__TLS_REQUIRED", "true"));
+    let server = ProtoServer::start(&env);
+    // A plaintext start-up: FATAL 28000 before any password is asked.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", server.pg)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let out = raw_login(&mut plain, READER);
+    assert!(
+        contains(&out, b"FATAL")
+            && contains(&out, b"28000")
+            && contains(&out, b"TLS is required")
+            && !contains(&out, CLEARTEXT)
+            && !contains(&out, AUTH_OK),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let out = raw_login(&mut tls_stream(server.pg, &certs.ca), READER);
+    assert!(
+        contains(&out, AUTH_OK),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    python_checks_with("psycopg-tls-required", server.pg, &[certs.ca()]);
+    if !psql_available() {
+        return;
+    }
+    let (ok, out, err) = psql(server.pg, READER, &["SELECT 1"]);
+    assert!(!ok, "a plaintext client connected: {out}");
+    assert!(
+        err.contains("TLS is required") && err.contains("sslmode=require"),
+        "{err}"
+    );
+    let (ok, out, err) = psql_with(server.pg, "sslmode=require", READER, &["\\conninfo"]);
+    assert!(ok && out.contains("SSL connection"), "{out}{err}");
+    // libpq's default (prefer) asks for TLS first.
+    let (ok, out, err) = psql_with(server.pg, "", READER, &["\\conninfo"]);
+    assert!(ok && out.contains("SSL connection"), "{out}{err}");
+}
+
+/// TLS settings that cannot work stop the start-up with an error naming
+/// the setting and the file.
+#[test]
+fn tls_misconfiguration_stops_the_start_up() {
+    let certs = Certs::new();
+    let other = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let (junk, missing) = (junk.to_str().unwrap(), missing.to_str().unwrap());
+    // (what, environment, what the error must name)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "cert without key",
+            vec![("LAKEHOUSE__QUERYD__TLS_CERT", cert)],
+            vec!["[queryd].tls_key", "is not"],
+        ),
+        (
+            "key without cert",
+            vec![("LAKEHOUSE__QUERYD__TLS_KEY", key)],
+            vec!["[queryd].tls_cert", "is not"],
+        ),
+        (
+            "unreadable certificate",
+            vec![
+                ("LAKEHOUSE__QUERYD__TLS_CERT", missing),
+                ("LAKEHOUSE__QUERYD__TLS_KEY", key),
+            ],
+            vec!["[queryd].tls_cert", missing],
+        ),
+        (
+            "not a certificate",
+            vec![
+                ("LAKEHOUSE__QUERYD__TLS_CERT", junk),
+                ("LAKEHOUSE__QUERYD__TLS_KEY", key),
+            ],
+            vec!["[queryd].tls_cert", junk, "no PEM certificate"],
+        ),
+        (
+            "not a key",
+            vec![
+                ("LAKEHOUSE__QUERYD__TLS_CERT", cert),
+                ("LAKEHOUSE__QUERYD__TLS_KEY", cert),
+            ],
+            vec!["[queryd].tls_key", cert, "no PEM private key"],
+        ),
+        (
+            "another certificate's key",
+            vec![
+                ("LAKEHOUSE__QUERYD__TLS_CERT", other.cert.to_str().unwrap()),
+                ("LAKEHOUSE__QUERYD__TLS_KEY", key),
+            ],
+            vec!["[queryd].tls_key", key, "does not go with"],
+        ),
+        (
+            "required without a certificate",
+            vec![("LAKEHOUSE__QUERYD__TLS_REQUIRED", "true")],
+            vec!["tls_required", "[queryd].tls_cert"],
+        ),
+    ];
+    for (name, env, needles) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path().to_str().unwrap();
+        let mut env = env;
+        env.push(("LAKEHOUSE__QUERYD__PG_BIND", "127.0.0.1:0"));
+        env.push(("LAKEHOUSE__QUERYD__FLIGHT_BIND", "127.0.0.1:0"));
+        let (ok, err) = exits_within(&["serve", "--bind", "127.0.0.1:0", "--data-dir", d], &env);
+        assert_eq!(
+            ok,
+            Some(false),
+            "{name}: did not stop with an error:\n{err}"
+        );
+        for n in needles {
+            assert!(err.contains(n), "{name}: {n:?} not in:\n{err}");
+        }
+    }
+}
+
+/// Runs the binary; `Some(success)` when it exits within 60 s (`None`:
+/// still running, then killed), and its stderr.
+fn exits_within(args: &[&str], env: &[(&str, &str)]) -> (Option<bool>, String) {
+    use std::io::Read;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehouse"));
+    cmd.args(args)
+        .env("LAKEHOUSE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn lakehouse");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st.success());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err)
 }

@@ -261,14 +261,21 @@ impl Cluster {
                 ("LAKEHOUSE__INGESTD__SPOOL_DIR", spool.to_str().unwrap()),
             ],
         );
+        let vectord = start(
+            "vectord",
+            &[
+                ("LAKEHOUSE__VECTORD__STORAGED_URL", &s_url),
+                ("LAKEHOUSE__VECTORD__CATALOGD_URL", &c_url),
+            ],
+        );
         let queryd = start(
             "queryd",
             &[
                 ("LAKEHOUSE__QUERYD__STORAGED_URL", &s_url),
                 ("LAKEHOUSE__QUERYD__CATALOGD_URL", &c_url),
+                ("LAKEHOUSE__QUERYD__VECTORD_URL", &vectord.url()),
             ],
         );
-        let vectord = start("vectord", &[("LAKEHOUSE__VECTORD__STORAGED_URL", &s_url)]);
         let gateway = start(
             "gateway",
             &[

@@ -24,6 +24,7 @@ mod conformance;
 mod dml_vs_duckdb;
 mod hardening;
 mod races;
+mod vectors;
 mod writes;
 
 struct Env {

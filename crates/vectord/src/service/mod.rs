@@ -13,28 +13,40 @@
 //! Validation comes before anything is written (seed O-I3): a batch with one
 //! bad item changes nothing. The bounds on every parameter are in
 //! [`crate::limits`].
+//!
+//! An index created with a `dataset` follows that dataset instead of taking
+//! writes ([`follow`]): built from its objects and kept equal to its current
+//! version in the background; `add` and item deletes are refused with
+//! [`VectorError::FollowsDataset`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::StreamExt;
+use lakehouse_catalogd::Catalog;
+use lakehouse_common::TextEmbedder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use parking_lot::RwLock;
 
 use crate::batch::Batch;
 use crate::error::{Result, VectorError};
-use crate::limits;
 pub use crate::limits::{MAX_BATCH, MAX_K};
 use crate::state::{IndexState, Writer};
 use crate::wal;
 
+mod create;
+pub(crate) mod follow;
 mod search;
 mod snapshot;
 
 pub use crate::api::{
-    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, Vectors,
+    AddResult, Hit, IndexInfo, IndexSpec, Item, SearchBatch, SearchRequest, SourceInfo, SourceSpec,
+    Vectors,
 };
+pub use follow::SNAPSHOT_AFTER;
 
 pub const PREFIX: &str = "_vectors/";
 
@@ -43,12 +55,16 @@ pub const PREFIX: &str = "_vectors/";
 pub struct VectorConfig {
     /// Take a snapshot after this many written items.
     pub snapshot_every: usize,
+    /// How often an index that follows a dataset checks it for a new
+    /// version; zero: only when asked (`POST …/sync`).
+    pub sync_interval: Duration,
 }
 
 impl Default for VectorConfig {
     fn default() -> Self {
         Self {
             snapshot_every: 50_000,
+            sync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -59,6 +75,8 @@ pub struct VectorService {
     indexes: RwLock<BTreeMap<String, Arc<IndexState>>>,
     /// Serialises create/delete of indexes (not searches or adds).
     admin: tokio::sync::Mutex<()>,
+    /// The catalog, dataset store and embedding model.
+    sources: Arc<follow::Sources>,
 }
 
 pub(crate) fn snapshot_key(name: &str) -> String {
@@ -106,6 +124,7 @@ impl VectorService {
     pub fn ephemeral(cfg: VectorConfig) -> Self {
         Self {
             store: None,
+            sources: Arc::new(follow::Sources::new(None, cfg.clone())),
             cfg,
             indexes: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
@@ -114,15 +133,38 @@ impl VectorService {
 
     /// Opens a persistent service: loads every index's snapshot and replays
     /// its write-ahead log. A corrupt snapshot or log entry stops the load
-    /// with an error naming its key (see [`crate::recovery`]).
+    /// with an error naming its key (see [`crate::recovery`]). Indexes that
+    /// follow a dataset start catching up in the background (once
+    /// [`VectorService::with_datasets`] gave the catalog).
     pub async fn open(store: Arc<dyn ObjectStore>, cfg: VectorConfig) -> Result<Self> {
         let indexes = crate::recovery::load_all(&store).await?;
+        let sources = Arc::new(follow::Sources::new(Some(store.clone()), cfg.clone()));
+        for state in indexes.values().filter(|s| s.follows_dataset()) {
+            follow::spawn(&sources, state, cfg.sync_interval);
+        }
         Ok(Self {
             store: Some(store),
             cfg,
             indexes: RwLock::new(indexes),
             admin: tokio::sync::Mutex::new(()),
+            sources,
         })
+    }
+
+    /// Lets indexes follow datasets: `catalog` names them and `store` holds
+    /// their objects. Without it creating a dataset index is
+    /// [`VectorError::NoCatalog`].
+    pub fn with_datasets(self, catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>) -> Self {
+        *self.sources.catalog.write() = Some(catalog);
+        *self.sources.data.write() = Some(store);
+        self
+    }
+
+    /// The sentence-embedding model for text columns and `{"text": …}`
+    /// searches (`None`: such requests answer 501 `no_embedding_model`).
+    pub fn with_embedder(self, embedder: Option<Arc<dyn TextEmbedder>>) -> Self {
+        *self.sources.embedder.write() = embedder;
+        self
     }
 
     fn get_state(&self, name: &str) -> Result<Arc<IndexState>> {
@@ -133,42 +175,23 @@ impl VectorService {
             .ok_or_else(|| VectorError::IndexNotFound(name.to_string()))
     }
 
-    /// Creates an index; the same parameters again is a no-op (`Ok(false)`),
-    /// other parameters are a conflict.
-    pub async fn create(&self, spec: IndexSpec) -> Result<(IndexInfo, bool)> {
-        validate_name(&spec.name)?;
-        limits::check_index_params(spec.dim, spec.m, spec.ef_construction)?;
-        let _admin = self.admin.lock().await;
-        if let Some(existing) = self.indexes.read().get(&spec.name) {
-            if existing.spec == spec {
-                return Ok((existing.info(), false));
-            }
-            return Err(VectorError::ParamsConflict {
-                name: spec.name.clone(),
-                existing: format!(
-                    "dim {}, metric {:?}, m {}, ef_construction {}",
-                    existing.spec.dim,
-                    existing.spec.metric,
-                    existing.spec.m,
-                    existing.spec.ef_construction
-                ),
-            });
+    /// An index that takes writes (not one that follows a dataset).
+    fn writable(&self, name: &str) -> Result<Arc<IndexState>> {
+        let state = self.get_state(name)?;
+        if state.follows_dataset() {
+            return Err(VectorError::FollowsDataset(name.to_string()));
         }
-        let state = Arc::new(IndexState::new(spec.clone())?);
-        if let Some(store) = &self.store {
-            // The empty snapshot makes the index itself durable.
-            let blob = state.snapshot_blob(0);
-            store
-                .put_opts(
-                    &path(&snapshot_key(&spec.name))?,
-                    PutPayload::from(blob),
-                    PutMode::Overwrite.into(),
-                )
-                .await?;
+        Ok(state)
+    }
+
+    /// Catches an index that follows a dataset up with it now (see
+    /// [`Vectors::sync`]).
+    pub async fn sync(&self, name: &str) -> Result<IndexInfo> {
+        let state = self.get_state(name)?;
+        if state.follows_dataset() {
+            follow::catch_up(&self.sources, &state).await;
         }
-        let info = state.info();
-        self.indexes.write().insert(spec.name, state);
-        Ok((info, true))
+        Ok(state.info())
     }
 
     pub fn list(&self) -> Vec<IndexInfo> {
@@ -185,6 +208,8 @@ impl VectorService {
         let _admin = self.admin.lock().await;
         let state = self.get_state(name)?;
         let _writer = state.writer.lock().await;
+        // No catch-up or snapshot of it after this.
+        state.dropped.store(true, Ordering::Release);
         if let Some(store) = &self.store {
             let mut keys = vec![snapshot_key(name)];
             let mut s = store.list(Some(&path(&wal::dir(PREFIX, name))?));
@@ -212,7 +237,7 @@ impl VectorService {
 
     /// Validates the whole batch, logs it, then applies it.
     pub async fn add_batch(&self, name: &str, batch: Batch) -> Result<AddResult> {
-        let state = self.get_state(name)?;
+        let state = self.writable(name)?;
         let added = batch.len();
         let st = state.clone();
         let batch = blocking(move || batch.validate(&st.spec).map(|()| batch)).await?;
@@ -271,7 +296,7 @@ impl VectorService {
     }
 
     pub async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
-        let state = self.get_state(name)?;
+        let state = self.writable(name)?;
         let mut writer = state.writer.lock().await;
         if !state.meta.read().by_id.contains_key(id) {
             return Err(VectorError::ItemNotFound {
@@ -331,5 +356,8 @@ impl Vectors for VectorService {
     }
     async fn delete_item(&self, name: &str, id: &str) -> Result<()> {
         VectorService::delete_item(self, name, id).await
+    }
+    async fn sync(&self, name: &str) -> Result<IndexInfo> {
+        VectorService::sync(self, name).await
     }
 }

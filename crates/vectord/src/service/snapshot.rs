@@ -4,6 +4,8 @@
 //! entries it covers are deleted once it is stored.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
@@ -77,14 +79,43 @@ impl VectorService {
     }
 }
 
+/// A dataset index's snapshot, taken and stored with the writer lock held
+/// by the caller (it has no log to trim, and a drop cannot slip between).
+pub(super) async fn store_locked(
+    store: Arc<dyn ObjectStore>,
+    state: &Arc<IndexState>,
+    writer: &mut Writer,
+) -> Result<()> {
+    if state.dropped.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let version = writer.next_seq - 1;
+    let st = state.clone();
+    let blob = blocking(move || Ok(st.snapshot_blob(version))).await?;
+    store
+        .put_opts(
+            &path(&snapshot_key(&state.spec.name))?,
+            PutPayload::from(blob),
+            PutMode::Overwrite.into(),
+        )
+        .await?;
+    writer.since_snapshot = 0;
+    writer.last_snapshot = Instant::now();
+    Ok(())
+}
+
 /// Snapshot: capture under the writer lock, store it, then drop the log
 /// entries it covers.
-async fn snapshot(store: Arc<dyn ObjectStore>, state: &Arc<IndexState>) -> Result<()> {
+pub(super) async fn snapshot(store: Arc<dyn ObjectStore>, state: &Arc<IndexState>) -> Result<()> {
     let (blob, version) = {
-        let writer = state.writer.lock().await;
+        let mut writer = state.writer.lock().await;
+        if state.dropped.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let version = writer.next_seq - 1;
         let st = state.clone();
         let blob = blocking(move || Ok(st.snapshot_blob(version))).await?;
+        writer.last_snapshot = Instant::now();
         (blob, version)
     };
     let name = &state.spec.name;

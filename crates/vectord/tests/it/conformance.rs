@@ -35,6 +35,8 @@ fn query(vector: &[f32], k: usize) -> SearchRequest {
         k,
         ef: Some(64),
         filter: None,
+        text: None,
+        hybrid: false,
     }
 }
 

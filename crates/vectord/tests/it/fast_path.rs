@@ -71,6 +71,8 @@ async fn arrow_adds_are_validated_whole_like_json() {
                 k: 1,
                 ef: None,
                 filter: None,
+                text: None,
+                hybrid: false,
             },
         )
         .await
@@ -207,6 +209,8 @@ async fn batch_searches_answer_like_single_ones() {
             k: 4,
             ef: Some(32),
             filter: filter.clone(),
+            text: None,
+            hybrid: false,
         };
         // Through JSON text, as the answers are.
         let text = serde_json::to_vec(&svc.search("docs", r).await.unwrap()).unwrap();
@@ -431,6 +435,8 @@ async fn the_log_is_binary_and_old_json_entries_still_replay() {
             k: 1,
             ef: None,
             filter: None,
+            text: None,
+            hybrid: false,
         };
         assert_eq!(svc.search("w", r).await.unwrap()[0].id, format!("item-{i}"));
     }
@@ -596,6 +602,8 @@ async fn client_sends_arrow_and_gets_typed_errors() {
                 k: 1,
                 ef: None,
                 filter: json!({"k": 1}).as_object().cloned(),
+                text: None,
+                hybrid: false,
             },
         )
         .await

@@ -174,6 +174,7 @@ fn spec() -> IndexSpec {
         metric: Metric::Cosine,
         m: 4,
         ef_construction: 16,
+        source: Default::default(),
     }
 }
 
@@ -253,6 +254,8 @@ async fn exercise(svc: &VectorService) -> Result<(), TestCaseError> {
                     k: 5,
                     ef: None,
                     filter: Some(json!({"g": 1}).as_object().cloned().unwrap()),
+                    text: None,
+                    hybrid: false,
                 },
             )
             .await,
@@ -270,6 +273,8 @@ async fn exercise(svc: &VectorService) -> Result<(), TestCaseError> {
                     k: 50,
                     ef: Some(64),
                     filter: None,
+                    text: None,
+                    hybrid: false,
                 },
             )
             .await,

@@ -14,8 +14,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 mod conformance;
+mod datasets;
 mod fast_path;
 mod fuzz;
+mod text;
 
 fn spec(name: &str, dim: usize, metric: Metric) -> IndexSpec {
     IndexSpec {
@@ -24,6 +26,7 @@ fn spec(name: &str, dim: usize, metric: Metric) -> IndexSpec {
         metric,
         m: 16,
         ef_construction: 100,
+        source: Default::default(),
     }
 }
 
@@ -88,6 +91,7 @@ async fn persistent() -> (Arc<dyn ObjectStore>, VectorService) {
         store.clone(),
         VectorConfig {
             snapshot_every: 1000,
+            ..VectorConfig::default()
         },
     )
     .await
@@ -113,6 +117,8 @@ async fn recall_against_brute_force_for_each_metric() {
                         k: 10,
                         ef: Some(128),
                         filter: None,
+                        text: None,
+                        hybrid: false,
                     },
                 )
                 .await
@@ -143,6 +149,8 @@ async fn filtered_search_is_exact_top_k_at_one_percent() {
                     k: 10,
                     ef: None,
                     filter: Some(filter),
+                    text: None,
+                    hybrid: false,
                 },
             )
             .await
@@ -304,6 +312,8 @@ async fn upsert_and_delete_items() {
                 k: 1,
                 ef: None,
                 filter: None,
+                text: None,
+                hybrid: false,
             },
         )
         .await
@@ -324,6 +334,8 @@ async fn upsert_and_delete_items() {
                 k: 5,
                 ef: None,
                 filter: None,
+                text: None,
+                hybrid: false,
             },
         )
         .await
@@ -357,6 +369,7 @@ async fn restart_recovers_every_acknowledged_write() {
         store.clone(),
         VectorConfig {
             snapshot_every: 1000,
+            ..VectorConfig::default()
         },
     )
     .await
@@ -375,6 +388,8 @@ async fn restart_recovers_every_acknowledged_write() {
                     k: 1,
                     ef: Some(64),
                     filter: None,
+                    text: None,
+                    hybrid: false,
                 },
             )
             .await

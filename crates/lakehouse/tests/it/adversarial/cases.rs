@@ -545,6 +545,7 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     sql_writes(&mut t);
     sql_rows(&mut t);
     vectors_create(&mut t);
+    vectors_datasets(&mut t);
     vectors_search(&mut t);
     vectors_add(&mut t);
     vectors_paths(&mut t);
@@ -597,6 +598,10 @@ fn guarded_routes(ctx: &Ctx) -> Vec<(Request, &'static str)> {
         (
             Request::new("POST", format!("/vectors/indexes/{FX_IDX}/add"))
                 .json(&json!({"items": [{"id": "auth", "vector": fx_vec(999)}]})),
+            "write",
+        ),
+        (
+            Request::new("POST", format!("/vectors/indexes/{FX_IDX}/sync")),
             "write",
         ),
         (
@@ -2605,6 +2610,129 @@ fn vectors_create(t: &mut Vec<Case>) {
     );
 }
 
+/// Indexes that follow a dataset (issue 18): every bad spec is refused
+/// before anything is stored, naming the column; sync of a missing index.
+fn vectors_datasets(t: &mut Vec<Case>) {
+    let ds = |label: &str, extra: Value| {
+        let mut body = json!({"name": "adv_ds", "metric": "l2", "dataset": FX_ROWS,
+                              "column": "name", "id_column": "id"});
+        for (k, v) in extra.as_object().unwrap() {
+            match v {
+                Value::Null => {
+                    body.as_object_mut().unwrap().remove(k);
+                }
+                v => body[k] = v.clone(),
+            }
+        }
+        vcreate(label, body)
+    };
+    let src = |b: B, names: &str| b.status(400).code("invalid_source").names(names).done();
+    t.push(
+        ds(
+            "dataset index on a missing dataset",
+            json!({"dataset": "adv_none"}),
+        )
+        .status(404)
+        .code("dataset_not_found")
+        .done(),
+    );
+    t.push(src(ds("vector column of text", json!({})), "name"));
+    t.push(src(
+        ds("unknown vector column", json!({"column": "nope"})),
+        "nope",
+    ));
+    t.push(src(
+        ds("no id_column", json!({"id_column": null})),
+        "id_column",
+    ));
+    t.push(src(
+        ds(
+            "unknown metadata column",
+            json!({"metadata_columns": ["id", "zz"]}),
+        ),
+        "zz",
+    ));
+    let many: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    t.push(src(
+        ds("10k metadata columns", json!({ "metadata_columns": many })),
+        "metadata_columns",
+    ));
+    t.push(
+        ds(
+            "metadata_columns not a list",
+            json!({"metadata_columns": "id"}),
+        )
+        .status(400)
+        .done(),
+    );
+    t.push(src(
+        ds(
+            "a dataset name of 5000 bytes",
+            json!({"dataset": "d".repeat(5000)}),
+        ),
+        "dataset",
+    ));
+    t.push(
+        ds("dataset ../x", json!({"dataset": "../x"}))
+            .one_of(&[400, 404])
+            .done(),
+    );
+    t.push(src(
+        ds(
+            "columns on a plain index",
+            json!({"dataset": null, "dim": 4}),
+        ),
+        "dataset",
+    ));
+    t.push(
+        ds(
+            "dim = u32::MAX with a dataset",
+            json!({"dim": 4294967295u64}),
+        )
+        .status(400)
+        .code("invalid_params")
+        .done(),
+    );
+    t.push(src(
+        ds(
+            "a text column of numbers",
+            json!({"column": null, "text_column": "id"}),
+        ),
+        "id",
+    ));
+    t.push(
+        ds(
+            "a text column without a model",
+            json!({"column": null, "text_column": "name"}),
+        )
+        .status(501)
+        .code("no_embedding_model")
+        .done(),
+    );
+    t.push(
+        case(
+            Family::Vectors,
+            "sync a missing index",
+            "POST",
+            "/vectors/indexes/adv_none/sync",
+            Role::Write,
+        )
+        .status(404)
+        .done(),
+    );
+    t.push(
+        case(
+            Family::Vectors,
+            "sync an index that follows no dataset",
+            "POST",
+            format!("/vectors/indexes/{FX_IDX}/sync"),
+            Role::Write,
+        )
+        .status(200)
+        .done(),
+    );
+}
+
 fn vsearch(name: &str, body: Value) -> B {
     case(
         Family::Vectors,
@@ -2625,6 +2753,37 @@ fn vectors_search(t: &mut Vec<Case>) {
             .done()
     };
     t.push(s("k = u32::MAX", json!({"vector": v, "k": 4294967295u64})));
+    t.push(
+        vsearch("a text without a model", json!({"text": "hello", "k": 1}))
+            .status(501)
+            .code("no_embedding_model")
+            .done(),
+    );
+    t.push(s(
+        "hybrid without text",
+        json!({"vector": v, "k": 1, "hybrid": true}),
+    ));
+    t.push(s(
+        "hybrid on an index without a text column",
+        json!({"vector": v, "text": "x", "k": 1, "hybrid": true}),
+    ));
+    t.push(s(
+        "a text of 1 MiB",
+        json!({"text": "a".repeat(1 << 20), "k": 1}),
+    ));
+    t.push(s(
+        "a vector and a text without hybrid",
+        json!({"vector": v, "text": "x", "k": 1}),
+    ));
+    t.push(s(
+        "a text with a batch",
+        json!({"vectors": [v], "text": "x"}),
+    ));
+    t.push(
+        vsearch("text is a number", json!({"text": 5, "k": 1}))
+            .status(400)
+            .done(),
+    );
     t.push(s("k = 0", json!({"vector": v, "k": 0})));
     t.push(s(
         "ef = u32::MAX",
