@@ -159,7 +159,9 @@ impl From<QueryError> for ApiError {
             return up.into();
         }
         let status = e.status();
+        // A 501 names the setting or feature that is missing: nothing to hide.
         let hidden = status.is_server_error()
+            && status != StatusCode::NOT_IMPLEMENTED
             && !matches!(
                 e,
                 QueryError::Remote { .. }

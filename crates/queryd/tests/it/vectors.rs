@@ -172,6 +172,13 @@ async fn embed_without_a_model_names_the_setting() {
         );
         assert!(err.to_string().contains("[embed].model_dir"), "{err}");
         assert_eq!(err.status(), http::StatusCode::NOT_IMPLEMENTED);
+        // At the edge: a 501 that names the setting, not a hidden 500.
+        let api = lakehouse_common::ApiError::from(err);
+        assert_eq!(
+            (api.status, api.code),
+            (http::StatusCode::NOT_IMPLEMENTED, "no_embedding_model")
+        );
+        assert!(api.message.contains("[embed].model_dir"), "{}", api.message);
     }
 }
 

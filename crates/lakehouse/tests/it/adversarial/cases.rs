@@ -540,6 +540,7 @@ pub fn table(ctx: &Ctx) -> Vec<Case> {
     ingest_names(&mut t);
     sql_deep(&mut t);
     sql_time_travel(&mut t);
+    sql_vectors(&mut t);
     sql_memory(&mut t);
     sql_sandbox(&mut t);
     sql_writes(&mut t);
@@ -2270,6 +2271,150 @@ fn sql_time_travel(t: &mut Vec<Case>) {
             .one_of(allowed)
             .done(),
         );
+    }
+}
+
+/// Vector search and distances in SQL (issue 18): absurd `k`, wrong or huge
+/// vectors, bad filters, missing indexes, nesting and a server without a
+/// model are a 4xx (501 for the missing model) naming why, never a 5xx.
+fn sql_vectors(t: &mut Vec<Case>) {
+    let v16 = format!("[{}]", vec!["0.25"; 16].join(","));
+    let huge = format!("[{}]", vec!["1"; 200_000].join(","));
+    let search = |args: &str| format!("SELECT * FROM vector_search('{FX_IDX}', {args})");
+    let cases: Vec<(&str, String, &[u16], Option<&'static str>)> = vec![
+        (
+            "k = 10^12",
+            search(&format!("{v16}, 1000000000000")),
+            &[400],
+            None,
+        ),
+        ("k = -1", search(&format!("{v16}, -1")), &[400], None),
+        ("k = 0", search(&format!("{v16}, 0")), &[400], None),
+        ("k NULL", search(&format!("{v16}, NULL")), &[400], None),
+        ("k a string", search(&format!("{v16}, 'ten'")), &[400], None),
+        ("wrong dimension", search("[1.0, 2.0], 3"), &[400], None),
+        (
+            "200 000-element vector",
+            search(&format!("{huge}, 3")),
+            &[400, 413],
+            None,
+        ),
+        (
+            "NaN in the vector",
+            search("[cast('NaN' as float), 1.0], 3"),
+            &[400],
+            None,
+        ),
+        ("a NULL query", search("NULL, 3"), &[400], None),
+        (
+            "malformed filter",
+            search(&format!("{v16}, 3, '{{\"a\":'")),
+            &[400],
+            None,
+        ),
+        (
+            "filter not an object",
+            search(&format!("{v16}, 3, '[1,2]'")),
+            &[400],
+            None,
+        ),
+        (
+            "too few arguments",
+            format!("SELECT * FROM vector_search('{FX_IDX}')"),
+            &[400],
+            None,
+        ),
+        (
+            "too many arguments",
+            search(&format!("{v16}, 3, '{{}}', 4, 5")),
+            &[400],
+            None,
+        ),
+        (
+            "index from a column",
+            "SELECT * FROM vector_search(name, [1.0], 3)".into(),
+            &[400],
+            None,
+        ),
+        (
+            "missing index",
+            format!("SELECT * FROM vector_search('adv_none', {v16}, 3)"),
+            &[404],
+            None,
+        ),
+        (
+            "index name ../x",
+            format!("SELECT * FROM vector_search('../x', {v16}, 3)"),
+            &[400, 404],
+            None,
+        ),
+        (
+            "text query without a model",
+            search("'hello', 3"),
+            &[501],
+            Some("no_embedding_model"),
+        ),
+        (
+            "embed() without a model",
+            "SELECT embed('hello') AS e".into(),
+            &[501],
+            Some("no_embedding_model"),
+        ),
+        (
+            "hybrid without a text column",
+            format!("SELECT * FROM hybrid_search('{FX_IDX}', 'x', 3)"),
+            &[400, 501],
+            None,
+        ),
+        (
+            "nested in a subquery 50 deep",
+            {
+                let mut q = search(&format!("{v16}, 3"));
+                for _ in 0..50 {
+                    q = format!("SELECT * FROM ({q}) s");
+                }
+                q
+            },
+            &[200, 400],
+            None,
+        ),
+        (
+            "64 searches in one statement",
+            {
+                let parts: Vec<String> = (0..64).map(|_| search(&format!("{v16}, 3"))).collect();
+                format!(
+                    "SELECT count(*) AS n FROM ({}) u",
+                    parts.join(" UNION ALL ")
+                )
+            },
+            &[200, 400],
+            None,
+        ),
+        (
+            "distance of different lengths",
+            "SELECT l2_distance([1.0, 2.0], [1.0]) AS d".into(),
+            &[400],
+            None,
+        ),
+        (
+            "distance of a huge generated vector",
+            "SELECT cosine_distance(range(100000000), range(100000000)) AS d".into(),
+            &[200, 400, 413],
+            None,
+        ),
+        (
+            "distance of strings",
+            "SELECT inner_product('a', 'b') AS d".into(),
+            &[400],
+            None,
+        ),
+    ];
+    for (name, q, allowed, code) in cases {
+        let mut b = sql(&format!("vectors in SQL: {name}"), &q).one_of(allowed);
+        if let Some(c) = code {
+            b = b.code(c);
+        }
+        t.push(b.done());
     }
 }
 
