@@ -13,7 +13,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, OffsetSizeTrait,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::common::{Result, exec_err, plan_err};
@@ -183,28 +185,8 @@ impl Vectors {
                 Arc::new(Float32Array::from(Vec::<f32>::new())),
                 vec![None; a.len()],
             ),
-            DataType::List(_) => {
-                let l = a.as_list::<i32>();
-                let o = l.value_offsets();
-                let spans = (0..l.len())
-                    .map(|i| {
-                        l.is_valid(i)
-                            .then(|| (o[i] as usize, (o[i + 1] - o[i]) as usize))
-                    })
-                    .collect();
-                (l.values().clone(), spans)
-            }
-            DataType::LargeList(_) => {
-                let l = a.as_list::<i64>();
-                let o = l.value_offsets();
-                let spans = (0..l.len())
-                    .map(|i| {
-                        l.is_valid(i)
-                            .then(|| (o[i] as usize, (o[i + 1] - o[i]) as usize))
-                    })
-                    .collect();
-                (l.values().clone(), spans)
-            }
+            DataType::List(_) => list_spans::<i32>(a),
+            DataType::LargeList(_) => list_spans::<i64>(a),
             DataType::FixedSizeList(_, size) => {
                 let l = a.as_fixed_size_list();
                 let size = *size as usize;
@@ -237,6 +219,20 @@ impl Vectors {
         let (start, len) = (*self.rows.get(row)?)?;
         Some(&self.values.values()[start..start + len])
     }
+}
+
+/// A list array's values and each row's `(offset, length)` (`None` for a
+/// null row), for `List` and `LargeList` alike.
+fn list_spans<O: OffsetSizeTrait>(a: &ArrayRef) -> (ArrayRef, Vec<Option<(usize, usize)>>) {
+    let l = a.as_list::<O>();
+    let o = l.value_offsets();
+    let spans = (0..l.len())
+        .map(|i| {
+            l.is_valid(i)
+                .then(|| (o[i].as_usize(), (o[i + 1] - o[i]).as_usize()))
+        })
+        .collect();
+    (l.values().clone(), spans)
 }
 
 #[cfg(test)]
