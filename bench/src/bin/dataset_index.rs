@@ -107,7 +107,11 @@ async fn server_with_dataset(
     files: &[PathBuf],
 ) -> anyhow::Result<(tempfile::TempDir, Server)> {
     let dir = tempfile::tempdir()?;
-    let env = [("LAKEHOUSE__VECTORD__SYNC_INTERVAL_MS", "0")];
+    let env = [
+        ("LAKEHOUSE__VECTORD__SYNC_INTERVAL_MS", "0"),
+        ("LAKEHOUSE__QUERYD__PG_BIND", "off"),
+        ("LAKEHOUSE__QUERYD__FLIGHT_BIND", "off"),
+    ];
     let server = Server::start(&a.lakehouse, dir.path(), &env)?;
     let http = reqwest::Client::new();
     for f in files {
@@ -234,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut ours, mut peer) = (Vec::new(), Vec::new());
     let mut last = None;
     for round in 1..=a.rounds.max(1) {
+        drop(last.take()); // the previous round's server stops before this one starts
         peer.push(hnswlib_build(&a.python, &a.data, a.m, a.ef_construction)?);
         let (dir, server) = server_with_dataset(&a, &files).await?;
         ours.push(build(&a, &d, &server).await?);

@@ -48,9 +48,6 @@ pub enum Error {
     /// Tokenising the input failed.
     #[error("tokenising the texts failed: {0}")]
     Tokenize(#[source] tokenizers::Error),
-    /// The forward pass failed.
-    #[error("running the model failed: {0}")]
-    Inference(#[from] candle_core::Error),
 }
 
 impl From<Error> for EmbedError {
