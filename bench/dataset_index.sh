@@ -6,7 +6,7 @@
 # ef_construction, every core); then SQL `vector_search` joined with the
 # dataset, p50/p99 over HTTP, next to DuckDB's exact search in process.
 # Usage: bench/dataset_index.sh [--n 1000000] [--rounds 3] [--m 16]
-#        [--ef-construction 100] [--queries 200]
+#        [--ef-construction 100] [--queries 200] [--ef 64 --ef 200 ...]
 # Env: SHARED_DIR (default ../shared), PYTHON (default python3), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ shared="${SHARED_DIR:-../shared}"
 py="${PYTHON:-python3}"
 target="${CARGO_TARGET_DIR:-target}"
 
-n=1000000 rounds=3 m=16 efc=100 queries=200
+n=1000000 rounds=3 m=16 efc=100 queries=200 efs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) n="$2"; shift 2 ;;
@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
     --m) m="$2"; shift 2 ;;
     --ef-construction) efc="$2"; shift 2 ;;
     --queries) queries="$2"; shift 2 ;;
+    --ef) efs+=(--ef "$2"); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -46,4 +47,4 @@ cargo build --release -q -p lakehouse -p lakehouse-bench --bins
 
 echo "== $data ($(uptime | sed 's/.*load average/load average/'))"
 "$target/release/dataset_index" --lakehouse "$target/release/lakehouse" --data "$data" \
-  --rounds "$rounds" --m "$m" --ef-construction "$efc" --queries "$queries" --python "$py"
+  --rounds "$rounds" --m "$m" --ef-construction "$efc" --queries "$queries" --python "$py" "${efs[@]}"

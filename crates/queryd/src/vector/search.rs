@@ -1,10 +1,13 @@
-//! `vector_search(index, query, k [, filter])` and
-//! `hybrid_search(index, text, k [, filter])`: an index's nearest items as a
-//! table, to join with the dataset it follows.
+//! `vector_search(index, query, k [, filter] [, ef])` and
+//! `hybrid_search(index, text, k [, filter] [, ef])`: an index's nearest items
+//! as a table, to join with the dataset it follows.
 //!
 //! `query` is a vector (`[0.1, …]`, `embed('text')`, any constant
 //! expression) or a text, which vectord embeds; `filter` is a JSON object of
-//! metadata equalities (`'{"lang": "en"}'`), as in the search API. The
+//! metadata equalities (`'{"lang": "en"}'`), as in the search API; `ef` (an
+//! integer, told from the filter by its type) is the HNSW candidate list of
+//! the search, as the search API's `ef`: larger is slower and finds more of
+//! the true nearest (default 64, raised to `k`). The
 //! search runs when the plan executes, through the [`Vectors`] trait: in
 //! process, or vectord's HTTP client in a split deployment.
 //!
@@ -225,8 +228,8 @@ impl TableFunctionImpl for SearchFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let f = self.fname();
         let (exprs, session) = (args.exprs(), args.session());
-        if !(3..=4).contains(&exprs.len()) {
-            return plan_err!("{f}(index, query, k [, filter]) takes 3 or 4 arguments");
+        if !(3..=5).contains(&exprs.len()) {
+            return plan_err!("{f}(index, query, k [, filter] [, ef]) takes 3 to 5 arguments");
         }
         let Some(vectors) = self.vectors.clone() else {
             return plan_err!("{f}: this queryd has no vector service ([queryd].vectord_url)");
@@ -262,20 +265,19 @@ impl TableFunctionImpl for SearchFunction {
                 view.info.dim
             );
         }
-        req.k = match constant(session, &exprs[2], "k", f)? {
-            v if v.data_type().is_integer() && !v.is_null() => {
-                let k = v.cast_to(&DataType::Int64)?;
-                match k {
-                    ScalarValue::Int64(Some(k)) if k >= 1 => {
-                        usize::try_from(k).unwrap_or(usize::MAX)
-                    }
-                    _ => return plan_err!("{f}: k must be at least 1"),
+        req.k = positive(&constant(session, &exprs[2], "k", f)?, "k", f)?;
+        for e in &exprs[3..] {
+            let v = constant(session, e, "the filter or ef", f)?;
+            if v.data_type().is_integer() {
+                if req.ef.is_some() {
+                    return plan_err!("{f}: ef is given twice");
                 }
+                req.ef = Some(positive(&v, "ef", f)?);
+            } else if req.filter.is_some() {
+                return plan_err!("{f}: the filter is given twice");
+            } else {
+                req.filter = Some(filter_of(&v, f)?);
             }
-            _ => return plan_err!("{f}: k must be an integer"),
-        };
-        if let Some(e) = exprs.get(3) {
-            req.filter = Some(filter_of(&constant(session, e, "the filter", f)?, f)?);
         }
         Ok(Arc::new(SearchTable::new(
             vectors,
@@ -284,6 +286,17 @@ impl TableFunctionImpl for SearchFunction {
             req,
             self.prepared.clone(),
         )))
+    }
+}
+
+/// `k` or `ef`: an integer of at least 1 (vectord checks the upper bounds).
+fn positive(v: &ScalarValue, what: &str, f: &str) -> Result<usize> {
+    if !v.data_type().is_integer() || v.is_null() {
+        return plan_err!("{f}: {what} must be an integer");
+    }
+    match v.cast_to(&DataType::Int64)? {
+        ScalarValue::Int64(Some(n)) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => plan_err!("{f}: {what} must be at least 1"),
     }
 }
 

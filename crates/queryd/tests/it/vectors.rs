@@ -306,6 +306,15 @@ async fn vector_search_joins_and_equals_brute_force() {
     )
     .await;
     assert_eq!(got, want);
+    // A wider candidate list (ef) finds the same exact answer here.
+    let wide = query_rows(
+        &ix.engine,
+        &format!(
+            "SELECT doc_id, round(distance, 4) FROM vector_search('docs_idx', {q}, 5, 400) ORDER BY distance, doc_id"
+        ),
+    )
+    .await;
+    assert_eq!(wide, want);
     // Joined with the dataset by its id column (same name and type).
     let joined = query_rows(
         &ix.engine,
@@ -351,6 +360,13 @@ async fn metadata_filters_go_into_the_search() {
         ),
         format!(
             "SELECT v.doc_id, round(v.distance, 4) FROM vector_search('docs_idx', {q}, 4) v JOIN docs d USING (doc_id) WHERE v.lang = 'fr' AND d.lang = 'fr' ORDER BY v.distance, v.doc_id"
+        ),
+        // With an ef, before or after the filter.
+        format!(
+            "SELECT doc_id, round(distance, 4) FROM vector_search('docs_idx', {q}, 4, '{{\"lang\": \"fr\"}}', 300) ORDER BY distance, doc_id"
+        ),
+        format!(
+            "SELECT doc_id, round(distance, 4) FROM vector_search('docs_idx', {q}, 4, 300) v WHERE v.lang = 'fr' ORDER BY distance, doc_id"
         ),
     ] {
         // Exactly k rows: the filter selected before the top-k, not after.
@@ -445,7 +461,32 @@ async fn search_errors_name_the_problem() {
         (
             format!("SELECT * FROM vector_search('docs_idx', {q})"),
             http::StatusCode::BAD_REQUEST,
-            "3 or 4 arguments",
+            "3 to 5 arguments",
+        ),
+        (
+            format!("SELECT * FROM vector_search('docs_idx', {q}, 3, 0)"),
+            http::StatusCode::BAD_REQUEST,
+            "ef must be at least 1",
+        ),
+        (
+            format!("SELECT * FROM vector_search('docs_idx', {q}, 3, 20000)"),
+            http::StatusCode::BAD_REQUEST,
+            "ef must be between 1 and 10000",
+        ),
+        (
+            format!("SELECT * FROM vector_search('docs_idx', {q}, 3, 50, 60)"),
+            http::StatusCode::BAD_REQUEST,
+            "ef is given twice",
+        ),
+        (
+            format!("SELECT * FROM vector_search('docs_idx', {q}, 3, '{{}}', '{{}}')"),
+            http::StatusCode::BAD_REQUEST,
+            "filter is given twice",
+        ),
+        (
+            format!("SELECT * FROM vector_search('docs_idx', {q}, 3, '{{}}', 10, 1)"),
+            http::StatusCode::BAD_REQUEST,
+            "3 to 5 arguments",
         ),
         (
             format!("SELECT * FROM vector_search('docs_idx', {q}, 20000)"),

@@ -2307,6 +2307,19 @@ fn sql_vectors(t: &mut Vec<Case>) {
         ),
         ("a NULL query", search("NULL, 3"), &[400], None),
         (
+            "ef = 10^12",
+            search(&format!("{v16}, 3, 1000000000000")),
+            &[400],
+            None,
+        ),
+        (
+            "ef = -1",
+            search(&format!("{v16}, 3, '{{}}', -1")),
+            &[400],
+            None,
+        ),
+        ("ef NULL", search(&format!("{v16}, 3, NULL")), &[400], None),
+        (
             "malformed filter",
             search(&format!("{v16}, 3, '{{\"a\":'")),
             &[400],
