@@ -12,6 +12,9 @@ hand:
     python3 tests/protocols/clients.py psycopg-writes PORT READ_TOKEN WRITE_TOKEN
     python3 tests/protocols/clients.py adbc-writes PORT READ_TOKEN WRITE_TOKEN
     python3 tests/protocols/clients.py adbc-hostile-tokens PORT READ_TOKEN
+    python3 tests/protocols/clients.py psycopg-vectors PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-vectors PORT READ_TOKEN
+        (a server with the dataset `docs` and the index `docs_idx`, see DOCS)
     python3 tests/protocols/clients.py psycopg-tls PORT READ_TOKEN CA_PEM
     python3 tests/protocols/clients.py psycopg-tls-required PORT READ_TOKEN CA_PEM
     python3 tests/protocols/clients.py adbc-tls PORT READ_TOKEN CA_PEM
@@ -75,6 +78,10 @@ def psycopg_checks(port, token):
         ).fetchone()
         check("parameters of each type", r == (42, "ax", 2.5, True, dt.date(2020, 2, 29),
                                                 dt.datetime(2020, 1, 1, 12, 30)), r)
+        # psycopg sends a str and None untyped: they stay what they are.
+        r = conn.execute("SELECT %s AS a, %s AS b, %s AS c",
+                         [None, '{"k": "v, w"}', "{a,b}"]).fetchone()
+        check("untyped NULL and text in braces", r == (None, '{"k": "v, w"}', "{a,b}"), r)
         r = conn.execute("SELECT name FROM sales WHERE day > %s AND qty < %s ORDER BY id",
                          [dt.date(2024, 1, 1), 30]).fetchall()
         check("inferred parameter types", r == [("b",)], r)
@@ -103,6 +110,80 @@ def psycopg_checks(port, token):
     expect_error("wrong token", lambda: psycopg.connect(f"{base} password=not-a-valid-token-0000"),
                  "password authentication failed")
     expect_error("no token", lambda: psycopg.connect(base, connect_timeout=5), "password")
+
+
+# The rows of `docs` (doc_id, lang, embedding) and the l2 index `docs_idx`
+# over them (crates/lakehouse/tests/it/protocols.rs ingests the same).
+DOCS = [(1, "en", [0.1, 0.2, 0.3]), (2, "de", [0.9, 0.1, 0.0]),
+        (3, "en", [0.0, 1.0, 0.5]), (4, "fr", [0.4, 0.4, 0.4])]
+
+
+def nearest(q, k, lang=None):
+    """The brute-force answer: (doc_id, squared l2 distance), nearest first."""
+    rows = [(i, sum((a - b) ** 2 for a, b in zip(v, q))) for i, l, v in DOCS
+            if lang is None or l == lang]
+    return sorted(rows, key=lambda r: r[1])[:k]
+
+
+def same_hits(got, want):
+    return [r[0] for r in got] == [r[0] for r in want] and all(
+        abs(g[1] - w[1]) < 1e-5 for g, w in zip(got, want))
+
+
+SEARCH = "SELECT doc_id, distance FROM vector_search('docs_idx', {}) ORDER BY distance, doc_id"
+
+
+def psycopg_vector_checks(port, token):
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={port} dbname=lakehouse user=tester sslmode=disable password={token}"
+    q = [0.1, 0.2, 0.3]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        got = conn.execute(SEARCH.format("%s, %s"), [q, 2]).fetchall()
+        check("vector_search with the embedding bound", same_hits(got, nearest(q, 2)), got)
+        got = conn.execute(SEARCH.format("%s, %s, %s, %s"), [q, 3, '{"lang": "en"}', 50]).fetchall()
+        check("filter and ef bound", same_hits(got, nearest(q, 3, "en")), got)
+        with conn.cursor(binary=True) as cur:
+            cur.execute(SEARCH.format("%s, %s"), [[0.9, 0.1, 0.0], 1])
+            got = cur.fetchall()
+            check("binary parameters", same_hits(got, nearest([0.9, 0.1, 0.0], 1)), got)
+        for v in ([0.0, 1.0, 0.5], [0.4, 0.4, 0.5]):
+            got = conn.execute(SEARCH.format("%s, 2"), [v], prepare=True).fetchall()
+            check(f"prepared search {v}", same_hits(got, nearest(v, 2)), got)
+        got = conn.execute(
+            "SELECT d.doc_id, d.lang, d.embedding FROM vector_search('docs_idx', %s, 2) v "
+            "JOIN docs d USING (doc_id) WHERE d.lang = %s ORDER BY v.distance", [q, "fr"]).fetchall()
+        check("joined with the dataset", got == [(4, "fr", [0.4, 0.4, 0.4])], got)
+        got = conn.execute("SELECT doc_id FROM docs ORDER BY l2_distance(embedding, %s) LIMIT 1",
+                           [[0.9, 0.1, 0.0]]).fetchall()
+        check("a distance function with a bound vector", got == [(2,)], got)
+        expect_error("wrong dimensions", lambda: conn.execute(SEARCH.format("%s, 2"), [[1.0, 2.0]]),
+                     "2 dimensions")
+        expect_error("k out of range", lambda: conn.execute(SEARCH.format("%s, %s"), [q, 0]),
+                     "k must be at least 1")
+        check("still usable after errors", conn.execute("SELECT 1").fetchone() == (1,))
+
+
+def adbc_vector_checks(port, token):
+    q = [0.1, 0.2, 0.3]
+    with adbc_connect(port, **bearer(token)) as conn:
+        cur = conn.cursor()
+        cur.execute(SEARCH.format("[0.1, 0.2, 0.3], 2"))
+        got = cur.fetchall()
+        check("vector_search with a literal", same_hits(got, nearest(q, 2)), got)
+        cur.execute(SEARCH.format("?, ?"), parameters=(q, 3))
+        got = cur.fetchall()
+        check("vector_search with bound parameters", same_hits(got, nearest(q, 3)), got)
+        cur.execute(SEARCH.format("?, ?, ?"), parameters=([0.0, 1.0, 0.5], 2, '{"lang": "en"}'))
+        got = cur.fetchall()
+        check("filter bound", same_hits(got, nearest([0.0, 1.0, 0.5], 2, "en")), got)
+        cur.execute("SELECT d.lang, v.distance FROM vector_search('docs_idx', ?, 1) v "
+                    "JOIN docs d USING (doc_id)", parameters=([0.9, 0.1, 0.0],))
+        t = cur.fetch_arrow_table()
+        check("joined, as Arrow", t.column("lang").to_pylist() == ["de"], t)
+        expect_error("wrong dimensions", lambda: cur.execute(SEARCH.format("?, 2"), parameters=([1.0],)),
+                     "1 dimensions")
+        cur.close()
 
 
 def adbc_connect(port, **kwargs):
@@ -423,6 +504,10 @@ def main():
         adbc_checks(port, token)
     elif cmd == "adbc-limits":
         adbc_limit_checks(port, token)
+    elif cmd == "psycopg-vectors":
+        psycopg_vector_checks(port, token)
+    elif cmd == "adbc-vectors":
+        adbc_vector_checks(port, token)
     elif cmd == "adbc-hostile-tokens":
         adbc_hostile_token_checks(port, token)
     elif cmd == "psycopg-writes":

@@ -307,7 +307,15 @@ impl Job {
             plan
         };
         verify(&plan)?;
-        let types = plan.get_parameter_types().map_err(|e| self.classify(&e))?;
+        let mut types = plan.get_parameter_types().map_err(|e| self.classify(&e))?;
+        // Parameters of vector_search/hybrid_search arguments are not in the
+        // plan (the functions took them).
+        for (id, ty) in self.vector.unbound() {
+            let t = types.entry(id).or_insert(None);
+            if t.is_none() {
+                *t = ty;
+            }
+        }
         Ok(Described {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             params: positional(types)?,

@@ -441,7 +441,7 @@ impl QueryEngine {
         let registration = self.running.register(pool.clone());
         let schema = Arc::new(DatasetSchema::new(self.shared.clone()));
         let mut state = self.session(schema.clone(), pool.clone());
-        let vector = Arc::new(crate::vector::Prepared::default());
+        let vector = Arc::new(crate::vector::Prepared::new(params.clone()));
         crate::vector::register_search(&mut state, self.shared.vectors.clone(), &vector);
         let guard = CancelOnDrop(registration.cancel.clone());
         let job = Job {
@@ -717,11 +717,13 @@ impl Job {
                     .get_parameter_names()
                     .map_err(|e| self.classify(&e))?
                     .into_iter()
+                    .chain(self.vector.unbound().into_iter().map(|(id, _)| id))
                     .collect();
+                names.sort();
+                names.dedup();
                 if names.is_empty() {
                     return Ok(plan);
                 }
-                names.sort();
                 Err(QueryError::InvalidRequest(format!(
                     "the statement has parameters ({}) but no values were bound",
                     names.join(", ")

@@ -330,6 +330,77 @@ async fn psql_lists_describes_queries_and_reports_sqlstates() {
     assert!(err.contains("password"), "{err}");
 }
 
+/// Four 3-dimensional embeddings (`tests/protocols/clients.py` has the same).
+const DOCS: &str = "{\"doc_id\":1,\"lang\":\"en\",\"embedding\":[0.1,0.2,0.3]}\n\
+{\"doc_id\":2,\"lang\":\"de\",\"embedding\":[0.9,0.1,0.0]}\n\
+{\"doc_id\":3,\"lang\":\"en\",\"embedding\":[0.0,1.0,0.5]}\n\
+{\"doc_id\":4,\"lang\":\"fr\",\"embedding\":[0.4,0.4,0.4]}\n";
+
+/// The dataset `docs` and the index `docs_idx` (l2) following it.
+async fn ingest_docs_with_index(base: &str) {
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/ingest/docs?format=ndjson"))
+        .bearer_auth(WRITER)
+        .body(DOCS)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let spec = serde_json::json!({"name": "docs_idx", "metric": "l2", "dataset": "docs",
+        "column": "embedding", "id_column": "doc_id", "metadata_columns": ["lang"]});
+    let r = http
+        .post(format!("{base}/vectors/indexes"))
+        .bearer_auth(ADMIN)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{base}/vectors/indexes/docs_idx/sync"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let info: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(info["count"], 4, "{info}");
+}
+
+/// `vector_search` from psql, psycopg and ADBC: the embedding, k, the
+/// filter and ef bound as parameters, joins, `\d` of an embedding column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_search_over_both_protocols() {
+    let server = ProtoServer::start(&[]);
+    ingest_docs_with_index(&server.http).await;
+    if psql_available() {
+        let (ok, out, err) = psql(server.pg, READER, &["\\d docs"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains("embedding") && l.contains("double precision[]")),
+            "{out}"
+        );
+        let (ok, out, err) = psql(
+            server.pg,
+            READER,
+            &["SELECT doc_id, round(distance::numeric, 2) AS d \
+               FROM vector_search('docs_idx', ARRAY[0.1, 0.2, 0.3], 2) ORDER BY distance"],
+        );
+        assert!(ok, "{err}");
+        assert!(out.contains("(2 rows)"), "{out}");
+        let ids: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split('|').next())
+            .map(str::trim)
+            .filter(|c| c.parse::<i64>().is_ok())
+            .collect();
+        assert_eq!(ids, ["1", "4"], "{out}");
+    }
+    python_checks("psycopg-vectors", server.pg);
+    python_checks("adbc-vectors", server.flight);
+}
+
 /// A query over the memory limit (a hash join's build side cannot spill).
 const BIG_JOIN: &str = "SELECT count(*) FROM generate_series(1, 2000000) a(v) \
                         JOIN generate_series(1, 2000000) b(w) ON v = w";

@@ -27,6 +27,13 @@
 //! Table functions are planned synchronously and the index's description is
 //! not: [`Prepared::fetch`] looks up every index a statement names before it
 //! is planned.
+//!
+//! **Parameters.** The query, `k`, the filter and `ef` may be `$n` (or `?`)
+//! parameters, as a PostgreSQL or Flight SQL client binds an embedding:
+//! their values replace them when the function is planned. A statement
+//! described before its values are bound plans with the columns alone (the
+//! search runs only when a plan with values executes); its parameters are
+//! reported by [`Prepared::unbound`] with the type the argument takes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +45,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, plan_err};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, ParamValues, Result, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -69,6 +77,11 @@ pub(crate) struct Prepared {
     /// The error of a search that failed while the plan was built (a
     /// DataFusion error cannot carry it by value).
     failed: Mutex<Option<lakehouse_vectord::VectorError>>,
+    /// The statement's parameter values, for `$n` in the arguments.
+    params: Option<ParamValues>,
+    /// `$n` in the arguments while no values are bound, with the type the
+    /// argument takes when there is one.
+    unbound: Mutex<Vec<(String, Option<DataType>)>>,
 }
 
 /// What planning needs to know of one index.
@@ -117,6 +130,50 @@ pub(crate) fn index_names(stmt: &DfStatement) -> Vec<String> {
 }
 
 impl Prepared {
+    /// For a statement whose `$n` parameters have `params`.
+    pub(crate) fn new(params: Option<ParamValues>) -> Self {
+        Self {
+            params,
+            ..Self::default()
+        }
+    }
+
+    /// The parameters in the functions' arguments that had no value when
+    /// they were planned, each with the type its argument takes if known.
+    pub(crate) fn unbound(&self) -> Vec<(String, Option<DataType>)> {
+        self.unbound.lock().clone()
+    }
+
+    /// `e` with its parameters replaced by their values; `None` when there
+    /// are no values (the placeholders are then recorded, an argument that
+    /// is just `$n` with the type `ty`).
+    fn bind(&self, e: &Expr, ty: Option<DataType>) -> Result<Option<Expr>> {
+        let mut missing = Vec::new();
+        let bound = e
+            .clone()
+            .transform(|x| match (x, &self.params) {
+                (Expr::Placeholder(p), Some(values)) => {
+                    let v = values.get_placeholders_with_values(&p.id)?;
+                    Ok(Transformed::yes(Expr::Literal(v.value, None)))
+                }
+                (Expr::Placeholder(p), None) => {
+                    missing.push(p.id.clone());
+                    Ok(Transformed::no(Expr::Placeholder(p)))
+                }
+                (other, _) => Ok(Transformed::no(other)),
+            })?
+            .data;
+        if missing.is_empty() {
+            return Ok(Some(bound));
+        }
+        let ty = ty.filter(|_| matches!(e, Expr::Placeholder(_)));
+        let mut unbound = self.unbound.lock();
+        for id in missing {
+            unbound.push((id, ty.clone()));
+        }
+        Ok(None)
+    }
+
     /// Describes each index `names` lists: its info from vectord and, for
     /// one that follows a dataset, its columns' types from `schema_of`.
     pub(crate) async fn fetch<F, Fut>(
@@ -251,7 +308,26 @@ impl TableFunctionImpl for SearchFunction {
             text: None,
             hybrid: self.hybrid,
         };
-        match constant(session, &exprs[1], "the query", f)? {
+        let mut bound = Vec::with_capacity(exprs.len() - 1);
+        for (i, e) in exprs.iter().enumerate().skip(1) {
+            let ty = match i {
+                1 if self.hybrid => Some(DataType::Utf8),
+                2 => Some(DataType::Int64),
+                _ => None,
+            };
+            bound.extend(self.prepared.bind(e, ty)?);
+        }
+        if bound.len() + 1 < exprs.len() {
+            // Described before its values are bound: the columns are known,
+            // the search is not (a scan refuses).
+            let table = SearchTable::new(vectors, name, view, req, self.prepared.clone());
+            return Ok(Arc::new(SearchTable {
+                unbound: true,
+                ..table
+            }));
+        }
+        let exprs: Vec<&Expr> = std::iter::once(&exprs[0]).chain(bound.iter()).collect();
+        match constant(session, exprs[1], "the query", f)? {
             ScalarValue::Utf8(Some(s))
             | ScalarValue::LargeUtf8(Some(s))
             | ScalarValue::Utf8View(Some(s)) => req.text = Some(s),
@@ -265,8 +341,8 @@ impl TableFunctionImpl for SearchFunction {
                 view.info.dim
             );
         }
-        req.k = positive(&constant(session, &exprs[2], "k", f)?, "k", f)?;
-        for e in &exprs[3..] {
+        req.k = positive(&constant(session, exprs[2], "k", f)?, "k", f)?;
+        for e in exprs[3..].iter().copied() {
             let v = constant(session, e, "the filter or ef", f)?;
             if v.data_type().is_integer() {
                 if req.ef.is_some() {
@@ -327,6 +403,8 @@ struct SearchTable {
     req: SearchRequest,
     schema: SchemaRef,
     prepared: Arc<Prepared>,
+    /// Planned without its parameters' values: never searched.
+    unbound: bool,
 }
 
 impl std::fmt::Debug for SearchTable {
@@ -368,6 +446,7 @@ impl SearchTable {
             req,
             schema,
             prepared,
+            unbound: false,
         }
     }
 
@@ -483,6 +562,9 @@ impl TableProvider for SearchTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.unbound {
+            return plan_err!("the statement has parameters but no values were bound");
+        }
         let mut req = self.req.clone();
         for (k, v) in filters.iter().filter_map(|e| self.pushable(e)) {
             let filter = req.filter.get_or_insert_with(Map::new);

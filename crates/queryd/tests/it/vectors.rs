@@ -505,3 +505,158 @@ async fn search_errors_name_the_problem() {
         assert!(err.to_string().contains(text), "{sql}: {err}");
     }
 }
+
+/// The rows of a statement run with positional parameter values.
+async fn rows_with(
+    engine: &lakehouse_queryd::QueryEngine,
+    sql: &str,
+    params: Vec<datafusion::common::ScalarValue>,
+) -> Vec<Vec<String>> {
+    use futures::TryStreamExt;
+    let b = engine
+        .run_batches(sql, Some(datafusion::common::ParamValues::from(params)))
+        .await
+        .unwrap();
+    let batches: Vec<_> = b.stream.try_collect().await.unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    text.lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn search_arguments_take_parameters() {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    let ix = indexed().await;
+    let v = vector_of(10_000);
+    let q = literal(&v);
+    let want = brute_force(&ix.engine, &q, 4, "lang = 'de'").await;
+    // A client binds the embedding, k, the filter and ef ($n, as psql and
+    // ADBC send them), described first without values.
+    let sql = "SELECT doc_id, round(distance, 4) FROM vector_search('docs_idx', $1, $2, $3, $4) \
+               ORDER BY distance, doc_id";
+    let d = ix.engine.describe(sql, None).await.unwrap();
+    assert_eq!(d.params, vec![None, Some(DataType::Int64), None, None]);
+    assert_eq!(d.schema.field(0).name(), "doc_id");
+    let list = ScalarValue::List(Arc::new(
+        datafusion::common::utils::SingleRowListArrayBuilder::new(Arc::new(
+            datafusion::arrow::array::Float64Array::from(v.clone()),
+        ))
+        .build_list_array(),
+    ));
+    let got = rows_with(
+        &ix.engine,
+        sql,
+        vec![
+            list.clone(),
+            ScalarValue::Int64(Some(4)),
+            ScalarValue::Utf8(Some("{\"lang\": \"de\"}".into())),
+            ScalarValue::Int64(Some(200)),
+        ],
+    )
+    .await;
+    assert_eq!(got, want);
+    // The same as a literal; a parameter inside an expression; a parameter
+    // that is also used elsewhere in the statement.
+    let literal_rows = rows_with(
+        &ix.engine,
+        &format!(
+            "SELECT doc_id, round(distance, 4) FROM vector_search('docs_idx', {q}, 4, '{{\"lang\": \"de\"}}') \
+             ORDER BY distance, doc_id"
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(literal_rows, want);
+    let joined = rows_with(
+        &ix.engine,
+        "SELECT d.doc_id FROM vector_search('docs_idx', $1, $2 + 1) v JOIN docs d USING (doc_id) \
+         WHERE d.lang = $3 ORDER BY v.distance, d.doc_id LIMIT 4",
+        vec![
+            list.clone(),
+            ScalarValue::Int64(Some(239)),
+            ScalarValue::Utf8(Some("de".into())),
+        ],
+    )
+    .await;
+    let de: Vec<Vec<String>> = want.iter().map(|r| vec![r[0].clone()]).collect();
+    assert_eq!(joined, de);
+    // hybrid_search's text is a text parameter.
+    let d = ix
+        .engine
+        .describe("SELECT doc_id FROM hybrid_search('text_idx', $1, 5)", None)
+        .await
+        .unwrap();
+    assert_eq!(d.params, vec![Some(DataType::Utf8)]);
+    let hybrid = rows_with(
+        &ix.engine,
+        "SELECT doc_id FROM hybrid_search('text_idx', $1, 5)",
+        vec![ScalarValue::Utf8(Some("apple pie".into()))],
+    )
+    .await;
+    assert_eq!(hybrid.len(), 5, "{hybrid:?}");
+    // Run without values: refused, naming them; a value of the wrong kind
+    // is the literal's error; a missing value names the parameter.
+    let err = ix.engine.run_batches(sql, None).await.unwrap_err();
+    assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{err}");
+    assert!(err.to_string().contains("$1, $2, $3, $4"), "{err}");
+    let err = ix
+        .engine
+        .run_batches(
+            "SELECT * FROM vector_search('docs_idx', $1, $2)",
+            Some(vec![list.clone(), ScalarValue::Int64(Some(0))].into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("k must be at least 1"), "{err}");
+    let err = ix
+        .engine
+        .run_batches(
+            "SELECT * FROM vector_search('docs_idx', $1, $2)",
+            Some(vec![ScalarValue::Int64(Some(1))].into()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{err}");
+    assert!(err.to_string().contains("$2"), "{err}");
+    // Hostile values are the literals' errors.
+    for (params, text) in [
+        (vec![ScalarValue::Null, ScalarValue::Int64(Some(3))], "NULL"),
+        (
+            vec![list.clone(), ScalarValue::Int64(Some(1_000_000_000_000))],
+            "k",
+        ),
+        (
+            vec![list.clone(), ScalarValue::Int64(None)],
+            "k must be an integer",
+        ),
+        (
+            vec![
+                ScalarValue::Utf8(Some("x".repeat(1 << 20))),
+                ScalarValue::Int64(Some(3)),
+            ],
+            "the limit is",
+        ),
+    ] {
+        let err = ix
+            .engine
+            .run_batches(
+                "SELECT * FROM vector_search('docs_idx', $1, $2)",
+                Some(params.into()),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.status().is_client_error(), "{err:?}");
+        assert!(err.to_string().contains(text), "{text}: {err}");
+    }
+}

@@ -1114,24 +1114,16 @@ where
                 // unable to inference the type, or it's a type that we haven't
                 // supported:
                 //
-                // In this case we retry to resolve it as String or StringArray
+                // lakehouse: the value is read as text, as PostgreSQL reads an
+                // `unknown` literal; NULL stays a parameter (upstream dropped
+                // it, shifting every later parameter down by one) and text in
+                // braces stays text (upstream split it at commas into a list
+                // of strings, corrupting e.g. a JSON object).
                 let value = portal.parameter::<String>(i, &pg_type)?;
-                if let Some(value) = value {
-                    if value.starts_with('{') && value.ends_with('}') {
-                        // Looks like an array
-                        let items = value.trim_matches(|c| c == '{' || c == '}' || c == ' ');
-                        let items = items.split(',').map(|s| s.trim());
-                        let scalar_values: Vec<ScalarValue> = items
-                            .map(|s| ScalarValue::Utf8(Some(s.to_string())))
-                            .collect();
-
-                        deserialized_params.push(ScalarValue::List(
-                            ScalarValue::new_list_nullable(&scalar_values, &DataType::Utf8),
-                        ));
-                    } else {
-                        deserialized_params.push(ScalarValue::Utf8(Some(value)));
-                    }
-                }
+                deserialized_params.push(match value {
+                    Some(v) => ScalarValue::Utf8(Some(v)),
+                    None => ScalarValue::Null,
+                });
             }
         }
     }

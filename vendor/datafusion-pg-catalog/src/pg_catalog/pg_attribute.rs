@@ -241,6 +241,11 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
             Ok(t @ Type::NUMERIC) => (t.oid(), -1, false, "i", "m"),
             Ok(t @ Type::INT4_ARRAY) => (t.oid(), -1, false, "i", "x"),
             Ok(t @ Type::TEXT_ARRAY) => (t.oid(), -1, false, "i", "x"),
+            // lakehouse: every other array type by its own OID (an embedding
+            // column is `double precision[]` in psql's `\d`, as its values are).
+            Ok(t) if matches!(t.kind(), postgres_types::Kind::Array(_)) => {
+                (t.oid(), -1, false, "d", "x")
+            }
             _ => (Type::TEXT.oid(), -1, false, "i", "x"), // Default to text for unknown types
         }
     }
