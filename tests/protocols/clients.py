@@ -78,6 +78,12 @@ def psycopg_checks(port, token):
         ).fetchone()
         check("parameters of each type", r == (42, "ax", 2.5, True, dt.date(2020, 2, 29),
                                                 dt.datetime(2020, 1, 1, 12, 30)), r)
+        dates = [dt.date(99, 5, 6), dt.date(2024, 2, 29), dt.date(9999, 12, 31)]
+        r = conn.execute("SELECT DATE '0099-05-06', DATE '2024-02-29', DATE '9999-12-31'").fetchone()
+        check("dates as text", list(r) == dates, r)
+        with conn.cursor(binary=True) as cur:
+            r = cur.execute("SELECT DATE '0099-05-06', DATE '2024-02-29', DATE '9999-12-31'").fetchone()
+            check("dates as binary", list(r) == dates, r)
         # psycopg sends a str and None untyped: they stay what they are.
         r = conn.execute("SELECT %s AS a, %s AS b, %s AS c",
                          [None, '{"k": "v, w"}', "{a,b}"]).fetchone()
