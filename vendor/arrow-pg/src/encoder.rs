@@ -389,7 +389,7 @@ impl ToSqlText for IsoDate {
         if !(is_date && style.trim().eq_ignore_ascii_case("iso") && (1..=9999).contains(&y)) {
             return self.0.to_sql_text(ty, out, format_options);
         }
-        let (y, m, d) = (y as u32, m, d);
+        let y = y as u32;
         let digit = |n: u32| b'0' + (n % 10) as u8;
         out.put_slice(&[
             digit(y / 1000),

@@ -516,21 +516,9 @@ async fn rows_with(
     let b = engine
         .run_batches(sql, Some(datafusion::common::ParamValues::from(params)))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let batches: Vec<_> = b.stream.try_collect().await.unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    text.lines()
-        .filter(|l| l.starts_with('|'))
-        .skip(1)
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect()
+    super::rows(&batches)
 }
 
 #[tokio::test]
