@@ -7,6 +7,8 @@ hand:
 
     python3 tests/protocols/clients.py psycopg PORT READ_TOKEN
     python3 tests/protocols/clients.py adbc PORT READ_TOKEN
+    python3 tests/protocols/clients.py sqlalchemy PORT READ_TOKEN
+    python3 tests/protocols/clients.py adbc-dataframes PORT READ_TOKEN
     python3 tests/protocols/clients.py adbc-limits PORT READ_TOKEN
     python3 tests/protocols/clients.py psycopg-limits PORT READ_TOKEN
     python3 tests/protocols/clients.py psycopg-writes PORT READ_TOKEN WRITE_TOKEN
@@ -91,6 +93,9 @@ def psycopg_checks(port, token):
         r = conn.execute("SELECT name FROM sales WHERE day > %s AND qty < %s ORDER BY id",
                          [dt.date(2024, 1, 1), 30]).fetchall()
         check("inferred parameter types", r == [("b",)], r)
+        # An untyped value takes the type it is cast to (JDBC's setDate sends this text).
+        r = conn.execute("SELECT %s::date, %s::bigint", ["2024-02-03 +00", "7"]).fetchone()
+        check("parameter typed by its cast", r == (dt.date(2024, 2, 3), 7), r)
         stmt = "SELECT count(*) FROM sales WHERE qty >= %s"
         for n, want in [(10, 3), (20, 2), (31, 0)]:
             got = conn.execute(stmt, [n], prepare=True).fetchone()[0]
@@ -251,6 +256,52 @@ def adbc_checks(port, token):
             cur.execute("SELECT 1")
 
     expect_error("no token", no_token, "needs a token")
+
+
+def sqlalchemy_checks(port, token):
+    """SQLAlchemy (psycopg dialect), and pandas and polars reading through it."""
+    import pandas as pd
+    import polars as pl
+    import sqlalchemy as sa
+
+    url = f"postgresql+psycopg://tester:{token}@127.0.0.1:{port}/lakehouse"
+    eng = sa.create_engine(url)
+    with eng.connect() as conn:
+        # The dialect parses version() and asks SHOW TRANSACTION ISOLATION LEVEL
+        # and psycopg's TypeInfo (to_regtype, in a SAVEPOINT) on first connect.
+        check("sqlalchemy server version", eng.dialect.server_version_info[:2] == (16, 6),
+              eng.dialect.server_version_info)
+        rows = conn.execute(sa.text("SELECT id, name FROM sales WHERE qty >= :q ORDER BY id"),
+                            {"q": 20}).all()
+        check("sqlalchemy text query with a parameter", rows == [(2, "b"), (3, "c")], rows)
+        with conn.begin_nested():
+            n = conn.execute(sa.text("SELECT count(*) FROM sales")).scalar()
+        check("sqlalchemy savepoint", n == 3, n)
+        conn.rollback()
+    insp = sa.inspect(eng)
+    check("sqlalchemy table names", insp.get_table_names() == ["sales"], insp.get_table_names())
+    check("sqlalchemy has_table", insp.has_table("sales") and not insp.has_table("nope"))
+    df = pd.read_sql(sa.text(f"SELECT {COLUMNS} FROM sales ORDER BY id"), eng)
+    check("pandas read_sql", df.shape == (3, 10) and df["name"].tolist() == ["a", "b", "c"]
+          and [d.date() for d in pd.to_datetime(df["day"])] == [r[5] for r in FIXTURE], df)
+    got = pl.read_database("SELECT id, price FROM sales ORDER BY id", eng)
+    check("polars read_database (sqlalchemy)", got.rows() == [(r[0], r[2]) for r in FIXTURE], got)
+    bad = sa.create_engine(f"postgresql+psycopg://tester:not-a-valid-token-0000@127.0.0.1:{port}/lakehouse")
+    expect_error("sqlalchemy wrong token", lambda: bad.connect(), "password authentication failed")
+
+
+def adbc_dataframe_checks(port, token):
+    """polars and pandas reading over an ADBC Flight SQL connection."""
+    import pandas as pd
+    import polars as pl
+
+    with adbc_connect(port, **bearer(token)) as conn:
+        got = pl.read_database(f"SELECT {COLUMNS} FROM sales ORDER BY id", connection=conn)
+        check("polars read_database (adbc)", got.shape == (3, 10)
+              and got["name"].to_list() == ["a", "b", "c"]
+              and got["day"].to_list() == [r[5] for r in FIXTURE], got)
+        df = pd.read_sql("SELECT id, qty FROM sales ORDER BY id", conn)
+        check("pandas read_sql (adbc)", df.values.tolist() == [[r[0], r[3]] for r in FIXTURE], df)
 
 
 def psycopg_write_checks(port, reader, writer):
@@ -508,6 +559,10 @@ def main():
         psycopg_checks(port, token)
     elif cmd == "adbc":
         adbc_checks(port, token)
+    elif cmd == "sqlalchemy":
+        sqlalchemy_checks(port, token)
+    elif cmd == "adbc-dataframes":
+        adbc_dataframe_checks(port, token)
     elif cmd == "adbc-limits":
         adbc_limit_checks(port, token)
     elif cmd == "psycopg-vectors":

@@ -16,12 +16,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::SchemaProvider;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
@@ -69,9 +71,12 @@ impl PgDialect {
 
 impl Dialect for PgDialect {
     fn parse(&self, sql: &str) -> Result<Vec<SqlStatement>, QueryError> {
-        self.parser
+        let mut stmts = self
+            .parser
             .parse(sql)
-            .map_err(|e| lakehouse_queryd::error::from_parser_error(&e))
+            .map_err(|e| lakehouse_queryd::error::from_parser_error(&e))?;
+        stmts.iter_mut().for_each(crate::compat::rewrite);
+        Ok(stmts)
     }
 
     fn schemas(&self) -> Vec<(String, Arc<dyn SchemaProvider>)> {
@@ -109,6 +114,8 @@ impl Dialect for PgDialect {
             quote_ident_udf::create_parse_ident_udf(),
             array_bounds_udf::create_array_upper_udf(),
             array_bounds_udf::create_array_lower_udf(),
+            version_udf(),
+            crate::compat::expandarray_udf(),
         ] {
             ctx.register_udf(udf);
         }
@@ -124,6 +131,28 @@ impl Dialect for PgDialect {
             .build();
         Ok(state)
     }
+}
+
+/// `version()` as PostgreSQL words it, `PostgreSQL 16.6 (lakehouse …) on …`:
+/// clients parse the version after "PostgreSQL " (SQLAlchemy's dialect
+/// refuses to connect without it). Replaces DataFusion's own `version()`.
+fn version_udf() -> ScalarUDF {
+    let text = format!(
+        "PostgreSQL {} (lakehouse {}, Apache DataFusion {}) on {}-{}",
+        crate::settings::PG_VERSION,
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+    let value = ScalarValue::Utf8(Some(text));
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
 }
 
 /// `pg_catalog`'s view of the lakehouse: catalog `lakehouse`, schema

@@ -25,6 +25,7 @@
 //! each connection is watched (a second handle on its socket sees the end
 //! of stream) while the protocol handler works.
 
+pub mod compat;
 pub mod cursor;
 pub mod dialect;
 pub mod error;

@@ -21,6 +21,11 @@ pub enum Command {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT name`, `RELEASE [SAVEPOINT] name`, `ROLLBACK TO [SAVEPOINT]
+    /// name`: accepted inside a transaction, like `BEGIN` (each write
+    /// statement commits its own version; nothing is held to roll back).
+    /// The tag to answer.
+    Savepoint(&'static str),
     /// `SET [SESSION|LOCAL] name {=|TO} value`, `SET TIME ZONE value`.
     Set {
         name: String,
@@ -108,7 +113,10 @@ pub fn classify(sql: &str) -> Result<Option<Command>, CommandError> {
         "begin" => Command::Begin,
         "start" if is_kw(rest.first(), "transaction") => Command::Begin,
         "commit" | "end" => Command::Commit,
+        "rollback" if is_kw(rest.first(), "to") => savepoint(&rest[1..], "ROLLBACK")?,
         "rollback" | "abort" => Command::Rollback,
+        "savepoint" => savepoint(rest, "SAVEPOINT")?,
+        "release" => savepoint(rest, "RELEASE")?,
         "set" => set(rest)?,
         "reset" => match rest {
             [t] if is_kw(Some(t), "all") => Command::Reset(None),
@@ -120,9 +128,12 @@ pub fn classify(sql: &str) -> Result<Option<Command>, CommandError> {
             )),
         },
         "show" => Command::Show(
-            setting_name(rest)
-                .filter(|(_, n)| *n == rest.len())
-                .map(|(s, _)| s)
+            show_alias(rest)
+                .or_else(|| {
+                    setting_name(rest)
+                        .filter(|(_, n)| *n == rest.len())
+                        .map(|(s, _)| s)
+                })
                 .ok_or_else(|| syntax("SHOW needs one setting name"))?,
         ),
         "declare" => declare(sql, rest)?,
@@ -156,6 +167,34 @@ pub fn classify(sql: &str) -> Result<Option<Command>, CommandError> {
 
 /// A setting name (`a` or `a.b`) at the start of `toks`, and how many
 /// tokens it took.
+/// `[SAVEPOINT] name` after `SAVEPOINT`, `RELEASE` or `ROLLBACK TO`.
+fn savepoint(rest: &[TokenWithSpan], tag: &'static str) -> Result<Command, CommandError> {
+    let rest = match rest {
+        [kw, name] if is_kw(Some(kw), "savepoint") && word(&name.token).is_some() => &rest[1..],
+        _ => rest,
+    };
+    match rest {
+        [name] if word(&name.token).is_some() => Ok(Command::Savepoint(tag)),
+        _ => Err(syntax("a savepoint command needs one savepoint name")),
+    }
+}
+
+/// PostgreSQL's multi-word `SHOW` forms and the settings they name
+/// (SQLAlchemy asks `SHOW TRANSACTION ISOLATION LEVEL` on connect).
+fn show_alias(toks: &[TokenWithSpan]) -> Option<String> {
+    let words: Vec<String> = toks
+        .iter()
+        .map(|t| word(&t.token).map(|w| w.to_ascii_lowercase()))
+        .collect::<Option<_>>()?;
+    let name = match words.join(" ").as_str() {
+        "transaction isolation level" => "transaction_isolation",
+        "time zone" => "timezone",
+        "session authorization" => "session_authorization",
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
 fn setting_name(toks: &[TokenWithSpan]) -> Option<(String, usize)> {
     let mut name = word(&toks.first()?.token)?;
     let mut used = 1;
@@ -367,12 +406,42 @@ mod tests {
             classify("show search_path").unwrap(),
             Some(Command::Show("search_path".into()))
         );
+        assert_eq!(
+            classify("SHOW TRANSACTION ISOLATION LEVEL").unwrap(),
+            Some(Command::Show("transaction_isolation".into()))
+        );
+        assert_eq!(
+            classify("show time zone").unwrap(),
+            Some(Command::Show("timezone".into()))
+        );
+        assert!(classify("SHOW transaction isolation").is_err());
         assert_eq!(classify("SELECT 1").unwrap(), None);
         assert_eq!(
             classify("with x as (select 1) select * from x").unwrap(),
             None
         );
         assert!(classify("SET").is_err());
+    }
+
+    #[test]
+    fn savepoints() {
+        for (sql, tag) in [
+            ("SAVEPOINT _pg3_1", "SAVEPOINT"),
+            ("release savepoint _pg3_1", "RELEASE"),
+            ("RELEASE sp", "RELEASE"),
+            ("ROLLBACK TO SAVEPOINT \"_pg3_1\"", "ROLLBACK"),
+            ("rollback to sp;", "ROLLBACK"),
+        ] {
+            assert_eq!(
+                classify(sql).unwrap(),
+                Some(Command::Savepoint(tag)),
+                "{sql}"
+            );
+        }
+        assert_eq!(classify("ROLLBACK").unwrap(), Some(Command::Rollback));
+        assert!(classify("SAVEPOINT").is_err());
+        assert!(classify("ROLLBACK TO").is_err());
+        assert!(classify("RELEASE a b").is_err());
     }
 
     #[test]

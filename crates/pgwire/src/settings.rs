@@ -22,10 +22,15 @@ use crate::error::user_error;
 use crate::handler::{cursors, fields, rows};
 use crate::session::Command;
 
+/// The PostgreSQL version this server answers as: what `SHOW server_version`,
+/// the start-up's `server_version` and `version()` report. Clients read it to
+/// pick their SQL (SQLAlchemy refuses a server whose `version()` names none).
+pub const PG_VERSION: &str = "16.6";
+
 /// Settings `SHOW` knows without a `SET`, PostgreSQL's values where they
 /// describe this server.
 const DEFAULTS: &[(&str, &str)] = &[
-    ("server_version", "16.6"),
+    ("server_version", PG_VERSION),
     ("server_version_num", "160006"),
     ("server_encoding", "UTF8"),
     ("client_encoding", "UTF8"),
@@ -66,6 +71,9 @@ fn current<C: ClientInfo>(client: &C, name: &str) -> Option<String> {
     {
         return Some(v.clone());
     }
+    if name == "session_authorization" {
+        return client.metadata().get("user").cloned();
+    }
     DEFAULTS
         .iter()
         .find(|(k, _)| *k == name)
@@ -100,6 +108,7 @@ where
             cursors(client).end_transaction();
             Response::TransactionEnd(Tag::new("ROLLBACK"))
         }
+        Command::Savepoint(tag) => Response::Execution(Tag::new(tag)),
         Command::Set { name, value } => {
             client.metadata_mut().insert(key(name), value.clone());
             Response::Execution(Tag::new("SET"))

@@ -49,7 +49,7 @@ impl Startup {
         tls_required: bool,
     ) -> Self {
         let mut params = DefaultServerParameterProvider::default();
-        params.server_version = "16.6 (lakehouse)".to_string();
+        params.server_version = format!("{} (lakehouse)", crate::settings::PG_VERSION);
         params.is_superuser = false;
         params.default_transaction_read_only = false;
         params.date_style = "ISO, MDY".to_string();

@@ -27,6 +27,8 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Visit, Visitor};
@@ -308,6 +310,7 @@ impl Job {
         };
         verify(&plan)?;
         let mut types = plan.get_parameter_types().map_err(|e| self.classify(&e))?;
+        cast_types(&plan, &mut types);
         // Parameters of vector_search/hybrid_search arguments are not in the
         // plan (the functions took them).
         for (id, ty) in self.vector.unbound() {
@@ -321,6 +324,45 @@ impl Job {
             params: positional(types)?,
             write: None,
         })
+    }
+}
+
+/// Gives a parameter the planner left untyped the type it is cast to,
+/// `CAST($1 AS DATE)` / `$1::date`, as PostgreSQL resolves an `unknown`
+/// parameter from its cast. The client's value is then read as that type
+/// (JDBC's `setDate` sends `2024-02-03 +00`, which the date reader takes and
+/// a text-to-date cast does not). A parameter cast to two different types
+/// stays untyped.
+fn cast_types(plan: &LogicalPlan, types: &mut HashMap<String, Option<DataType>>) {
+    let mut casts: HashMap<String, Option<DataType>> = HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let (inner, to) = match e {
+                    Expr::Cast(c) => (&c.expr, c.field.data_type()),
+                    Expr::TryCast(c) => (&c.expr, c.field.data_type()),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if let Expr::Placeholder(p) = inner.as_ref() {
+                    casts
+                        .entry(p.id.clone())
+                        .and_modify(|t| {
+                            if t.as_ref() != Some(to) {
+                                *t = None;
+                            }
+                        })
+                        .or_insert_with(|| Some(to.clone()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    for (id, to) in casts {
+        if let (Some(slot), Some(to)) = (types.get_mut(&id), to)
+            && slot.is_none()
+        {
+            *slot = Some(to);
+        }
     }
 }
 

@@ -456,10 +456,11 @@ pub fn python_checks(kind: &str, port: u16) {
 
 /// [`python_checks`] with more arguments after the read token.
 pub fn python_checks_with(kind: &str, port: u16, extra: &[&str]) {
-    let module = if kind.starts_with("psycopg") {
-        "psycopg"
-    } else {
-        "adbc_driver_flightsql"
+    let module = match kind {
+        "sqlalchemy" => "sqlalchemy, pandas, polars, psycopg",
+        "adbc-dataframes" => "adbc_driver_flightsql, pandas, polars",
+        k if k.starts_with("psycopg") => "psycopg",
+        _ => "adbc_driver_flightsql",
     };
     if !have(
         &format!("python3 with {module}"),
@@ -494,6 +495,48 @@ async fn adbc_flight_sql_queries_parameters_objects_and_tokens() {
     let server = ProtoServer::start(&[]);
     server.ingest_fixture().await;
     python_checks("adbc", server.flight);
+}
+
+/// The Python data stack over both protocols: SQLAlchemy's PostgreSQL
+/// dialect (its connect-time queries, text queries, savepoints, the
+/// inspector's table list) with pandas and polars reading through it, and
+/// polars and pandas reading over an ADBC connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_pandas_and_polars_read_over_both_protocols() {
+    let server = ProtoServer::start(&[]);
+    server.ingest_fixture().await;
+    python_checks("sqlalchemy", server.pg);
+    python_checks("adbc-dataframes", server.flight);
+}
+
+/// pgjdbc, the driver of DBeaver, Metabase and other JDBC tools (Debian's
+/// `libpostgresql-jdbc-java`, run by `java` on `tests/protocols/Jdbc.java`):
+/// `DatabaseMetaData` (tables, columns, primary keys), values of each type,
+/// fetch size, SQLSTATEs, prepared statements past pgjdbc's server-prepare
+/// threshold, dates and timestamps bound as pgjdbc sends them, a wrong token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_metadata_queries_and_parameters() {
+    let jar = "/usr/share/java/postgresql.jar";
+    if !have("java (default-jdk-headless)", "java", &["-version"])
+        || !have("pgjdbc (libpostgresql-jdbc-java)", "test", &["-f", jar])
+    {
+        return;
+    }
+    let server = ProtoServer::start(&[]);
+    server.ingest_fixture().await;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/protocols/Jdbc.java");
+    let out = Command::new("java")
+        .args(["-cp", jar])
+        .arg(source)
+        .args([&server.pg.to_string(), READER])
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "JDBC checks failed:\n{stdout}\n{stderr}"
+    );
 }
 
 /// Write statements over both protocols: command tags and parameters over

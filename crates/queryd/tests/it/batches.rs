@@ -32,6 +32,19 @@ async fn batches_with_parameters_and_descriptions() {
         d.params,
         vec![Some(DataType::Int64), Some(DataType::Utf8View)]
     );
+    // A parameter the planner cannot type takes the type it is cast to;
+    // one cast to two types, or not cast, stays untyped.
+    let cast = engine
+        .describe(
+            "SELECT CAST($1 AS DATE) a, TRY_CAST($2 AS BIGINT) b, $3 c, CAST($4 AS INT) d, CAST($4 AS DOUBLE) e",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cast.params,
+        vec![Some(DataType::Date32), Some(DataType::Int64), None, None]
+    );
     let names: Vec<&str> = d
         .schema
         .fields()

@@ -407,6 +407,14 @@ async fn errors_a_person_can_act_on() {
         engine.sql("SELECT nope FROM sales", Format::Json).await,
         "plan_error",
     );
+    // A statement calling a table function fails for its own reason, not as
+    // an unknown table named after the function.
+    assert_err(
+        engine
+            .sql("SELECT nope FROM generate_series(1, 3)", Format::Json)
+            .await,
+        "plan_error",
+    );
     assert_err(
         engine
             .sql("SELECT sum(region) FROM sales", Format::Json)

@@ -56,7 +56,24 @@ impl PgSettingsView {
         let mut sourceline: Vec<Option<i32>> = Vec::new();
         let mut pending_restart: Vec<Option<bool>> = Vec::new();
 
-        let data = vec![("standard_conforming_strings", "on")];
+        // lakehouse: the settings drivers read here besides
+        // `standard_conforming_strings` (pgjdbc's `DatabaseMetaData` reads
+        // `max_index_keys` for `getImportedKeys`/`getExportedKeys` and
+        // `max_identifier_length` for its name-length limits), with
+        // PostgreSQL's values.
+        let data = vec![
+            ("standard_conforming_strings", "on"),
+            ("max_index_keys", "32"),
+            ("max_identifier_length", "63"),
+            ("max_function_args", "100"),
+            ("integer_datetimes", "on"),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("search_path", "public"),
+        ];
 
         for (setting_name, setting_val) in data {
             name.push(Some(setting_name));
