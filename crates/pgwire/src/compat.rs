@@ -9,11 +9,9 @@
 //!   one row `(x, n)` per element, `x` the element and `n` its 1-based
 //!   position. It becomes `unnest(_pg_expandarray_items(a))`, the items a list
 //!   of such structs built by [`expandarray_udf`].
-//!
 //! - `to_regtype(name)` (psycopg's `TypeInfo.fetch`, which SQLAlchemy runs on
 //!   connect): the type's oid, NULL when there is none, as
 //!   `(SELECT min(oid) FROM pg_catalog.pg_type WHERE typname = name)`.
-//!
 //! - `pg_catalog.generate_series(…)` in `FROM` (pgjdbc's `getImportedKeys`):
 //!   the table function is registered unqualified.
 //!
@@ -32,8 +30,7 @@ use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, SelectItem, SetExpr, Statement, Value, visit_expressions_mut,
-    visit_relations_mut,
+    SelectItem, SetExpr, Statement, Value, visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -75,10 +72,8 @@ fn rewrite_expr(e: &mut Expr) {
         }
         Expr::Function(f) if named(&f.name, "_pg_expandarray") && one_arg(f) => {
             let mut items = f.clone();
-            items.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-                EXPANDARRAY_ITEMS,
-            ))]);
-            f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("unnest"))]);
+            items.name = ObjectName::from(vec![Ident::new(EXPANDARRAY_ITEMS)]);
+            f.name = ObjectName::from(vec![Ident::new("unnest")]);
             if let FunctionArguments::List(list) = &mut f.args {
                 list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Function(
                     items,
@@ -150,18 +145,19 @@ fn item_fields() -> Fields {
     ])
 }
 
+/// The list's item: one `{x, n}` struct.
+fn item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(item_fields()), true))
+}
+
 /// `_pg_expandarray_items(a)`: the list of `{x, n}` for an `int2vector` in
-/// its text form (`"1 2"`, how `pg_index.indkey` is held). NULL gives an empty list, so no row, as in PostgreSQL.
+/// its text form (`"1 2"`, how `pg_index.indkey` is held). NULL gives an
+/// empty list, so no row, as in PostgreSQL.
 pub fn expandarray_udf() -> ScalarUDF {
-    let out = DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(item_fields()),
-        true,
-    )));
     create_udf(
         EXPANDARRAY_ITEMS,
         vec![DataType::Utf8],
-        out,
+        DataType::List(item_field()),
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
             let args = ColumnarValue::values_to_arrays(args)?;
@@ -171,10 +167,8 @@ pub fn expandarray_udf() -> ScalarUDF {
 }
 
 fn expand(input: &ArrayRef) -> DfResult<ArrayRef> {
-    let mut out =
-        ListBuilder::new(StructBuilder::from_fields(item_fields(), input.len())).with_field(
-            Arc::new(Field::new("item", DataType::Struct(item_fields()), true)),
-        );
+    let mut out = ListBuilder::new(StructBuilder::from_fields(item_fields(), input.len()))
+        .with_field(item_field());
     let strings = input.as_string_opt::<i32>();
     for row in 0..input.len() {
         if input.is_null(row) {

@@ -165,8 +165,6 @@ pub fn classify(sql: &str) -> Result<Option<Command>, CommandError> {
     Ok(Some(cmd))
 }
 
-/// A setting name (`a` or `a.b`) at the start of `toks`, and how many
-/// tokens it took.
 /// `[SAVEPOINT] name` after `SAVEPOINT`, `RELEASE` or `ROLLBACK TO`.
 fn savepoint(rest: &[TokenWithSpan], tag: &'static str) -> Result<Command, CommandError> {
     let rest = match rest {
@@ -182,10 +180,7 @@ fn savepoint(rest: &[TokenWithSpan], tag: &'static str) -> Result<Command, Comma
 /// PostgreSQL's multi-word `SHOW` forms and the settings they name
 /// (SQLAlchemy asks `SHOW TRANSACTION ISOLATION LEVEL` on connect).
 fn show_alias(toks: &[TokenWithSpan]) -> Option<String> {
-    let words: Vec<String> = toks
-        .iter()
-        .map(|t| word(&t.token).map(|w| w.to_ascii_lowercase()))
-        .collect::<Option<_>>()?;
+    let words: Vec<String> = toks.iter().map(|t| word(&t.token)).collect::<Option<_>>()?;
     let name = match words.join(" ").as_str() {
         "transaction isolation level" => "transaction_isolation",
         "time zone" => "timezone",
@@ -195,6 +190,8 @@ fn show_alias(toks: &[TokenWithSpan]) -> Option<String> {
     Some(name.to_string())
 }
 
+/// A setting name (`a` or `a.b`) at the start of `toks`, and how many
+/// tokens it took.
 fn setting_name(toks: &[TokenWithSpan]) -> Option<(String, usize)> {
     let mut name = word(&toks.first()?.token)?;
     let mut used = 1;

@@ -912,10 +912,11 @@ impl Job {
         }
         let misses: Vec<String> = {
             let mut m = self.schema.misses.lock().clone();
-            // DataFusion looks table functions up as tables first: a
-            // statement calling one fails for its own reason.
+            // DataFusion looks table functions (generate_series,
+            // vector_search, …) up as tables first: a statement calling one
+            // fails for its own reason.
             let functions = self.state.table_functions();
-            m.retain(|n| !crate::vector::search::is_function(n) && !functions.contains_key(n));
+            m.retain(|n| !functions.contains_key(n));
             m.dedup();
             m
         };

@@ -63,13 +63,6 @@ use serde_json::{Map, Value as Json};
 pub(crate) const VECTOR_SEARCH: &str = "vector_search";
 pub(crate) const HYBRID_SEARCH: &str = "hybrid_search";
 
-/// Whether `name` is one of the two table functions.
-pub(crate) fn is_function(name: &str) -> bool {
-    [VECTOR_SEARCH, HYBRID_SEARCH]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n))
-}
-
 /// The indexes a statement names, described before planning.
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
